@@ -1,0 +1,43 @@
+# The two commands: `make run` (the nightly job once, on demo data if landing is empty) and
+# `make test` (the whole suite). Both bootstrap the virtualenv from requirements.lock first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+UV_VERSION := 0.13.9
+
+.PHONY: run test lint format airflow bench clean install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@echo "Installing pinned dependencies from requirements.lock ..."
+	@$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.lock
+	@$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
+	@touch $(STAMP)
+
+## make run [DATE=YYYY-MM-DD]: run the nightly DAG once through Airflow and print a summary
+run: $(STAMP)
+	$(BIN)/mwh run $(if $(DATE),--date $(DATE))
+
+## make test: lint, then the whole test suite (unit + integration)
+test: $(STAMP)
+	$(BIN)/ruff check src dags tests
+	$(BIN)/ruff format --check src dags tests
+	$(BIN)/pytest
+
+## make airflow: a real local Airflow (scheduler, dag-processor, api-server) on http://localhost:8080
+airflow: $(STAMP)
+	$(BIN)/mwh airflow standalone
+
+lint: $(STAMP)
+	$(BIN)/ruff check src dags tests
+
+format: $(STAMP)
+	$(BIN)/ruff format src dags tests
+	$(BIN)/ruff check --fix src dags tests
+
+clean:
+	rm -rf data .airflow dbt_project/target dbt_project/logs

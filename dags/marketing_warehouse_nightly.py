@@ -1,0 +1,102 @@
+"""
+# marketing_warehouse_nightly
+
+The nightly marketing warehouse run for one logical date (`ds`, the UTC date whose landing
+folder `<landing>/<ds>/` is processed; late files in earlier folders are picked up too).
+
+| stage | what it does |
+|---|---|
+| `prepare` | creates the run's folders and lists the sources (one contract each) |
+| `extract_source` | one mapped task per source: landed files -> typed raw Parquet + quarantine, load ledger |
+| `gate_raw` | GX suites on the new raw partition and row conservation (critical failures stop the run) |
+| `dbt_staging` | dbt staging + audit models, one Cosmos task per model (`dbt build`: model, then its tests) |
+| `gate_staging` | GX suites on staging rows of the run's load date |
+| `dbt_marts` | dbt intermediate + marts models, one Cosmos task per model |
+| `gate_marts` | GX suites on the marts: ranges, reconciliation, freshness |
+| `publish` | atomic swap of the audited marts into the serving DuckDB file; emits one Asset per mart |
+
+Tasks that open the build DuckDB file run in the one-slot `warehouse_writer` pool. Configuration:
+`MWH_*` environment variables (see the README).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, dag, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from marketing_warehouse.config import load_settings
+from marketing_warehouse.dbt_tasks import dbt_task_group
+from marketing_warehouse.pipeline import WAREHOUSE_POOL
+from marketing_warehouse.publish import PUBLISHED_MARTS
+
+settings = load_settings()
+
+MART_ASSETS = [
+    Asset(name=f"marts.{mart}", uri=f"duckdb://marketing-warehouse/marts/{mart}", group="marts")
+    for mart in PUBLISHED_MARTS
+]
+
+
+@dag(
+    dag_id="marketing_warehouse_nightly",
+    doc_md=__doc__,
+    schedule=CronDataIntervalTimetable(settings.schedule, timezone="UTC"),
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "owner": "data",
+        "retries": settings.task_retries,
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+    },
+    tags=["marketing", "warehouse"],
+)
+def marketing_warehouse_nightly():
+    @task
+    def prepare() -> list[str]:
+        from marketing_warehouse.pipeline import prepare as run
+
+        return run()
+
+    @task(max_active_tis_per_dag=2)
+    def extract_source(key: str, ds: str | None = None) -> dict:
+        from marketing_warehouse.pipeline import extract_source as run
+
+        return run(key, ds)
+
+    @task(pool=WAREHOUSE_POOL)
+    def gate(stage: str, ds: str | None = None, run_id: str | None = None) -> dict:
+        from airflow.exceptions import AirflowFailException
+
+        from marketing_warehouse.gates import GateFailed
+        from marketing_warehouse.pipeline import gate as run
+
+        try:
+            return run(stage, ds, run_id)
+        except GateFailed as failure:  # bad data: retrying cannot help
+            raise AirflowFailException(str(failure)) from failure
+
+    @task(pool=WAREHOUSE_POOL, outlets=MART_ASSETS)
+    def publish(ds: str | None = None, run_id: str | None = None) -> dict:
+        from marketing_warehouse.pipeline import publish as run
+
+        return run(ds, run_id)
+
+    extracted = extract_source.expand(key=prepare())
+    gate_raw = gate.override(task_id="gate_raw")("raw")
+    dbt_staging = dbt_task_group(
+        "dbt_staging", ["path:models/staging", "path:models/audit"], settings
+    )
+    gate_staging = gate.override(task_id="gate_staging")("staging")
+    dbt_marts = dbt_task_group(
+        "dbt_marts", ["path:models/intermediate", "path:models/marts"], settings
+    )
+    gate_marts = gate.override(task_id="gate_marts")("marts")
+
+    (extracted >> gate_raw >> dbt_staging >> gate_staging >> dbt_marts >> gate_marts >> publish())
+
+
+marketing_warehouse_nightly()

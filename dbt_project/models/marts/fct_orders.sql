@@ -1,0 +1,74 @@
+with
+
+orders as (
+
+    select * from {{ ref('int_orders_deduplicated') }}
+
+),
+
+converted as (
+
+    select
+        orders.*,
+        {{ reporting_currency() }} as reporting_currency,
+        case when currency = {{ reporting_currency() }} then 1.0 end as fx_rate
+    from orders
+
+),
+
+enriched as (
+
+    select
+        order_id,
+        source_system,
+        source_order_key,
+        case when email is not null then md5(email) end as customer_id,
+        email,
+        {{ dbt.date_trunc('day', 'created_at') }}::date as order_date,
+        created_at,
+        financial_status,
+        cancelled_at is null
+            and financial_status in ('paid', 'partially_paid', 'partially_refunded', 'refunded')
+            as is_revenue_order,
+        case order_source
+            when 'web' then 'online_store'
+            when 'pos' then 'point_of_sale'
+            when 'shopify_draft_order' then 'draft_order'
+            else coalesce(order_source, '{{ var("default_channel") }}')
+        end as channel,
+        discount_code,
+        discount_code is not null as has_discount,
+        line_items_count,
+        items_count,
+        currency,
+        total_amount,
+        discount_amount,
+        refunded_amount,
+        reporting_currency,
+        fx_rate,
+        cast(total_amount * fx_rate as decimal(18, 2)) as total_amount_reporting,
+        cast(discount_amount * fx_rate as decimal(18, 2)) as discount_amount_reporting,
+        cast(refunded_amount * fx_rate as decimal(18, 2)) as refunded_amount_reporting,
+        is_accepts_marketing,
+        billing_country,
+        source_file
+    from converted
+
+),
+
+final as (
+
+    select
+        enriched.*,
+        case
+            when customer_id is null or not is_revenue_order then null
+            else row_number() over (
+                partition by customer_id, is_revenue_order
+                order by created_at, order_id
+            ) = 1
+        end as is_first_order
+    from enriched
+
+)
+
+select * from final

@@ -1,0 +1,195 @@
+"""``mwh``: the project's command line (``make run`` and ``make test`` call it)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from marketing_warehouse.config import SETTINGS_HELP, ConfigError, Settings, load_settings
+
+DAG_ID = "marketing_warehouse_nightly"
+_RUNNING = re.compile(
+    r"\[DAG TEST\] running task <TaskInstance: [\w]+\.([\w.]+) .*?(map_index=\d+)?"
+)
+_STATE = re.compile(r"new_state=(\w+)")
+
+
+def _yesterday() -> str:
+    return (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+
+
+def _logical_date(value: str | None) -> str:
+    if not value:
+        return _yesterday()
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise SystemExit(f"--date {value!r} is not a date in YYYY-MM-DD form") from None
+
+
+def run_dag(settings: Settings, ds: str, env: dict[str, str], log_path: Path) -> bool:
+    """``airflow dags test`` for ``ds``, printing one line per finished task; True on success."""
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"Running {DAG_ID} for {ds} through Airflow (full log: {log_path})", flush=True)
+    exe = Path(sys.executable).parent / "airflow"
+    started = time.monotonic()
+    current, task_started = None, started
+    with (
+        log_path.open("w", encoding="utf-8") as log,
+        subprocess.Popen(
+            [str(exe), "dags", "test", DAG_ID, ds],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            running = _RUNNING.search(line)
+            if running:
+                current, task_started = running.group(1), time.monotonic()
+                continue
+            state = _STATE.search(line)
+            if state and current and state.group(1) not in {"running", "queued", "scheduled"}:
+                mark = {"success": "ok  ", "failed": "FAIL", "up_for_retry": "RETRY"}.get(
+                    state.group(1), state.group(1)
+                )
+                print(f"  {mark} {current:<70} {time.monotonic() - task_started:6.1f}s", flush=True)
+                current = None
+        code = proc.wait()
+    print(f"DAG run finished in {time.monotonic() - started:.1f}s (exit code {code})", flush=True)
+    return code == 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from marketing_warehouse import demo, summary
+    from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
+    from marketing_warehouse.dbt_tasks import manifest_is_stale, parse_project
+
+    settings = load_settings()
+    ds = _logical_date(args.date)
+    env = airflow_env(settings)
+    if demo.landing_is_empty(settings.landing_dir):
+        files = demo.generate(
+            settings.landing_dir,
+            date.fromisoformat(ds),
+            settings.demo_days,
+            seed=settings.demo_seed,
+            scale=args.scale,
+        )
+        print(
+            f"Landing folder was empty: wrote {len(files)} demo export files to "
+            f"{settings.landing_dir}",
+            flush=True,
+        )
+    print("Preparing Airflow metadata and the dbt manifest ...", flush=True)
+    ensure_airflow(settings, env)
+    if manifest_is_stale(settings):
+        parse_project(settings, env)
+    ok = run_dag(settings, ds, env, settings.run_dir(ds) / "airflow.log")
+    print(summary.build(settings, ds, ok))
+    return 0 if ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from marketing_warehouse import demo
+
+    settings = load_settings()
+    files = demo.generate(
+        settings.landing_dir,
+        date.fromisoformat(_logical_date(args.date)),
+        args.days or settings.demo_days,
+        seed=settings.demo_seed,
+        scale=args.scale,
+    )
+    print(f"wrote {len(files)} files under {settings.landing_dir}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    import duckdb
+
+    settings = load_settings()
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        con.sql(args.sql).show(max_rows=200)
+    finally:
+        con.close()
+    return 0
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    """Any airflow command with the project's environment (e.g. ``mwh airflow standalone``)."""
+    from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
+    from marketing_warehouse.dbt_tasks import manifest_is_stale, parse_project
+
+    settings = load_settings()
+    env = airflow_env(settings)
+    ensure_airflow(settings, env)
+    if manifest_is_stale(settings):
+        parse_project(settings, env)
+    exe = Path(sys.executable).parent / "airflow"
+    os.execve(str(exe), [str(exe), *args.airflow_args], env)
+    return 0  # not reached
+
+
+def cmd_dbt_parse(args: argparse.Namespace) -> int:
+    from marketing_warehouse.airflow_env import airflow_env
+    from marketing_warehouse.dbt_tasks import parse_project
+
+    settings = load_settings()
+    print(parse_project(settings, airflow_env(settings)))
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    for name, (default, help_text) in SETTINGS_HELP.items():
+        print(f"{name:<24} {help_text} (default: {default})")
+    print()
+    print(f"landing:   {settings.landing_dir}\nwarehouse: {settings.warehouse_path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mwh", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the nightly DAG once through Airflow, then summarise")
+    run.add_argument("--date", help="logical date YYYY-MM-DD (default: yesterday, UTC)")
+    run.add_argument("--scale", type=float, default=0.01, help="demo size if landing is empty")
+    run.set_defaults(func=cmd_run)
+    demo = sub.add_parser("demo", help="write demo exports into the landing folder")
+    demo.add_argument("--date", help="last landing date (default: yesterday, UTC)")
+    demo.add_argument("--days", type=int, help="days of history (default: MWH_DEMO_DAYS)")
+    demo.add_argument("--scale", type=float, default=0.01, help="1.0 = ~1 M order lines a year")
+    demo.set_defaults(func=cmd_demo)
+    query = sub.add_parser("query", help="run SQL against the serving warehouse (read-only)")
+    query.add_argument("sql")
+    query.set_defaults(func=cmd_query)
+    af = sub.add_parser("airflow", help="an airflow command with the project's environment")
+    af.add_argument("airflow_args", nargs=argparse.REMAINDER)
+    af.set_defaults(func=cmd_airflow)
+    parse = sub.add_parser("dbt-parse", help="refresh the dbt manifest Cosmos renders from")
+    parse.set_defaults(func=cmd_dbt_parse)
+    settings = sub.add_parser("settings", help="list the MWH_* settings and their values")
+    settings.set_defaults(func=cmd_settings)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""One place for configuration: environment variables with the ``MWH_`` prefix.
+
+Every setting has a default that works from a fresh clone, so ``make run`` needs nothing set.
+Paths are resolved to absolute paths once, here, so that Airflow tasks, dbt and the GX runner
+(which may run in different working directories) all agree on where things live.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PREFIX = "MWH_"
+
+#: The repository root when the package is installed from a checkout (editable install).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Documented settings: name -> (default description, help). The README table is built from this.
+SETTINGS_HELP: dict[str, tuple[str, str]] = {
+    "MWH_PROJECT_DIR": ("the repository root", "Where dags/, dbt_project/ and expectations/ live."),
+    "MWH_DATA_DIR": ("<project>/data", "Root of all runtime state (raw, warehouse, runs, docs)."),
+    "MWH_LANDING_DIR": (
+        "<data>/landing",
+        "Where exports are dropped, one folder per delivery date: <landing>/YYYY-MM-DD/<file>.",
+    ),
+    "MWH_WAREHOUSE_PATH": (
+        "<data>/warehouse/warehouse.duckdb",
+        "The published DuckDB file BI tools read (read-only).",
+    ),
+    "MWH_BUILD_PATH": (
+        "<data>/warehouse/build.duckdb",
+        "The private DuckDB file dbt builds into before the marts gate and publish.",
+    ),
+    "MWH_REPORTING_CURRENCY": ("EUR", "ISO 4217 code every amount is converted to."),
+    "MWH_SCHEDULE": ("0 2 * * *", "Cron schedule of the nightly DAG (UTC)."),
+    "MWH_DEMO_DAYS": ("60", "Days of history the demo generator writes when landing is empty."),
+    "MWH_DEMO_SEED": ("42", "Seed of the demo generator (same seed, same files)."),
+    "MWH_TASK_RETRIES": ("2", "Retries of a failed task (exponential backoff from 5 minutes)."),
+}
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the pipeline cannot use."""
+
+
+def _path(env: dict[str, str], name: str, default: Path) -> Path:
+    raw = env.get(name)
+    return Path(raw).expanduser().resolve() if raw else default.resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path
+    data_dir: Path
+    landing_dir: Path
+    warehouse_path: Path
+    build_path: Path
+    reporting_currency: str
+    schedule: str
+    demo_days: int
+    demo_seed: int
+    task_retries: int = 2
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    # Derived locations -------------------------------------------------------------------
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "raw" / "_quarantine"
+
+    @property
+    def ledger_dir(self) -> Path:
+        return self.data_dir / "raw" / "_ledger"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def docs_dir(self) -> Path:
+        return self.data_dir / "docs"
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return self.project_dir / "dbt_project"
+
+    @property
+    def expectations_dir(self) -> Path:
+        return self.project_dir / "expectations"
+
+    def run_dir(self, ds: str) -> Path:
+        """Per-run folder for gate results and the run summary of logical date ``ds``."""
+        return self.runs_dir / ds
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment variables the dbt project reads (profiles.yml and sources)."""
+        return {
+            "MWH_BUILD_PATH": str(self.build_path),
+            "MWH_RAW_DIR": str(self.raw_dir),
+            "MWH_REPORTING_CURRENCY": self.reporting_currency,
+            "DBT_PROFILES_DIR": str(self.dbt_project_dir),
+            "DO_NOT_TRACK": "1",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        }
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read settings from ``env`` (default: the process environment) and validate them."""
+    env = dict(os.environ if env is None else env)
+    project_dir = _path(env, "MWH_PROJECT_DIR", REPO_ROOT)
+    data_dir = _path(env, "MWH_DATA_DIR", project_dir / "data")
+    currency = env.get("MWH_REPORTING_CURRENCY", "EUR").strip().upper()
+    if not _CURRENCY.match(currency):
+        raise ConfigError(
+            f"MWH_REPORTING_CURRENCY={currency!r} is not a three-letter ISO 4217 code (e.g. EUR)."
+        )
+    schedule = env.get("MWH_SCHEDULE", "0 2 * * *").strip()
+    if len(schedule.split()) != 5 and not schedule.startswith("@"):
+        raise ConfigError(
+            f"MWH_SCHEDULE={schedule!r} is not a five-field cron expression (e.g. '0 2 * * *')."
+        )
+    ints = {}
+    for name, default in (
+        ("MWH_DEMO_DAYS", "60"),
+        ("MWH_DEMO_SEED", "42"),
+        ("MWH_TASK_RETRIES", "2"),
+    ):
+        value = env.get(name, default)
+        try:
+            ints[name] = int(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is not a whole number.") from None
+    if ints["MWH_DEMO_DAYS"] < 1:
+        raise ConfigError("MWH_DEMO_DAYS must be at least 1.")
+    if ints["MWH_TASK_RETRIES"] < 0:
+        raise ConfigError("MWH_TASK_RETRIES must be 0 or more.")
+    return Settings(
+        project_dir=project_dir,
+        data_dir=data_dir,
+        landing_dir=_path(env, "MWH_LANDING_DIR", data_dir / "landing"),
+        warehouse_path=_path(
+            env, "MWH_WAREHOUSE_PATH", data_dir / "warehouse" / "warehouse.duckdb"
+        ),
+        build_path=_path(env, "MWH_BUILD_PATH", data_dir / "warehouse" / "build.duckdb"),
+        reporting_currency=currency,
+        schedule=schedule,
+        demo_days=ints["MWH_DEMO_DAYS"],
+        demo_seed=ints["MWH_DEMO_SEED"],
+        task_retries=ints["MWH_TASK_RETRIES"],
+        extra={k: v for k, v in env.items() if k.startswith(PREFIX) and k not in SETTINGS_HELP},
+    )

@@ -1,0 +1,117 @@
+"""dbt inside Airflow through astronomer-cosmos: one visible task per model.
+
+Rendering reads ``dbt_project/target/manifest.json`` when it exists (no ``dbt ls`` at every DAG
+parse); ``mwh dbt-parse`` (run by ``make``) refreshes it when a model file is newer. Each model
+task runs ``dbt build --select <model>``: the model, then its tests, before anything downstream.
+Every dbt task sits in the one-slot ``warehouse_writer`` pool, since DuckDB allows one writing
+process per file, and runs dbt as a subprocess: dbt-duckdb keeps its connection open for the life
+of the process, which would lock the file against the gate that follows when tasks share a process
+(as they do under ``airflow dags test``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from marketing_warehouse.config import Settings
+from marketing_warehouse.pipeline import WAREHOUSE_POOL
+
+PROFILE_NAME = "marketing_warehouse"
+TARGET_NAME = "build"
+
+
+def dbt_executable() -> Path:
+    """The dbt installed beside this interpreter (the project's virtualenv)."""
+    return Path(sys.executable).parent / "dbt"
+
+
+def manifest_path(settings: Settings) -> Path:
+    return settings.dbt_project_dir / "target" / "manifest.json"
+
+
+def manifest_is_stale(settings: Settings) -> bool:
+    manifest = manifest_path(settings)
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    project = settings.dbt_project_dir
+    watched = [project / "dbt_project.yml", project / "profiles.yml"]
+    for folder in ("models", "macros", "seeds", "snapshots", "tests"):
+        watched += [p for p in (project / folder).rglob("*") if p.is_file()]
+    return any(p.exists() and p.stat().st_mtime > built for p in watched)
+
+
+def parse_project(settings: Settings, env: dict[str, str]) -> Path:
+    """``dbt parse`` to (re)write the manifest Cosmos renders from."""
+    subprocess.run(
+        [str(dbt_executable()), "parse", "--project-dir", str(settings.dbt_project_dir)],
+        cwd=settings.dbt_project_dir,
+        env={**env, **settings.dbt_env()},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return manifest_path(settings)
+
+
+def dbt_task_group(group_id: str, select: list[str], settings: Settings):
+    """A Cosmos ``DbtTaskGroup`` building the models matched by ``select``."""
+    from cosmos import (
+        DbtTaskGroup,
+        ExecutionConfig,
+        ProfileConfig,
+        ProjectConfig,
+        RenderConfig,
+    )
+    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+    manifest = manifest_path(settings)
+    has_manifest = manifest.exists()
+    project = ProjectConfig(
+        dbt_project_path=settings.dbt_project_dir,
+        manifest_path=manifest if has_manifest else None,
+        env_vars=settings.dbt_env(),
+        install_dbt_deps=False,
+        partial_parse=True,
+    )
+    profile = ProfileConfig(
+        profile_name=PROFILE_NAME,
+        target_name=TARGET_NAME,
+        profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml",
+    )
+    execution = ExecutionConfig(
+        execution_mode=ExecutionMode.LOCAL,
+        invocation_mode=InvocationMode.SUBPROCESS,
+        dbt_executable_path=dbt_executable(),
+    )
+    render = RenderConfig(
+        select=select,
+        test_behavior=TestBehavior.BUILD,
+        load_method=LoadMode.DBT_MANIFEST if has_manifest else LoadMode.DBT_LS,
+        emit_datasets=False,
+        enable_mock_profile=False,
+        should_detach_multiple_parents_tests=True,
+    )
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=project,
+        profile_config=profile,
+        execution_config=execution,
+        render_config=render,
+        operator_args={"pool": WAREHOUSE_POOL, "install_deps": False},
+    )
+
+
+def run_dbt(
+    settings: Settings, args: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess:
+    """Run one dbt command on the project (outside Airflow: tests and benchmarks)."""
+    settings.build_path.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [str(dbt_executable()), *args, "--project-dir", str(settings.dbt_project_dir)],
+        cwd=settings.dbt_project_dir,
+        env={**env, **settings.dbt_env()},
+        capture_output=True,
+        text=True,
+    )

@@ -1,0 +1,196 @@
+"""Deterministic demo exports in each tool's real layout, written into dated landing folders.
+
+Same seed, same dates, same scale: byte-identical files. ``scale=1`` is about 100 k customers and
+1 M Shopify order lines over a year; the default demo is a small slice of that.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+
+SHOPIFY_HEADER = [
+    "Name", "Email", "Financial Status", "Paid at", "Fulfillment Status", "Fulfilled at",
+    "Accepts Marketing", "Currency", "Subtotal", "Shipping", "Taxes", "Total", "Discount Code",
+    "Discount Amount", "Shipping Method", "Created at", "Lineitem quantity", "Lineitem name",
+    "Lineitem price", "Lineitem compare at price", "Lineitem sku", "Lineitem requires shipping",
+    "Lineitem taxable", "Lineitem fulfillment status", "Billing Name", "Billing Street",
+    "Billing Address1", "Billing Address2", "Billing Company", "Billing City", "Billing Zip",
+    "Billing Province", "Billing Country", "Billing Phone", "Shipping Name", "Shipping Street",
+    "Shipping Address1", "Shipping Address2", "Shipping Company", "Shipping City", "Shipping Zip",
+    "Shipping Province", "Shipping Country", "Shipping Phone", "Notes", "Note Attributes",
+    "Cancelled at", "Payment Method", "Payment Reference", "Refunded Amount", "Vendor",
+    "Outstanding Balance", "Employee", "Location", "Device ID", "Id", "Tags", "Risk Level",
+    "Source", "Lineitem discount", "Tax 1 Name", "Tax 1 Value", "Phone", "Receipt Number",
+    "Duties", "Billing Province Name", "Shipping Province Name", "Payment ID",
+    "Payment Terms Name", "Next Payment Due At", "Payment References",
+]  # fmt: skip
+
+PRODUCTS = [
+    ("Organic Cotton Tee", "TEE-ORG", 24.90),
+    ("Merino Hoodie", "HOOD-MER", 89.00),
+    ("Canvas Tote", "TOTE-CNV", 19.50),
+    ("Running Socks 3-pack", "SOCK-RUN3", 14.95),
+    ("Rain Jacket", "JKT-RAIN", 129.00),
+    ("Wool Beanie", "BEAN-WOOL", 29.00),
+    ("Linen Shirt", "SHRT-LIN", 59.00),
+    ("Trail Shorts", "SHRT-TRL", 44.00),
+]
+FIRST = ["Anna", "Ben", "Clara", "David", "Emma", "Felix", "Greta", "Hugo", "Ida", "Jonas", "Lena",
+         "Max", "Nora", "Oskar", "Paula", "Rafael", "Sofia", "Tom", "Uma", "Vera"]  # fmt: skip
+LAST = ["Schmidt", "Muller", "Rossi", "Garcia", "Martin", "Smith", "Novak", "Jensen", "Dubois",
+        "Kowalski", "Silva", "Meyer", "Bauer", "Costa", "Berg"]  # fmt: skip
+COUNTRIES = [("DE", "Berlin", 0.40), ("FR", "Paris", 0.15), ("NL", "Amsterdam", 0.12),
+             ("AT", "Vienna", 0.10), ("IT", "Milan", 0.08), ("ES", "Madrid", 0.08),
+             ("BE", "Brussels", 0.07)]  # fmt: skip
+DISCOUNTS = [("WELCOME10", 0.10), ("SPRING15", 0.15), ("VIP20", 0.20)]
+OFFSETS = [timezone(timedelta(hours=h)) for h in (1, 1, 1, 2, 0, -5)]
+
+
+@dataclass(frozen=True)
+class Customer:
+    index: int
+    email: str
+    name: str
+    country: str
+    city: str
+    accepts_marketing: bool
+    weight: float  # relative purchase propensity
+
+
+def _customers(rng: random.Random, count: int) -> list[Customer]:
+    customers = []
+    for i in range(count):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        country, city, _ = rng.choices(COUNTRIES, weights=[c[2] for c in COUNTRIES])[0]
+        customers.append(
+            Customer(
+                index=i,
+                email=f"{first}.{last}.{i}@example.com".lower(),
+                name=f"{first} {last}",
+                country=country,
+                city=city,
+                accepts_marketing=rng.random() < 0.6,
+                weight=rng.paretovariate(1.5),
+            )
+        )
+    return customers
+
+
+def _money(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _shopify_day(
+    rng: random.Random, day: date, customers: list[Customer], orders: int, next_number: int
+) -> tuple[list[list[str]], int]:
+    rows: list[list[str]] = []
+    weights = [c.weight for c in customers]
+    for _ in range(orders):
+        customer = rng.choices(customers, weights=weights)[0]
+        number = next_number
+        next_number += 1
+        created = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(
+            seconds=rng.randrange(86400)
+        )
+        local = created.astimezone(rng.choice(OFFSETS))
+        lines = [
+            (rng.choice(PRODUCTS), rng.choices([1, 2, 3], weights=[80, 15, 5])[0])
+            for _ in range(rng.choices([1, 2, 3, 4], weights=[55, 25, 12, 8])[0])
+        ]
+        subtotal = round(sum(p[2] * q for p, q in lines), 2)
+        code, rate = rng.choice(DISCOUNTS) if rng.random() < 0.2 else ("", 0.0)
+        discount = round(subtotal * rate, 2)
+        shipping = 0.0 if subtotal >= 75 else 4.95
+        taxes = round((subtotal - discount + shipping) * 0.19 / 1.19, 2)
+        total = round(subtotal - discount + shipping, 2)
+        status = rng.choices(["paid", "refunded", "partially_refunded"], weights=[92, 5, 3])[0]
+        refunded = (
+            total if status == "refunded" else round(total * 0.3, 2) if status != "paid" else 0
+        )
+        stamp = local.strftime("%Y-%m-%d %H:%M:%S %z")
+        for position, ((name, sku, price), qty) in enumerate(lines):
+            row = dict.fromkeys(SHOPIFY_HEADER, "")
+            row.update(
+                {
+                    "Name": f"#{number}",
+                    "Email": customer.email,
+                    "Created at": stamp,
+                    "Lineitem quantity": str(qty),
+                    "Lineitem name": name,
+                    "Lineitem price": _money(price),
+                    "Lineitem compare at price": "",
+                    "Lineitem sku": sku,
+                    "Lineitem requires shipping": "true",
+                    "Lineitem taxable": "true",
+                    "Lineitem fulfillment status": "fulfilled",
+                    "Vendor": "Demo Outfitters",
+                    "Lineitem discount": _money(round(price * qty * rate, 2)),
+                }
+            )
+            if position == 0:
+                row.update(
+                    {
+                        "Financial Status": status,
+                        "Paid at": stamp,
+                        "Fulfillment Status": "fulfilled",
+                        "Fulfilled at": stamp,
+                        "Accepts Marketing": "yes" if customer.accepts_marketing else "no",
+                        "Currency": "EUR",
+                        "Subtotal": _money(subtotal),
+                        "Shipping": _money(shipping),
+                        "Taxes": _money(taxes),
+                        "Total": _money(total),
+                        "Discount Code": code,
+                        "Discount Amount": _money(discount),
+                        "Shipping Method": "Standard",
+                        "Billing Name": customer.name,
+                        "Billing City": customer.city,
+                        "Billing Country": customer.country,
+                        "Shipping Name": customer.name,
+                        "Shipping City": customer.city,
+                        "Shipping Country": customer.country,
+                        "Payment Method": rng.choice(
+                            ["Shopify Payments", "PayPal Express Checkout"]
+                        ),
+                        "Refunded Amount": _money(refunded),
+                        "Id": str(5_000_000_000 + number),
+                        "Risk Level": "Low",
+                        "Source": rng.choice(["web", "web", "shopify_draft_order", "pos"]),
+                    }
+                )
+            rows.append([row[h] for h in SHOPIFY_HEADER])
+    return rows, next_number
+
+
+def generate(
+    landing_dir: Path, end_date: date, days: int, seed: int = 42, scale: float = 0.01
+) -> list[Path]:
+    """Write ``days`` daily landing folders ending at ``end_date``; return the files written."""
+    rng = random.Random(seed)
+    customers = _customers(rng, max(20, int(100_000 * scale)))
+    # ~1 M order lines a year at scale 1: about 1.6 lines per order -> ~1,700 orders a day.
+    orders_per_day = max(3.0, 1_700 * scale)
+    written = []
+    next_number = 1001
+    for offset in range(days - 1, -1, -1):
+        day = end_date - timedelta(days=offset)
+        weekday_boost = 1.25 if day.weekday() >= 5 else 1.0
+        count = max(1, round(rng.gauss(orders_per_day * weekday_boost, orders_per_day * 0.15)))
+        rows, next_number = _shopify_day(rng, day, customers, count, next_number)
+        folder = landing_dir / day.isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"shopify_orders_export_{day.isoformat()}.csv"
+        with target.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(SHOPIFY_HEADER)
+            writer.writerows(rows)
+        written.append(target)
+    return written
+
+
+def landing_is_empty(landing_dir: Path) -> bool:
+    return not landing_dir.exists() or not any(p.is_file() for p in landing_dir.rglob("*"))

@@ -1,0 +1,506 @@
+"""Extraction: landed export files -> typed raw Parquet + quarantine, one file at a time.
+
+Each landed file is read by an in-memory DuckDB connection (no warehouse file is opened, so sources
+extract in parallel without touching the warehouse's single-writer lock). Every value is read as
+text, then typed by SQL generated from the source's contract; a row whose values do not fit the
+contract goes to quarantine with a reason code, never silently dropped and never half-loaded.
+
+Row numbers: ``_row_number`` is the 1-based ordinal of a data record in the file (after the header,
+in file order). Records the CSV reader cannot split into the header's columns are quarantined as
+``malformed_row`` with the physical line number DuckDB reports.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+
+from marketing_warehouse.contracts import Column, Contract
+from marketing_warehouse.currencies import ISO_4217
+from marketing_warehouse.quarantine import QUARANTINE_SCHEMA, Reason
+
+SEP = chr(31)  # separates reason code from detail inside SQL error strings
+DELIMITERS = (",", ";", "\t", "|")
+LINEAGE_COLUMNS = {
+    "_source_file": "VARCHAR",
+    "_file_hash": "VARCHAR",
+    "_row_number": "BIGINT",
+    "_load_date": "DATE",
+    "_loaded_at": "TIMESTAMP",
+}
+SQL_TYPES = {
+    "string": "VARCHAR",
+    "email": "VARCHAR",
+    "integer": "BIGINT",
+    "decimal": "DECIMAL(18,4)",
+    "timestamp": "TIMESTAMP",
+    "date": "DATE",
+    "boolean": "BOOLEAN",
+    "currency": "VARCHAR",
+}
+
+
+class FileRejected(Exception):
+    """The whole file cannot be loaded; ``reason`` is a quarantine reason code."""
+
+    def __init__(self, reason: Reason, message: str, preview: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.preview = preview
+
+
+@dataclass
+class FileResult:
+    """What happened to one landed file; stored in the load ledger."""
+
+    source_file: str
+    file_hash: str
+    load_date: str
+    status: str  # loaded | rejected | skipped_duplicate
+    rows_landed: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    message: str = ""
+    encoding: str = ""
+    delimiter: str = ""
+    unknown_columns: list[str] = field(default_factory=list)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ident(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+# --- file sniffing -----------------------------------------------------------------------------
+
+
+def _detect_encoding(path: Path) -> str:
+    """utf-8, utf-8-sig, utf-16 (BOM) or cp1252 (anything that is not valid UTF-8)."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16"
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "cp1252"
+    return "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
+
+
+def _as_plain_utf8(path: Path, encoding: str, workdir: Path) -> Path:
+    """DuckDB reads plain UTF-8 only: transcode anything else to a temporary copy."""
+    if encoding == "utf-8":
+        return path
+    target = workdir / (path.name + ".utf8")
+    errors = "replace" if encoding == "cp1252" else "strict"
+    with (
+        path.open("r", encoding=encoding, errors=errors, newline="") as src,
+        target.open("w", encoding="utf-8", newline="") as dst,
+    ):
+        shutil.copyfileobj(src, dst, 1 << 20)
+    return target
+
+
+def _first_record(path: Path) -> tuple[str, str]:
+    """The header line (first non-blank line) and the delimiter it uses."""
+    with path.open("r", encoding="utf-8", newline="") as handle:
+        for line in handle:
+            if line.strip():
+                break
+        else:
+            return "", ","
+    counts = {d: len(next(csv.reader(io.StringIO(line), delimiter=d))) for d in DELIMITERS}
+    delimiter = max(DELIMITERS, key=lambda d: (counts[d], -DELIMITERS.index(d)))
+    return line, delimiter
+
+
+# --- typing SQL --------------------------------------------------------------------------------
+
+
+def _decimal_text(expr: str, separator: str) -> str:
+    cleaned = f"regexp_replace({expr}, '[\\s€$£¥]', '', 'g')"
+    if separator == ",":
+        return f"replace(replace({cleaned}, '.', ''), ',', '.')"
+    if separator == ".":
+        return f"replace({cleaned}, ',', '')"
+    # auto: "1.234,56" and "12,5" are decimal-comma; "1,234" and "1,234.56" are thousands commas.
+    eu = (
+        f"regexp_full_match({cleaned}, '-?[0-9]{{1,3}}(\\.[0-9]{{3}})+(,[0-9]+)?')"
+        f" or regexp_full_match({cleaned}, '-?[0-9]+,[0-9]{{1,2}}')"
+    )
+    return (
+        f"case when {eu} then replace(replace({cleaned}, '.', ''), ',', '.')"
+        f" else replace({cleaned}, ',', '') end"
+    )
+
+
+def _typed_expr(column: Column, raw: str, contract: Contract) -> tuple[str, Reason | None, str]:
+    """(SQL for the typed value, reason when a non-empty value fails to type, what was expected)."""
+    text = f"nullif(trim({raw}), '')"
+    kind = column.type
+    if kind == "string":
+        return text, None, ""
+    if kind == "email":
+        return f"lower({text})", None, ""
+    if kind == "integer":
+        return (
+            f"try_cast({_decimal_text(text, '.')} as bigint)",
+            Reason.INVALID_NUMBER,
+            "a whole number",
+        )
+    if kind == "decimal":
+        return (
+            f"try_cast({_decimal_text(text, contract.decimal_separator)} as decimal(18,4))",
+            Reason.INVALID_NUMBER,
+            "a number",
+        )
+    if kind == "boolean":
+        return (
+            f"case when lower({text}) in ('true','yes','y','1','t') then true "
+            f"when lower({text}) in ('false','no','n','0','f') then false end",
+            Reason.INVALID_BOOLEAN,
+            "yes/no or true/false",
+        )
+    if kind == "currency":
+        codes = ", ".join(_sql_str(c) for c in sorted(ISO_4217))
+        return (
+            f"case when upper({text}) in ({codes}) then upper({text}) end",
+            Reason.UNKNOWN_CURRENCY,
+            "an ISO 4217 currency code",
+        )
+    if kind == "date":
+        formats = "[" + ", ".join(_sql_str(f) for f in contract.date_formats) + "]"
+        return (
+            f"coalesce(try_strptime({text}, {formats})::date, try_cast({text} as date))",
+            Reason.INVALID_DATE,
+            f"a date in one of {', '.join(contract.date_formats)}",
+        )
+    if kind == "timestamp":
+        with_tz = [f for f in contract.timestamp_formats if "%z" in f or "%Z" in f]
+        naive = [f for f in contract.timestamp_formats if f not in with_tz]
+        parts = []
+        if with_tz:
+            fmts = "[" + ", ".join(_sql_str(f) for f in with_tz) + "]"
+            parts.append(f"(try_strptime({text}, {fmts}) at time zone 'UTC')")
+        if naive:
+            fmts = "[" + ", ".join(_sql_str(f) for f in naive) + "]"
+            parts.append(f"try_strptime({text}, {fmts})")
+        # epoch milliseconds (13 digits) and seconds (10 digits)
+        parts.append(
+            f"case when regexp_full_match({text}, '[0-9]{{13}}') "
+            f"then make_timestamp({text}::bigint * 1000) "
+            f"when regexp_full_match({text}, '[0-9]{{10}}') "
+            f"then make_timestamp({text}::bigint * 1000000) end"
+        )
+        return (
+            f"coalesce({', '.join(parts)})",
+            Reason.INVALID_TIMESTAMP,
+            f"a timestamp in one of {', '.join(contract.timestamp_formats)} or epoch milliseconds",
+        )
+    raise AssertionError(kind)
+
+
+def _checks(
+    column: Column, raw: str, typed: str, reason: Reason | None, expected: str
+) -> list[str]:
+    """SQL expressions that yield ``code<SEP>detail`` when the column's value breaks the contract."""
+    label = column.header.replace("'", "''")
+    text = f"nullif(trim({raw}), '')"
+    checks = []
+    if column.required:
+        checks.append(
+            f"case when {text} is null then '{Reason.MISSING_REQUIRED_VALUE}{SEP}"
+            f'column "{label}" is empty but required\' end'
+        )
+    if reason is not None:
+        checks.append(
+            f"case when {text} is not null and {typed} is null then '{reason}{SEP}"
+            f"column \"{label}\": ' || {text} || ' is not {expected}' end"
+        )
+    if column.min is not None:
+        checks.append(
+            f"case when {typed} < {column.min} then '{Reason.OUT_OF_RANGE}{SEP}"
+            f"column \"{label}\": ' || {text} || ' is below the minimum {column.min}' end"
+        )
+    return checks
+
+
+# --- one file ------------------------------------------------------------------------------------
+
+
+def _map_header(
+    contract: Contract, header: list[str], filename: str
+) -> tuple[dict[str, int], list[str]]:
+    """Contract column name -> position in the file; and the unknown extra headers."""
+    positions: dict[str, int] = {}
+    unknown = []
+    for index, name in enumerate(header):
+        matched = [c for c in contract.columns if c.matches(name)]
+        if not matched:
+            if name.strip():
+                unknown.append(name.strip())
+            continue
+        column = matched[0]
+        if column.name in positions:
+            raise FileRejected(
+                Reason.DUPLICATE_COLUMN,
+                f"{filename}: column {column.header!r} appears twice in the header "
+                f"(positions {positions[column.name] + 1} and {index + 1}).",
+            )
+        positions[column.name] = index
+    missing = [c.header for c in contract.columns if c.required and c.name not in positions]
+    if missing:
+        raise FileRejected(
+            Reason.MISSING_REQUIRED_COLUMN,
+            f"{filename}: required column(s) {', '.join(repr(m) for m in missing)} missing from "
+            f"the header; found {', '.join(repr(h) for h in header[:60])}. "
+            f"Expected the {contract.source} {contract.entity} export layout.",
+        )
+    return positions, unknown
+
+
+def extract_csv(
+    path: Path,
+    contract: Contract,
+    load_date: date,
+    out_file: Path,
+    quarantine_file: Path,
+    loaded_at: datetime,
+) -> FileResult:
+    """Type one landed CSV into ``out_file`` (Parquet) and its rejects into ``quarantine_file``."""
+    file_hash = file_sha256(path)
+    result = FileResult(
+        source_file=path.name, file_hash=file_hash, load_date=load_date.isoformat(), status="loaded"
+    )
+    with tempfile.TemporaryDirectory(prefix="mwh-extract-") as tmp:
+        workdir = Path(tmp)
+        try:
+            result.encoding = _detect_encoding(path)
+            text_path = _as_plain_utf8(path, result.encoding, workdir)
+        except (UnicodeError, OSError) as exc:
+            raise FileRejected(
+                Reason.UNREADABLE_FILE, f"{path.name}: cannot be decoded as text ({exc})."
+            ) from exc
+        header_line, delimiter = _first_record(text_path)
+        result.delimiter = delimiter
+        if not header_line:
+            raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file is empty (no header).")
+        header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter))
+        positions, result.unknown_columns = _map_header(contract, header, path.name)
+
+        con = duckdb.connect()
+        try:
+            con.execute("set threads = 1")  # one thread keeps row_number() in file order
+            con.execute("set preserve_insertion_order = true")
+            raw_cols = {f"c{i}": "VARCHAR" for i in range(len(header))}
+            columns_sql = "{" + ", ".join(f"'{k}': 'VARCHAR'" for k in raw_cols) + "}"
+            skip = 0
+            with text_path.open("r", encoding="utf-8", newline="") as handle:
+                for line in handle:  # blank lines before the header
+                    if line.strip():
+                        break
+                    skip += 1
+            try:
+                con.execute(
+                    f"""
+                    create temp table landed as
+                    select row_number() over () as _row_number, *
+                    from read_csv({_sql_str(str(text_path))},
+                        header = true, auto_detect = false, skip = {skip},
+                        delim = {_sql_str(delimiter)}, quote = '"', escape = '"',
+                        columns = {columns_sql}, store_rejects = true,
+                        max_line_size = 10000000)
+                    """
+                )
+            except duckdb.Error as exc:
+                raise FileRejected(
+                    Reason.UNREADABLE_FILE, f"{path.name}: the CSV reader failed: {exc}"
+                ) from exc
+
+            select_typed = []
+            checks: list[str] = []
+            for column in contract.columns:
+                if column.name in positions:
+                    raw = f"c{positions[column.name]}"
+                    typed, reason, expected = _typed_expr(column, raw, contract)
+                    checks += _checks(column, raw, typed, reason, expected)
+                else:
+                    typed = "null"
+                select_typed.append(
+                    f"cast({typed} as {SQL_TYPES[column.type]}) as {_ident(column.name)}"
+                )
+            header_match = " and ".join(
+                f"trim(c{i}) = {_sql_str(h.strip())}" for i, h in enumerate(header) if h.strip()
+            )
+            checks.insert(
+                0,
+                f"case when {header_match or 'false'} then '{Reason.REPEATED_HEADER}{SEP}"
+                f"the header row appears again inside the file' end",
+            )
+            raw_json = (
+                "json_object("
+                + ", ".join(f"{_sql_str(h)}, c{i}" for i, h in enumerate(header))
+                + ")"
+            )
+            con.execute(
+                f"""
+                create temp table typed as
+                select
+                    _row_number,
+                    {", ".join(select_typed)},
+                    list_filter([{", ".join(checks)}], x -> x is not null) as _errors,
+                    {raw_json}::varchar as _raw
+                from landed
+                """
+            )
+            lineage = (
+                f"{_sql_str(path.name)} as _source_file, {_sql_str(file_hash)} as _file_hash, "
+                f"_row_number, date {_sql_str(load_date.isoformat())} as _load_date, "
+                f"timestamp {_sql_str(loaded_at.strftime('%Y-%m-%d %H:%M:%S'))} as _loaded_at"
+            )
+            names = ", ".join(_ident(c.name) for c in contract.columns)
+            out_file.parent.mkdir(parents=True, exist_ok=True)
+            con.execute(
+                f"copy (select {names}, {lineage} from typed where len(_errors) = 0 "
+                f"order by _row_number) to {_sql_str(str(out_file))} (format parquet)"
+            )
+            q_common = (
+                f"{_sql_str(contract.source)} as source, {_sql_str(contract.entity)} as entity, "
+                f"{_sql_str(path.name)} as source_file, {_sql_str(file_hash)} as file_hash, "
+                f"date {_sql_str(load_date.isoformat())} as load_date"
+            )
+            q_time = f"timestamp {_sql_str(loaded_at.strftime('%Y-%m-%d %H:%M:%S'))}"
+            con.execute(
+                f"""
+                create temp table quarantined as
+                select {q_common}, _row_number as row_number, _raw as raw_content,
+                    split_part(_errors[1], chr(31), 1) as reason_code,
+                    array_to_string(list_transform(_errors, x -> split_part(x, chr(31), 2)), '; ')
+                        as reason_detail,
+                    {q_time} as quarantined_at
+                from typed where len(_errors) > 0
+                union all
+                select {q_common}, line as row_number, any_value(csv_line) as raw_content,
+                    '{Reason.MALFORMED_ROW}' as reason_code,
+                    'line ' || line || ': ' || string_agg(error_message, '; ') as reason_detail,
+                    {q_time} as quarantined_at
+                from reject_errors group by line
+                """
+            )
+            result.rows_loaded = con.execute(
+                "select count(*) from typed where len(_errors) = 0"
+            ).fetchone()[0]
+            result.rows_quarantined = con.execute("select count(*) from quarantined").fetchone()[0]
+            result.rows_landed = result.rows_loaded + result.rows_quarantined
+            result.quarantine_reasons = dict(
+                con.execute(
+                    "select reason_code, count(*) from quarantined group by 1 order by 1"
+                ).fetchall()
+            )
+            if result.rows_landed == 0:
+                raise FileRejected(
+                    Reason.EMPTY_FILE, f"{path.name}: the file has a header but no data rows."
+                )
+            if result.rows_quarantined:
+                quarantine_file.parent.mkdir(parents=True, exist_ok=True)
+                con.execute(
+                    f"copy (select * from quarantined order by row_number) to "
+                    f"{_sql_str(str(quarantine_file))} (format parquet)"
+                )
+        finally:
+            con.close()
+    return result
+
+
+def write_file_rejection(
+    path: Path,
+    contract: Contract,
+    load_date: date,
+    rejection: FileRejected,
+    file_hash: str,
+    quarantine_file: Path,
+    loaded_at: datetime,
+) -> None:
+    """One quarantine entry for a file that could not be loaded at all (row_number is null)."""
+    with path.open("rb") as handle:
+        preview = handle.read(2000).decode("utf-8", errors="replace")
+    con = duckdb.connect()
+    try:
+        values = ", ".join(
+            [
+                _sql_str(contract.source),
+                _sql_str(contract.entity),
+                _sql_str(path.name),
+                _sql_str(file_hash),
+                f"date {_sql_str(load_date.isoformat())}",
+                "null::bigint",
+                _sql_str(preview),
+                _sql_str(str(rejection.reason)),
+                _sql_str(rejection.message),
+                f"timestamp {_sql_str(loaded_at.strftime('%Y-%m-%d %H:%M:%S'))}",
+            ]
+        )
+        names = ", ".join(QUARANTINE_SCHEMA)
+        quarantine_file.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(
+            f"copy (select * from (values ({values})) as t({names})) to "
+            f"{_sql_str(str(quarantine_file))} (format parquet)"
+        )
+    finally:
+        con.close()
+
+
+def empty_raw_file(contract: Contract, out_file: Path) -> None:
+    """A zero-row Parquet file with the raw schema, so staging reads a source with no loads yet."""
+    con = duckdb.connect()
+    try:
+        cols = [f"null::{SQL_TYPES[c.type]} as {_ident(c.name)}" for c in contract.columns]
+        cols += [f"null::{t} as {n}" for n, t in LINEAGE_COLUMNS.items()]
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(
+            f"copy (select {', '.join(cols)} limit 0) to {_sql_str(str(out_file))} (format parquet)"
+        )
+    finally:
+        con.close()
+
+
+def empty_quarantine_file(out_file: Path) -> None:
+    con = duckdb.connect()
+    try:
+        cols = [f"null::{t} as {n}" for n, t in QUARANTINE_SCHEMA.items()]
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(
+            f"copy (select {', '.join(cols)} limit 0) to {_sql_str(str(out_file))} (format parquet)"
+        )
+    finally:
+        con.close()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)

@@ -1,0 +1,346 @@
+"""Great Expectations gates between stages, run from our own Airflow tasks through the GX 1.x API.
+
+What a gate checks is configuration, not code: ``expectations/gates.yml`` binds each committed suite
+(``expectations/<stage>/<suite>.json``) to the data it validates, and each expectation carries its
+severity: ``critical`` stops the run before publish, ``warning`` publishes and is flagged.
+
+Data reaches GX as bounded pandas frames produced by DuckDB (GX's SQL datasource does not work on
+DuckDB): the raw gate reads only the new partition, staging gates filter to the run's load date,
+mart gates read the small marts whole. Results go to ``<data>/runs/<ds>/validation/<stage>.parquet``
+(published as ``audit.validation_results``) and to GX data docs under ``<data>/gx``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import yaml
+
+from marketing_warehouse.config import Settings
+from marketing_warehouse.extract import utc_now
+
+log = logging.getLogger(__name__)
+
+STAGES = ("raw", "staging", "marts")
+SEVERITIES = ("critical", "warning", "info")
+RESULT_COLUMNS = {
+    "run_id": "VARCHAR",
+    "logical_date": "DATE",
+    "stage": "VARCHAR",
+    "suite": "VARCHAR",
+    "expectation": "VARCHAR",
+    "column_name": "VARCHAR",
+    "severity": "VARCHAR",
+    "success": "BOOLEAN",
+    "observed_value": "VARCHAR",
+    "element_count": "BIGINT",
+    "unexpected_count": "BIGINT",
+    "unexpected_sample": "VARCHAR",
+    "validated_at": "TIMESTAMP",
+}
+
+
+class GateFailed(RuntimeError):
+    """A critical expectation failed: the run must stop before publish."""
+
+
+@dataclass
+class Check:
+    suite: str
+    expectation: str
+    column: str | None
+    severity: str
+    success: bool
+    observed: str
+    element_count: int | None
+    unexpected_count: int | None
+    sample: str
+
+    def describe(self) -> str:
+        target = f"(column={self.column})" if self.column else ""
+        text = (
+            f"{self.suite}: {self.expectation}{target} [{self.severity}] observed {self.observed}"
+        )
+        if self.unexpected_count:
+            text += f"; {self.unexpected_count} of {self.element_count} rows unexpected"
+        if self.sample:
+            text += f"; sample {self.sample}"
+        return text
+
+
+@dataclass
+class GateResult:
+    stage: str
+    checks: list[Check] = field(default_factory=list)
+    docs_index: str = ""
+
+    @property
+    def status(self) -> str:
+        failed = [c for c in self.checks if not c.success]
+        if any(c.severity == "critical" for c in failed):
+            return "fail"
+        return "warn" if failed else "pass"
+
+    def failures(self, severity: str) -> list[Check]:
+        return [c for c in self.checks if not c.success and c.severity == severity]
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def load_bindings(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    path = settings.expectations_dir / "gates.yml"
+    config = yaml.safe_load(path.read_text("utf-8")) or {}
+    unknown = set(config) - set(STAGES)
+    if unknown:
+        raise ValueError(f"{path}: unknown stage(s) {sorted(unknown)}; expected {STAGES}")
+    return {stage: list(config.get(stage) or []) for stage in STAGES}
+
+
+def load_suite_dict(settings: Settings, name: str) -> dict[str, Any]:
+    path = settings.expectations_dir / f"{name}.json"
+    suite = json.loads(path.read_text("utf-8"))
+    for exp in suite.get("expectations", []):
+        severity = exp.get("severity", "critical")
+        if severity not in SEVERITIES:
+            raise ValueError(f"{path}: expectation {exp.get('type')} has severity {severity!r}")
+    return suite
+
+
+# --- datasets --------------------------------------------------------------------------------
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _partition_reader(settings: Settings, key: str, ds: date) -> str:
+    part = settings.raw_dir / key / f"load_date={ds.isoformat()}"
+    files = sorted(part.glob("*.parquet")) if part.is_dir() else []
+    files = files or [settings.raw_dir / key / "_schema" / "empty.parquet"]
+    listing = ", ".join(_sql_literal(str(f)) for f in files)
+    return f"read_parquet([{listing}], union_by_name = true)"
+
+
+def _ledger_reader(settings: Settings, key: str, ds: date) -> str:
+    """The run's ledger entries as a SQL relation; ``key`` ``*`` means every source entity."""
+    keys = (
+        sorted(p.name for p in settings.ledger_dir.iterdir() if p.is_dir())
+        if key == "*" and settings.ledger_dir.is_dir()
+        else [key]
+    )
+    values = []
+    for dataset in keys:
+        path = settings.ledger_dir / dataset / f"load_date={ds.isoformat()}.json"
+        for r in json.loads(path.read_text("utf-8")) if path.exists() else []:
+            values.append(
+                f"({_sql_literal(dataset)}, {_sql_literal(r['source_file'])}, "
+                f"{_sql_literal(r['status'])}, {int(r['rows_landed'])}, {int(r['rows_loaded'])}, "
+                f"{int(r['rows_quarantined'])})"
+            )
+    values = values or ["(null, null, null, 0, 0, 0)"]
+    return (
+        f"(select * from (values {', '.join(values)}) "
+        f"as t(dataset, source_file, status, rows_landed, rows_loaded, rows_quarantined) "
+        f"where source_file is not null)"
+    )
+
+
+def render_sql(settings: Settings, sql: str, ds: date) -> str:
+    """Expand ``{ds}``, ``{raw:<key>}`` (the run's raw partition) and ``{ledger:<key>}``."""
+    sql = re.sub(r"\{raw:([a-z0-9_]+)\}", lambda m: _partition_reader(settings, m[1], ds), sql)
+    sql = re.sub(r"\{ledger:([a-z0-9_*]+)\}", lambda m: _ledger_reader(settings, m[1], ds), sql)
+    return sql.replace("{ds}", ds.isoformat())
+
+
+def _frame(settings: Settings, binding: dict[str, Any], stage: str, ds: date):
+    sql = binding.get("sql") or f"select * from {binding['table']}"
+    if binding.get("where"):
+        sql = f"select * from ({sql}) as t where {binding['where']}"
+    sql = render_sql(settings, sql, ds)
+    if stage == "raw":
+        con = duckdb.connect()
+    else:
+        con = duckdb.connect(str(settings.build_path), read_only=True)
+    try:
+        return con.execute(sql).df()
+    finally:
+        con.close()
+
+
+# --- GX --------------------------------------------------------------------------------------
+
+
+def _gx_context(settings: Settings):
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    root = settings.data_dir / "gx"
+    root.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(root))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.variables.save()
+    return gx, context
+
+
+def _observed(result: dict[str, Any]) -> str:
+    if "observed_value" in result:
+        return json.dumps(result["observed_value"], default=str)
+    if "unexpected_percent" in result:
+        return f"{result['unexpected_percent']:.4g}% unexpected"
+    return ""
+
+
+def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResult:
+    """Validate every dataset bound to ``stage``; persist results; return them (never raises on data)."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    gx, context = _gx_context(settings)
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
+
+    datasource = context.data_sources.add_or_update_pandas("mwh")
+    params = {
+        "ds": ds.isoformat(),
+        "ds_next": (ds + timedelta(days=1)).isoformat(),
+        "ds_minus_2": (ds - timedelta(days=2)).isoformat(),
+    }
+    outcome = GateResult(stage=stage)
+    for binding in load_bindings(settings)[stage]:
+        suite_name = binding["suite"]
+        suite_dict = load_suite_dict(settings, suite_name)
+        frame = _frame(settings, binding, stage, ds)
+        asset_name = suite_name.replace("/", ".")
+        try:
+            asset = datasource.get_asset(asset_name)
+        except LookupError:
+            asset = datasource.add_dataframe_asset(asset_name)
+        names = [b.name for b in asset.batch_definitions]
+        batch_def = (
+            asset.get_batch_definition("whole")
+            if "whole" in names
+            else asset.add_batch_definition_whole_dataframe("whole")
+        )
+        suite = gx.ExpectationSuite(name=asset_name, meta=suite_dict.get("meta", {}))
+        for exp in suite_dict.get("expectations", []):
+            config = ExpectationConfiguration(
+                type=exp["type"],
+                kwargs=exp.get("kwargs", {}),
+                meta=exp.get("meta"),
+                severity=exp.get("severity", "critical"),
+            )
+            suite.add_expectation_configuration(config)
+        suite = context.suites.add_or_update(suite)
+        validation = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=asset_name, data=batch_def, suite=suite)
+        )
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=asset_name,
+                validation_definitions=[validation],
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+            )
+        )
+        result = checkpoint.run(
+            batch_parameters={"dataframe": frame}, expectation_parameters=params
+        )
+        for run_result in result.run_results.values():
+            for item in run_result.results:
+                cfg = item.expectation_config
+                details = item.result or {}
+                sample = details.get("partial_unexpected_list") or []
+                outcome.checks.append(
+                    Check(
+                        suite=suite_name,
+                        expectation=cfg.type,
+                        column=cfg.kwargs.get("column")
+                        or ",".join(
+                            str(cfg.kwargs[k]) for k in ("column_A", "column_B") if k in cfg.kwargs
+                        )
+                        or None,
+                        severity=str(getattr(cfg.severity, "value", cfg.severity)),
+                        success=bool(item.success),
+                        observed=_observed(details)
+                        or ("exception: " + str(item.exception_info) if not item.success else ""),
+                        element_count=details.get("element_count"),
+                        unexpected_count=details.get("unexpected_count"),
+                        sample=json.dumps(sample[:5], default=str) if sample else "",
+                    )
+                )
+    context.build_data_docs()
+    sites = context.get_docs_sites_urls()
+    outcome.docs_index = sites[0]["site_url"] if sites else ""
+    write_results(settings, outcome, ds, run_id)
+    return outcome
+
+
+def write_results(settings: Settings, outcome: GateResult, ds: date, run_id: str) -> Path:
+    """Persist one gate's results as Parquet (published later as audit.validation_results)."""
+    target = settings.run_dir(ds.isoformat()) / "validation" / f"{outcome.stage}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    validated_at = utc_now()
+    rows = [
+        (
+            run_id,
+            ds,
+            outcome.stage,
+            c.suite,
+            c.expectation,
+            c.column,
+            c.severity,
+            c.success,
+            c.observed,
+            c.element_count,
+            c.unexpected_count,
+            c.sample,
+            validated_at,
+        )
+        for c in outcome.checks
+    ]
+    con = duckdb.connect()
+    try:
+        cols = ", ".join(f"{n} {t}" for n, t in RESULT_COLUMNS.items())
+        con.execute(f"create table results ({cols})")
+        if rows:
+            con.executemany(
+                f"insert into results values ({', '.join('?' * len(RESULT_COLUMNS))})", rows
+            )
+        tmp = target.with_suffix(".parquet.tmp")
+        con.execute(f"copy results to {_sql_literal(str(tmp))} (format parquet)")
+        os.replace(tmp, target)
+    finally:
+        con.close()
+    summary = {
+        "stage": outcome.stage,
+        "status": outcome.status,
+        "docs_index": outcome.docs_index,
+        "checks": len(outcome.checks),
+        "failed_critical": [c.describe() for c in outcome.failures("critical")],
+        "failed_warning": [c.describe() for c in outcome.failures("warning")],
+        "finished_at": datetime.now().isoformat(timespec="seconds"),
+    }
+    (target.parent / f"{outcome.stage}.json").write_text(json.dumps(summary, indent=1), "utf-8")
+    return target
+
+
+def enforce(outcome: GateResult) -> None:
+    """Raise ``GateFailed`` with an actionable message when a critical expectation failed."""
+    for check in outcome.failures("warning"):
+        log.warning("gate %s warning: %s", outcome.stage, check.describe())
+    critical = outcome.failures("critical")
+    if critical:
+        lines = "\n  - ".join(c.describe() for c in critical)
+        raise GateFailed(
+            f"{outcome.stage} gate failed: {len(critical)} critical expectation(s) not met "
+            f"(data docs: {outcome.docs_index}):\n  - {lines}"
+        )

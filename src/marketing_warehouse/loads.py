@@ -1,0 +1,229 @@
+"""Idempotent loads of landed files into raw partitions, recorded in a load ledger.
+
+Layout (all under ``<data>/raw``)::
+
+    <source>__<entity>/load_date=YYYY-MM-DD/<hash>.parquet     typed rows, one file per landed file
+    <source>__<entity>/_schema/empty.parquet                  zero rows, keeps staging readable
+    _quarantine/<source>__<entity>/load_date=YYYY-MM-DD/<hash>.parquet
+    _ledger/<source>__<entity>/load_date=YYYY-MM-DD.json      what each landed file became
+
+Rules for a run of logical date ``ds`` (landing folders are ``<landing>/YYYY-MM-DD/``):
+
+* the folder of ``ds`` itself is reloaded from scratch and its partition replaced, so re-running a
+  date gives the same raw data;
+* files in earlier folders that no ledger knows (by content hash) are late arrivals and are added
+  to their own folder's partition;
+* a file whose content hash is already in the ledger (a re-sent export, the same file under another
+  name) is skipped and recorded as ``skipped_duplicate``;
+* later folders are never touched, so dates can be backfilled in any order.
+
+Each partition is written beside the old one and swapped in by renames; the ledger entry is
+written last, and a ledger entry whose Parquet file is missing does not count as loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import asdict
+from datetime import date, datetime
+from pathlib import Path
+
+from marketing_warehouse.config import Settings
+from marketing_warehouse.contracts import Contract
+from marketing_warehouse.extract import (
+    FileRejected,
+    FileResult,
+    empty_quarantine_file,
+    empty_raw_file,
+    extract_csv,
+    file_sha256,
+    write_file_rejection,
+)
+
+DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def landing_folders(landing_dir: Path, until: date) -> list[tuple[date, Path]]:
+    """Dated landing folders up to and including ``until``, oldest first."""
+    if not landing_dir.is_dir():
+        return []
+    found = []
+    for entry in landing_dir.iterdir():
+        if entry.is_dir() and DATE_FOLDER.match(entry.name):
+            try:
+                day = date.fromisoformat(entry.name)
+            except ValueError:
+                continue
+            if day <= until:
+                found.append((day, entry))
+    return sorted(found)
+
+
+def _partition(base: Path, day: date) -> Path:
+    return base / f"load_date={day.isoformat()}"
+
+
+def _write_json_atomic(path: Path, payload: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _swap_in(new_dir: Path, target: Path) -> None:
+    """Replace ``target`` by ``new_dir`` with two renames (old copy removed afterwards)."""
+    old = target.with_name(f".old-{target.name}-{uuid.uuid4().hex}")
+    if target.exists():
+        os.replace(target, old)
+    if new_dir.exists():
+        os.replace(new_dir, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+class Ledger:
+    """The load ledger of one source entity."""
+
+    def __init__(self, settings: Settings, contract: Contract) -> None:
+        self.dir = settings.ledger_dir / contract.key
+        self.raw_dir = settings.raw_dir / contract.key
+
+    def path(self, day: date) -> Path:
+        return self.dir / f"load_date={day.isoformat()}.json"
+
+    def entries(self, day: date) -> list[dict]:
+        path = self.path(day)
+        return json.loads(path.read_text("utf-8")) if path.exists() else []
+
+    def all_entries(self) -> list[dict]:
+        if not self.dir.is_dir():
+            return []
+        return [
+            e
+            for p in sorted(self.dir.glob("load_date=*.json"))
+            for e in json.loads(p.read_text("utf-8"))
+        ]
+
+    def known_hashes(self, exclude_day: date | None = None) -> set[str]:
+        """Hashes of files already dealt with; a loaded entry counts only if its Parquet exists."""
+        known = set()
+        for entry in self.all_entries():
+            if exclude_day is not None and entry["load_date"] == exclude_day.isoformat():
+                continue
+            if entry["status"] == "loaded":
+                part = _partition(self.raw_dir, date.fromisoformat(entry["load_date"]))
+                if not (part / f"{entry['file_hash'][:16]}.parquet").exists():
+                    continue
+            if entry["status"] != "skipped_duplicate":
+                known.add(entry["file_hash"])
+        return known
+
+    def write(self, day: date, results: list[FileResult]) -> None:
+        _write_json_atomic(self.path(day), [asdict(r) for r in results])
+
+
+def _load_file(
+    path: Path,
+    contract: Contract,
+    day: date,
+    raw_part: Path,
+    quarantine_part: Path,
+    loaded_at: datetime,
+    file_hash: str,
+) -> FileResult:
+    name = f"{file_hash[:16]}.parquet"
+    try:
+        return extract_csv(path, contract, day, raw_part / name, quarantine_part / name, loaded_at)
+    except FileRejected as rejection:
+        (raw_part / name).unlink(missing_ok=True)
+        write_file_rejection(
+            path, contract, day, rejection, file_hash, quarantine_part / name, loaded_at
+        )
+        return FileResult(
+            source_file=path.name,
+            file_hash=file_hash,
+            load_date=day.isoformat(),
+            status="rejected",
+            message=rejection.message,
+            quarantine_reasons={str(rejection.reason): 1},
+        )
+
+
+def load_source(
+    settings: Settings, contract: Contract, ds: date, loaded_at: datetime
+) -> list[FileResult]:
+    """Load every file of ``contract`` that the run of ``ds`` is responsible for (see module doc)."""
+    ledger = Ledger(settings, contract)
+    raw_base = settings.raw_dir / contract.key
+    quarantine_base = settings.quarantine_dir / contract.key
+    schema_file = raw_base / "_schema" / "empty.parquet"
+    if not schema_file.exists():
+        empty_raw_file(contract, schema_file)
+    q_schema = quarantine_base / "_schema" / "empty.parquet"
+    if not q_schema.exists():
+        empty_quarantine_file(q_schema)
+
+    results: list[FileResult] = []
+    known = ledger.known_hashes(exclude_day=ds)
+    for day, folder in landing_folders(settings.landing_dir, ds):
+        files = sorted(p for p in folder.iterdir() if p.is_file() and contract.matches_file(p.name))
+        if day == ds:
+            token = uuid.uuid4().hex
+            raw_new = raw_base / f".new-{day.isoformat()}-{token}"
+            q_new = quarantine_base / f".new-{day.isoformat()}-{token}"
+            day_results = []
+            seen: set[str] = set()
+            for path in files:
+                file_hash = file_sha256(path)
+                if file_hash in known or file_hash in seen:
+                    day_results.append(_duplicate(path, file_hash, day))
+                    continue
+                seen.add(file_hash)
+                day_results.append(
+                    _load_file(path, contract, day, raw_new, q_new, loaded_at, file_hash)
+                )
+            _swap_in(raw_new, _partition(raw_base, day))
+            _swap_in(q_new, _partition(quarantine_base, day))
+            ledger.write(day, day_results)
+            results += day_results
+        else:
+            late = []
+            for path in files:
+                file_hash = file_sha256(path)
+                if file_hash in known:
+                    continue
+                known.add(file_hash)
+                late.append(
+                    _load_file(
+                        path,
+                        contract,
+                        day,
+                        _partition(raw_base, day),
+                        _partition(quarantine_base, day),
+                        loaded_at,
+                        file_hash,
+                    )
+                )
+            if late:
+                previous = [
+                    e
+                    for e in ledger.entries(day)
+                    if e["file_hash"] not in {r.file_hash for r in late}
+                ]
+                ledger.write(day, [FileResult(**e) for e in previous] + late)
+                results += late
+    return results
+
+
+def _duplicate(path: Path, file_hash: str, day: date) -> FileResult:
+    return FileResult(
+        source_file=path.name,
+        file_hash=file_hash,
+        load_date=day.isoformat(),
+        status="skipped_duplicate",
+        message=f"{path.name}: same content as a file already loaded; skipped.",
+    )

@@ -1,0 +1,92 @@
+"""The nightly run's stages as plain functions; the DAG's tasks call these and nothing else.
+
+Each stage is idempotent for its logical date ``ds``: extraction replaces the date's raw partition,
+dbt rebuilds its models, gates rewrite the date's results, publish swaps in a complete file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from datetime import date
+
+from marketing_warehouse.config import Settings, load_settings
+from marketing_warehouse.contracts import contract_for, load_contracts
+from marketing_warehouse.extract import utc_now
+
+log = logging.getLogger(__name__)
+
+#: Airflow pool with one slot for every task that opens the build DuckDB file (one writer at a time).
+WAREHOUSE_POOL = "warehouse_writer"
+
+
+def prepare(settings: Settings | None = None) -> list[str]:
+    """Create the run's folders; return the source entities to extract, one task each."""
+    settings = settings or load_settings()
+    for folder in (settings.raw_dir, settings.build_path.parent, settings.warehouse_path.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    return [c.key for c in load_contracts()]
+
+
+def extract_source(key: str, ds: str, settings: Settings | None = None) -> dict:
+    """Load the files landed for ``ds`` (and late files for earlier dates) of one source entity."""
+    from marketing_warehouse.loads import load_source
+
+    settings = settings or load_settings()
+    contract = contract_for(key)
+    results = load_source(settings, contract, date.fromisoformat(ds), utc_now())
+    summary = {
+        "source": key,
+        "files": len(results),
+        "rows_landed": sum(r.rows_landed for r in results),
+        "rows_loaded": sum(r.rows_loaded for r in results),
+        "rows_quarantined": sum(r.rows_quarantined for r in results),
+        "rejected_files": [r.message for r in results if r.status == "rejected"],
+        "duplicate_files": [r.source_file for r in results if r.status == "skipped_duplicate"],
+    }
+    target = settings.run_dir(ds) / "extract" / f"{key}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(
+        json.dumps({**summary, "detail": [asdict(r) for r in results]}, indent=1), "utf-8"
+    )
+    for message in summary["rejected_files"]:
+        log.warning("quarantined whole file: %s", message)
+    log.info(
+        "%s: %s file(s), %s row(s) landed, %s loaded, %s quarantined",
+        key,
+        summary["files"],
+        summary["rows_landed"],
+        summary["rows_loaded"],
+        summary["rows_quarantined"],
+    )
+    return summary
+
+
+def gate(stage: str, ds: str, run_id: str, settings: Settings | None = None) -> dict:
+    """Run one GX gate; raise ``GateFailed`` when a critical expectation fails."""
+    from marketing_warehouse.gates import enforce, run_gate
+
+    settings = settings or load_settings()
+    outcome = run_gate(settings, stage, date.fromisoformat(ds), run_id)
+    log.info(
+        "%s gate: %s (%d checks, data docs %s)",
+        stage,
+        outcome.status,
+        len(outcome.checks),
+        outcome.docs_index,
+    )
+    enforce(outcome)
+    return {"stage": stage, "status": outcome.status, "checks": len(outcome.checks)}
+
+
+def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
+    """Swap the audited marts into the serving file."""
+    from marketing_warehouse.publish import publish as publish_file
+
+    settings = settings or load_settings()
+    result = publish_file(settings, date.fromisoformat(ds), run_id)
+    log.info("published %s (version %s)", result.serving_path, result.version_path.name)
+    payload = {"serving_path": str(result.serving_path), "row_counts": result.row_counts}
+    (settings.run_dir(ds) / "publish.json").write_text(json.dumps(payload, indent=1), "utf-8")
+    return payload

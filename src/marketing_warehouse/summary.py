@@ -1,0 +1,109 @@
+"""The end-of-run summary: rows per mart, gate results, quarantined rows, where things are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+
+from marketing_warehouse.config import Settings
+
+EXAMPLE_QUERY = (
+    "select date, orders, revenue, average_order_value, new_customers\n"
+    "from marts.kpi_daily order by date desc limit 7;"
+)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text("utf-8")) if path.exists() else {}
+
+
+def gate_statuses(settings: Settings, ds: str) -> dict[str, dict]:
+    folder = settings.run_dir(ds) / "validation"
+    return {
+        stage: _read_json(folder / f"{stage}.json")
+        for stage in ("raw", "staging", "marts")
+        if (folder / f"{stage}.json").exists()
+    }
+
+
+def mart_row_counts(settings: Settings) -> dict[str, int]:
+    if not settings.warehouse_path.exists():
+        return {}
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        tables = con.execute(
+            "select schema_name, table_name from duckdb_tables() "
+            "where schema_name in ('marts', 'audit') order by 1, 2"
+        ).fetchall()
+        return {
+            f"{s}.{t}": con.execute(f'select count(*) from "{s}"."{t}"').fetchone()[0]
+            for s, t in tables
+        }
+    finally:
+        con.close()
+
+
+def build(settings: Settings, ds: str, succeeded: bool) -> str:
+    lines = [
+        "",
+        f"Marketing warehouse run for {ds}: {'SUCCESS' if succeeded else 'FAILED'}",
+        "",
+        "Extraction (landed = loaded + quarantined):",
+    ]
+    for path in sorted((settings.run_dir(ds) / "extract").glob("*.json")):
+        info = _read_json(path)
+        lines.append(
+            f"  {info['source']:<28} files {info['files']:>4}  landed {info['rows_landed']:>9}"
+            f"  loaded {info['rows_loaded']:>9}  quarantined {info['rows_quarantined']:>6}"
+        )
+        for message in info.get("rejected_files", []):
+            lines.append(f"    rejected: {message}")
+        if info.get("duplicate_files"):
+            lines.append(f"    skipped as duplicates: {', '.join(info['duplicate_files'])}")
+    lines += ["", "Gates:"]
+    gates = gate_statuses(settings, ds)
+    docs = ""
+    for stage in ("raw", "staging", "marts"):
+        info = gates.get(stage)
+        if not info:
+            lines.append(f"  {stage:<8} not run")
+            continue
+        docs = info.get("docs_index") or docs
+        lines.append(f"  {stage:<8} {info['status'].upper():<5} ({info['checks']} checks)")
+        for text in info.get("failed_critical", []):
+            lines.append(f"    FAIL {text}")
+        for text in info.get("failed_warning", []):
+            lines.append(f"    WARN {text}")
+    counts = mart_row_counts(settings)
+    published = _read_json(settings.run_dir(ds) / "publish.json")
+    lines += ["", "Published tables (rows):" if published else "Not published this run."]
+    if published:
+        for name, rows in counts.items():
+            lines.append(f"  {name:<32} {rows:>10}")
+    quarantined = counts.get("audit.quarantine")
+    if quarantined:
+        con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+        try:
+            reasons = con.execute(
+                "select reason_code, count(*) from audit.quarantine group by 1 order by 2 desc"
+            ).fetchall()
+        finally:
+            con.close()
+        lines.append("  quarantine by reason: " + ", ".join(f"{r} {n}" for r, n in reasons))
+    lines += [
+        "",
+        f"Warehouse (serving, open read-only): {settings.warehouse_path}",
+        f"Data docs: {docs or '(not generated)'}",
+        f"Run details: {settings.run_dir(ds)}",
+        "",
+        "Try it:",
+        f'  .venv/bin/mwh query "{EXAMPLE_QUERY.replace(chr(10), " ")}"',
+        "",
+    ]
+    text = "\n".join(lines)
+    target = settings.run_dir(ds) / "summary.txt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, "utf-8")
+    return text

@@ -1,0 +1,124 @@
+"""The nightly DAG: it imports cleanly, its stages are in order, and a real Airflow run works."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from marketing_warehouse.publish import PUBLISHED_MARTS
+
+pytestmark = pytest.mark.integration
+DAG_ID = "marketing_warehouse_nightly"
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def dagbag(dbt_manifest):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(PROJECT / "dags"))
+
+
+def test_dagbag_imports_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert list(dagbag.dag_ids) == [DAG_ID]
+
+
+def test_dag_settings(dagbag):
+    dag = dagbag.dags[DAG_ID]
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.doc_md and "publish" in dag.doc_md
+    assert dag.timetable.summary == "0 2 * * *"
+    for task in dag.tasks:
+        assert task.retries == 2, task.task_id
+
+
+def _downstream_closure(dag, task_id: str) -> set[str]:
+    return {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=False)}
+
+
+def test_stages_run_in_order(dagbag):
+    dag = dagbag.dags[DAG_ID]
+    ids = set(dag.task_ids)
+    staging = {t for t in ids if t.startswith("dbt_staging.")}
+    marts = {t for t in ids if t.startswith("dbt_marts.")}
+    assert "dbt_staging.stg_shopify__order_lines_model_build" in staging
+    assert {"dbt_marts.dim_customers_model_build", "dbt_marts.kpi_daily_model_build"} <= marts
+    order = [
+        "prepare",
+        "extract_source",
+        "gate_raw",
+        *sorted(staging),
+        "gate_staging",
+        *sorted(marts),
+        "gate_marts",
+        "publish",
+    ]
+    # every stage is upstream of every later stage, and never downstream of one
+    assert staging | marts | {"gate_staging", "gate_marts", "publish"} <= _downstream_closure(
+        dag, "gate_raw"
+    )
+    assert marts | {"gate_marts", "publish"} <= _downstream_closure(dag, "gate_staging")
+    assert "publish" in _downstream_closure(dag, "gate_marts")
+    assert not _downstream_closure(dag, "publish")
+    assert set(order) == ids
+
+
+def test_warehouse_tasks_share_the_single_writer_pool(dagbag):
+    dag = dagbag.dags[DAG_ID]
+    writers = [
+        t for t in dag.tasks if t.task_id.startswith(("dbt_", "gate_")) or t.task_id == "publish"
+    ]
+    assert writers and all(t.pool == "warehouse_writer" for t in writers)
+    publish = dag.get_task("publish")
+    assert sorted(a.name for a in publish.outlets) == sorted(f"marts.{m}" for m in PUBLISHED_MARTS)
+
+
+def test_published_marts_list_matches_the_dbt_models():
+    models = {p.stem for p in (PROJECT / "dbt_project" / "models" / "marts").glob("*.sql")}
+    assert set(PUBLISHED_MARTS) == models
+
+
+def _mart_fingerprints(path: Path) -> dict[str, str]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        prints = {}
+        for mart in PUBLISHED_MARTS:
+            rows = con.execute(f"select * from marts.{mart} order by all").fetchall()
+            prints[mart] = hashlib.sha256(repr(rows).encode()).hexdigest()
+        return prints
+    finally:
+        con.close()
+
+
+def test_full_dag_run_through_airflow_and_rerun_is_identical(tmp_path, dbt_manifest):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MWH_", "AIRFLOW"))} | {
+        "MWH_DATA_DIR": str(tmp_path / "data"),
+        "MWH_DEMO_DAYS": "10",
+        "MWH_TASK_RETRIES": "0",
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+    }
+    mwh = [str(Path(sys.executable).parent / "mwh"), "run", "--date", "2026-11-21"]
+    first = subprocess.run(mwh, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "SUCCESS" in first.stdout and "raw      PASS" in first.stdout
+    serving = tmp_path / "data" / "warehouse" / "warehouse.duckdb"
+    con = duckdb.connect(str(serving), read_only=True)
+    counts = {
+        m: con.execute(f"select count(*) from marts.{m}").fetchone()[0] for m in PUBLISHED_MARTS
+    }
+    con.close()
+    assert all(n > 0 for n in counts.values()), counts
+    assert counts["kpi_daily"] == 10
+    before = _mart_fingerprints(serving)
+
+    again = subprocess.run(mwh, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert _mart_fingerprints(serving) == before

@@ -1,0 +1,245 @@
+"""dbt build on a hand-written Shopify fixture; every number below is worked out by hand.
+
+Orders (Shopify local time -> UTC order date):
+  #1001 alice  2026-11-01 10:00 +0100 -> Nov 1   2 lines, total 67.32, discount WELCOME10 6.93, paid
+  #1002 bob    2026-11-01 23:30 -0500 -> Nov 2   total 89.00, paid
+  #1003 ALICE  2026-11-03 12:00 +0000 -> Nov 3   total 50.00, refunded 50.00 (status refunded)
+  #1004 carol  2026-11-03 13:00 +0000 -> Nov 3   total 30.00, voided and cancelled: not revenue
+  #1001 again in the Nov 2 file (a re-exported order): counted once.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from decimal import Decimal
+
+import duckdb
+import pytest
+from conftest import order_row, write_shopify
+
+from marketing_warehouse.contracts import contract_for
+from marketing_warehouse.dbt_tasks import run_dbt
+from marketing_warehouse.extract import utc_now
+from marketing_warehouse.loads import load_source
+
+pytestmark = pytest.mark.integration
+
+
+def first(name, email, created, total, **extra):
+    return order_row(
+        name, email, created, Currency="EUR", Total=total, **{"Financial Status": "paid"} | extra
+    )
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    from marketing_warehouse.config import load_settings
+
+    root = tmp_path_factory.mktemp("dbt")
+    settings = load_settings({"MWH_DATA_DIR": str(root / "data")})
+    nov1 = [
+        first(
+            "#1001",
+            "alice@example.com",
+            "2026-11-01 10:00:00 +0100",
+            "67.32",
+            qty="2",
+            Discount_Code="WELCOME10",
+            Discount_Amount="6.93",
+            Source="web",
+            Billing_Country="DE",
+            **{"Accepts Marketing": "yes"},
+        ),
+        order_row(
+            "#1001",
+            "alice@example.com",
+            "2026-11-01 10:00:00 +0100",
+            **{"Lineitem name": "Canvas Tote", "Lineitem price": "19.50"},
+        ),
+        first(
+            "#1002",
+            "bob@example.com",
+            "2026-11-01 23:30:00 -0500",
+            "89.00",
+            Source="pos",
+            Billing_Country="FR",
+        ),
+    ]
+    nov2 = [nov1[0], nov1[1]]  # order #1001 exported again
+    nov3 = [
+        first(
+            "#1003",
+            " ALICE@example.com ",
+            "2026-11-03 12:00:00 +0000",
+            "50.00",
+            Source="web",
+            Refunded_Amount="50.00",
+            Billing_Country="DE",
+            **{"Financial Status": "refunded", "Accepts Marketing": "no"},
+        ),
+        first(
+            "#1004",
+            "carol@example.com",
+            "2026-11-03 13:00:00 +0000",
+            "30.00",
+            Cancelled_at="2026-11-03 14:00:00 +0000",
+            Billing_Country="AT",
+            **{"Financial Status": "voided"},
+        ),
+    ]
+    for day, rows in (("2026-11-01", nov1), ("2026-11-02", nov2), ("2026-11-03", nov3)):
+        write_shopify(settings.landing_dir / day / f"shopify_orders_{day}.csv", rows)
+    load_source(settings, contract_for("shopify__order_lines"), date(2026, 11, 3), utc_now())
+    result = run_dbt(settings, ["build"], dict(os.environ))
+    assert result.returncode == 0, result.stdout[-4000:]
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    yield con
+    con.close()
+
+
+def rows(con, sql):
+    rel = con.sql(sql)
+    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+
+
+def test_fct_orders_deduplicates_and_flags_revenue(warehouse):
+    got = rows(
+        warehouse,
+        "select order_id, order_date::varchar as d, is_revenue_order, "
+        "is_first_order, channel from marts.fct_orders order by order_id",
+    )
+    assert got == [
+        {
+            "order_id": "shopify-#1001",
+            "d": "2026-11-01",
+            "is_revenue_order": True,
+            "is_first_order": True,
+            "channel": "online_store",
+        },
+        {
+            "order_id": "shopify-#1002",
+            "d": "2026-11-02",
+            "is_revenue_order": True,
+            "is_first_order": True,
+            "channel": "point_of_sale",
+        },
+        {
+            "order_id": "shopify-#1003",
+            "d": "2026-11-03",
+            "is_revenue_order": True,
+            "is_first_order": False,
+            "channel": "online_store",
+        },
+        {
+            "order_id": "shopify-#1004",
+            "d": "2026-11-03",
+            "is_revenue_order": False,
+            "is_first_order": None,
+            "channel": "direct",
+        },
+    ]
+    items = warehouse.sql(
+        "select items_count from marts.fct_orders where order_id = 'shopify-#1001'"
+    )
+    assert items.fetchone()[0] == 3  # 2 tees + 1 tote, counted once despite two exports
+
+
+def test_kpi_daily_by_hand(warehouse):
+    got = rows(
+        warehouse,
+        "select date::varchar as date, orders, revenue, refunds, net_revenue, "
+        "average_order_value as aov, new_customers as new, "
+        "returning_customers as ret, discount_cost from marts.kpi_daily order by date",
+    )
+    D = Decimal
+    assert got == [
+        {
+            "date": "2026-11-01",
+            "orders": 1,
+            "revenue": D("67.32"),
+            "refunds": D("0.00"),
+            "net_revenue": D("67.32"),
+            "aov": D("67.32"),
+            "new": 1,
+            "ret": 0,
+            "discount_cost": D("6.93"),
+        },
+        {
+            "date": "2026-11-02",
+            "orders": 1,
+            "revenue": D("89.00"),
+            "refunds": D("0.00"),
+            "net_revenue": D("89.00"),
+            "aov": D("89.00"),
+            "new": 1,
+            "ret": 0,
+            "discount_cost": D("0.00"),
+        },
+        {
+            "date": "2026-11-03",
+            "orders": 1,
+            "revenue": D("50.00"),
+            "refunds": D("50.00"),
+            "net_revenue": D("0.00"),
+            "aov": D("50.00"),
+            "new": 0,
+            "ret": 1,
+            "discount_cost": D("0.00"),
+        },
+    ]
+
+
+def test_dim_customers_by_hand(warehouse):
+    got = rows(
+        warehouse,
+        "select email, country, orders_count, lifetime_revenue, average_order_value as aov, "
+        "discount_order_share as disc, acquisition_channel as acq, is_email_marketable as mkt, "
+        "first_order_at::varchar as first_order from marts.dim_customers order by email",
+    )
+    D = Decimal
+    assert got == [
+        # alice: #1001 (67.32, discount) + #1003 (50.00) -> 117.32 / 2 = 58.66; latest order says "no"
+        {
+            "email": "alice@example.com",
+            "country": "DE",
+            "orders_count": 2,
+            "lifetime_revenue": D("117.32"),
+            "aov": D("58.66"),
+            "disc": 0.5,
+            "acq": "online_store",
+            "mkt": False,
+            "first_order": "2026-11-01 09:00:00",
+        },
+        {
+            "email": "bob@example.com",
+            "country": "FR",
+            "orders_count": 1,
+            "lifetime_revenue": D("89.00"),
+            "aov": D("89.00"),
+            "disc": 0.0,
+            "acq": "point_of_sale",
+            "mkt": False,
+            "first_order": "2026-11-02 04:30:00",
+        },
+        # carol only has a cancelled order: a customer, but no revenue
+        {
+            "email": "carol@example.com",
+            "country": "AT",
+            "orders_count": 0,
+            "lifetime_revenue": D("0"),
+            "aov": None,
+            "disc": None,
+            "acq": "direct",
+            "mkt": False,
+            "first_order": None,
+        },
+    ]
+
+
+def test_revenue_reconciles_across_layers(warehouse):
+    kpi = warehouse.sql("select sum(revenue) from marts.kpi_daily").fetchone()[0]
+    fct = warehouse.sql(
+        "select sum(total_amount_reporting) from marts.fct_orders where is_revenue_order"
+    ).fetchone()[0]
+    assert kpi == fct == Decimal("206.32")

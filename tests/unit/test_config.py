@@ -1,0 +1,39 @@
+from pathlib import Path
+
+import pytest
+
+from marketing_warehouse.config import ConfigError, load_settings
+
+
+def test_defaults_resolve_under_the_project():
+    settings = load_settings({})
+    assert settings.reporting_currency == "EUR"
+    assert settings.schedule == "0 2 * * *"
+    assert settings.landing_dir == settings.data_dir / "landing"
+    assert settings.warehouse_path.name == "warehouse.duckdb"
+    assert settings.build_path != settings.warehouse_path
+    assert (settings.project_dir / "dbt_project" / "dbt_project.yml").exists()
+
+
+def test_landing_dir_can_point_anywhere(tmp_path: Path):
+    settings = load_settings(
+        {"MWH_LANDING_DIR": str(tmp_path / "drop"), "MWH_REPORTING_CURRENCY": "usd"}
+    )
+    assert settings.landing_dir == tmp_path / "drop"
+    assert settings.reporting_currency == "USD"
+    assert settings.dbt_env()["MWH_REPORTING_CURRENCY"] == "USD"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MWH_REPORTING_CURRENCY": "EURO"}, "ISO 4217"),
+        ({"MWH_SCHEDULE": "every night"}, "cron"),
+        ({"MWH_DEMO_DAYS": "ten"}, "whole number"),
+        ({"MWH_DEMO_DAYS": "0"}, "at least 1"),
+        ({"MWH_TASK_RETRIES": "-1"}, "0 or more"),
+    ],
+)
+def test_bad_settings_are_named(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)

@@ -1,0 +1,120 @@
+"""Load ledger: idempotent re-runs, duplicate file drops, late files, whole-file quarantine."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+import duckdb
+from conftest import order_row, write_shopify
+
+from marketing_warehouse.contracts import contract_for
+from marketing_warehouse.loads import Ledger, load_source
+
+CONTRACT = contract_for("shopify__order_lines")
+AT = datetime(2026, 11, 22, 2, 0)
+
+
+def day_file(settings, day: str, name: str, orders: list[str]):
+    rows = [order_row(o, f"{o[1:]}@x.com", f"{day} 10:00:00 +0000") for o in orders]
+    return write_shopify(settings.landing_dir / day / name, rows)
+
+
+def raw_orders(settings) -> list[tuple]:
+    glob = settings.raw_dir / "shopify__order_lines" / "*" / "*.parquet"
+    return duckdb.sql(
+        f"select _load_date::varchar, order_name from read_parquet('{glob}', union_by_name = true) "
+        "order by 1, 2"
+    ).fetchall()
+
+
+def test_rerunning_a_date_replaces_its_partition(settings):
+    day_file(settings, "2026-11-20", "shopify_orders_a.csv", ["#1", "#2"])
+    first = load_source(settings, CONTRACT, date(2026, 11, 20), AT)
+    assert [r.status for r in first] == ["loaded"]
+    before = raw_orders(settings)
+    again = load_source(settings, CONTRACT, date(2026, 11, 20), AT)
+    assert [r.status for r in again] == ["loaded"]
+    assert raw_orders(settings) == before == [("2026-11-20", "#1"), ("2026-11-20", "#2")]
+
+
+def test_a_resent_file_is_skipped_as_duplicate(settings):
+    original = day_file(settings, "2026-11-20", "shopify_orders_a.csv", ["#1"])
+    load_source(settings, CONTRACT, date(2026, 11, 20), AT)
+    # the same export dropped again the next day under another name
+    resent = settings.landing_dir / "2026-11-21" / "shopify_orders_resent.csv"
+    resent.parent.mkdir(parents=True)
+    resent.write_bytes(original.read_bytes())
+    day_file(settings, "2026-11-21", "shopify_orders_b.csv", ["#3"])
+    results = load_source(settings, CONTRACT, date(2026, 11, 21), AT)
+    assert sorted((r.source_file, r.status) for r in results) == [
+        ("shopify_orders_b.csv", "loaded"),
+        ("shopify_orders_resent.csv", "skipped_duplicate"),
+    ]
+    assert raw_orders(settings) == [("2026-11-20", "#1"), ("2026-11-21", "#3")]
+
+
+def test_late_file_for_an_earlier_date_is_picked_up_once(settings):
+    day_file(settings, "2026-11-20", "shopify_orders_a.csv", ["#1"])
+    load_source(settings, CONTRACT, date(2026, 11, 20), AT)
+    day_file(settings, "2026-11-20", "shopify_orders_late.csv", ["#2"])  # arrives after the run
+    day_file(settings, "2026-11-21", "shopify_orders_b.csv", ["#3"])
+    results = load_source(settings, CONTRACT, date(2026, 11, 21), AT)
+    assert sorted(r.source_file for r in results) == [
+        "shopify_orders_b.csv",
+        "shopify_orders_late.csv",
+    ]
+    assert raw_orders(settings) == [
+        ("2026-11-20", "#1"),
+        ("2026-11-20", "#2"),
+        ("2026-11-21", "#3"),
+    ]
+    entries = Ledger(settings, CONTRACT).entries(date(2026, 11, 20))
+    assert sorted(e["source_file"] for e in entries) == [
+        "shopify_orders_a.csv",
+        "shopify_orders_late.csv",
+    ]
+    # and a second run does not load it again
+    assert [r.source_file for r in load_source(settings, CONTRACT, date(2026, 11, 21), AT)] == [
+        "shopify_orders_b.csv"
+    ]
+
+
+def test_backfilling_an_earlier_date_leaves_later_partitions_alone(settings):
+    day_file(settings, "2026-11-20", "shopify_orders_a.csv", ["#1"])
+    day_file(settings, "2026-11-21", "shopify_orders_b.csv", ["#2"])
+    load_source(settings, CONTRACT, date(2026, 11, 21), AT)
+    load_source(settings, CONTRACT, date(2026, 11, 20), AT)
+    assert raw_orders(settings) == [("2026-11-20", "#1"), ("2026-11-21", "#2")]
+
+
+def test_unreadable_file_is_quarantined_whole_and_the_rest_loads(settings):
+    day_file(settings, "2026-11-21", "shopify_orders_good.csv", ["#1"])
+    bad = settings.landing_dir / "2026-11-21" / "shopify_orders_bad.csv"
+    bad.write_text("Order,Mail\n#2,b@x.com\n", encoding="utf-8")
+    results = {r.source_file: r for r in load_source(settings, CONTRACT, date(2026, 11, 21), AT)}
+    assert results["shopify_orders_good.csv"].status == "loaded"
+    assert results["shopify_orders_bad.csv"].status == "rejected"
+    assert "'Name'" in results["shopify_orders_bad.csv"].message
+    glob = settings.quarantine_dir / "shopify__order_lines" / "*" / "*.parquet"
+    rows = duckdb.sql(
+        f"select source_file, row_number, reason_code, raw_content "
+        f"from read_parquet('{glob}', union_by_name = true)"
+    ).fetchall()
+    assert rows == [
+        ("shopify_orders_bad.csv", None, "missing_required_column", "Order,Mail\n#2,b@x.com\n")
+    ]
+    ledger = json.loads(Ledger(settings, CONTRACT).path(date(2026, 11, 21)).read_text())
+    assert {e["status"] for e in ledger} == {"loaded", "rejected"}
+
+
+def test_a_ledger_entry_without_its_parquet_is_reloaded(settings):
+    day_file(settings, "2026-11-20", "shopify_orders_a.csv", ["#1"])
+    load_source(settings, CONTRACT, date(2026, 11, 20), AT)
+    for part in (settings.raw_dir / "shopify__order_lines" / "load_date=2026-11-20").glob(
+        "*.parquet"
+    ):
+        part.unlink()  # e.g. a crash between the data swap and the ledger write
+    results = load_source(settings, CONTRACT, date(2026, 11, 21), AT)
+    assert [r.source_file for r in results] == ["shopify_orders_a.csv"]
+    assert raw_orders(settings) == [("2026-11-20", "#1")]
