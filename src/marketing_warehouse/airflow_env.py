@@ -47,6 +47,7 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
             "MWH_BUILD_PATH": str(settings.build_path),
             "MWH_REPORTING_CURRENCY": settings.reporting_currency,
             "MWH_SCHEDULE": settings.schedule,
+            "MWH_TASK_RETRIES": str(settings.task_retries),
         }
     )
     env.update(settings.dbt_env())

@@ -15,7 +15,7 @@ from marketing_warehouse.config import SETTINGS_HELP, ConfigError, Settings, loa
 
 DAG_ID = "marketing_warehouse_nightly"
 _RUNNING = re.compile(
-    r"\[DAG TEST\] running task <TaskInstance: [\w]+\.([\w.]+) .*?(map_index=\d+)?"
+    r"\[DAG TEST\] running task <TaskInstance: \w+\.([\w.]+) \S+(?: map_index=(\d+))?"
 )
 _STATE = re.compile(r"new_state=(\w+)")
 
@@ -58,6 +58,8 @@ def run_dag(settings: Settings, ds: str, env: dict[str, str], log_path: Path) ->
             running = _RUNNING.search(line)
             if running:
                 current, task_started = running.group(1), time.monotonic()
+                if running.group(2) is not None:
+                    current += f"[{running.group(2)}]"
                 continue
             state = _STATE.search(line)
             if state and current and state.group(1) not in {"running", "queued", "scheduled"}:
@@ -76,6 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
     from marketing_warehouse.dbt_tasks import manifest_is_stale, parse_project
 
+    # One interactive run: a failed task fails now instead of waiting minutes for a retry.
+    os.environ.setdefault("MWH_TASK_RETRIES", "0")
     settings = load_settings()
     ds = _logical_date(args.date)
     env = airflow_env(settings)

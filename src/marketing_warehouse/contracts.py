@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 TYPES = {"string", "integer", "decimal", "timestamp", "date", "boolean", "currency", "email"}
-FORMATS = {"csv"}
+FORMATS = {"csv", "json", "jsonl", "xlsx"}
 
 DEFAULT_TIMESTAMP_FORMATS = (
     "%Y-%m-%d %H:%M:%S %z",
@@ -69,6 +69,7 @@ class Contract:
     timestamp_formats: tuple[str, ...] = DEFAULT_TIMESTAMP_FORMATS
     date_formats: tuple[str, ...] = DEFAULT_DATE_FORMATS
     decimal_separator: str = "auto"
+    sheet: str | None = None
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -110,6 +111,7 @@ def _parse(data: dict, path: Path | None) -> Contract:
             timestamp_formats=tuple(data.get("timestamp_formats", DEFAULT_TIMESTAMP_FORMATS)),
             date_formats=tuple(data.get("date_formats", DEFAULT_DATE_FORMATS)),
             decimal_separator=data.get("decimal_separator", "auto"),
+            sheet=data.get("sheet"),
             path=path,
         )
     except KeyError as exc:

@@ -48,6 +48,9 @@ COUNTRIES = [("DE", "Berlin", 0.40), ("FR", "Paris", 0.15), ("NL", "Amsterdam", 
              ("BE", "Brussels", 0.07)]  # fmt: skip
 DISCOUNTS = [("WELCOME10", 0.10), ("SPRING15", 0.15), ("VIP20", 0.20)]
 OFFSETS = [timezone(timedelta(hours=h)) for h in (1, 1, 1, 2, 0, -5)]
+#: Order currencies and their weights, and the demo's reference rates to EUR.
+CURRENCIES = [("EUR", 85), ("USD", 10), ("GBP", 5)]
+RATES_TO_EUR = {"USD": 0.92, "GBP": 1.17, "CHF": 1.05}
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ def _shopify_day(
             total if status == "refunded" else round(total * 0.3, 2) if status != "paid" else 0
         )
         stamp = local.strftime("%Y-%m-%d %H:%M:%S %z")
+        currency = rng.choices([c for c, _ in CURRENCIES], weights=[w for _, w in CURRENCIES])[0]
         for position, ((name, sku, price), qty) in enumerate(lines):
             row = dict.fromkeys(SHOPIFY_HEADER, "")
             row.update(
@@ -139,7 +143,7 @@ def _shopify_day(
                         "Fulfillment Status": "fulfilled",
                         "Fulfilled at": stamp,
                         "Accepts Marketing": "yes" if customer.accepts_marketing else "no",
-                        "Currency": "EUR",
+                        "Currency": currency,
                         "Subtotal": _money(subtotal),
                         "Shipping": _money(shipping),
                         "Taxes": _money(taxes),
@@ -189,7 +193,61 @@ def generate(
             writer.writerow(SHOPIFY_HEADER)
             writer.writerows(rows)
         written.append(target)
+        fx_rows = fx_rates_day(rng, day)
+        if fx_rows:
+            fx_target = folder / f"fx_rates_{day.isoformat()}.xlsx"
+            write_fx_workbook(fx_target, fx_rows)
+            written.append(fx_target)
+    # the first day's orders may fall on a weekend: give the first delivery a week of history
+    first_day = end_date - timedelta(days=days - 1)
+    history = [r for d in range(7, 0, -1) for r in fx_rates_day(rng, first_day - timedelta(days=d))]
+    write_fx_workbook(landing_dir / first_day.isoformat() / "fx_rates_history.xlsx", history)
+    written.append(landing_dir / first_day.isoformat() / "fx_rates_history.xlsx")
     return written
+
+
+def fx_rates_day(rng: random.Random, day: date) -> list[tuple[date, str, str, float]]:
+    """One business day of rates to EUR (none on weekends: the marts look back up to 7 days)."""
+    if day.weekday() >= 5:
+        return []
+    return [
+        (day, code, "EUR", round(base * (1 + rng.uniform(-0.02, 0.02)), 6))
+        for code, base in RATES_TO_EUR.items()
+    ]
+
+
+def write_fx_workbook(target: Path, rows: list[tuple[date, str, str, float]]) -> None:
+    """The finance team's workbook: a title-free header row, data, then a few blank rows."""
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "rates"
+    sheet.append(["Date", "From", "To", "Rate"])
+    for row in rows:
+        sheet.append(list(row))
+    for _ in range(3):
+        sheet.append([None, None, None, None])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    workbook.save(target)
+    # openpyxl stamps the current time into the workbook's properties; fix it so the same
+    # seed gives byte-identical files (and the load ledger sees the same content hash).
+    _fix_xlsx_timestamps(target)
+
+
+def _fix_xlsx_timestamps(target: Path) -> None:
+    import re
+    import zipfile
+
+    fixed = "2000-01-01T00:00:00Z"
+    with zipfile.ZipFile(target) as src:
+        items = [(info, src.read(info.filename)) for info in src.infolist()]
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info, data in items:
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", fixed.encode(), data)
+            info.date_time = (2000, 1, 1, 0, 0, 0)
+            dst.writestr(info, data)
 
 
 def landing_is_empty(landing_dir: Path) -> bool:

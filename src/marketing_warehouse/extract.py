@@ -26,6 +26,13 @@ import duckdb
 
 from marketing_warehouse.contracts import Column, Contract
 from marketing_warehouse.currencies import ISO_4217
+from marketing_warehouse.formats import (
+    ROW_COLUMN,
+    FormatError,
+    PreReject,
+    json_to_csv,
+    xlsx_to_csv,
+)
 from marketing_warehouse.quarantine import QUARANTINE_SCHEMA, Reason
 
 SEP = chr(31)  # separates reason code from detail inside SQL error strings
@@ -41,7 +48,7 @@ SQL_TYPES = {
     "string": "VARCHAR",
     "email": "VARCHAR",
     "integer": "BIGINT",
-    "decimal": "DECIMAL(18,4)",
+    "decimal": "DECIMAL(18,6)",
     "timestamp": "TIMESTAMP",
     "date": "DATE",
     "boolean": "BOOLEAN",
@@ -176,7 +183,7 @@ def _typed_expr(column: Column, raw: str, contract: Contract) -> tuple[str, Reas
         )
     if kind == "decimal":
         return (
-            f"try_cast({_decimal_text(text, contract.decimal_separator)} as decimal(18,4))",
+            f"try_cast({_decimal_text(text, contract.decimal_separator)} as decimal(18,6))",
             Reason.INVALID_NUMBER,
             "a number",
         )
@@ -197,7 +204,8 @@ def _typed_expr(column: Column, raw: str, contract: Contract) -> tuple[str, Reas
     if kind == "date":
         formats = "[" + ", ".join(_sql_str(f) for f in contract.date_formats) + "]"
         return (
-            f"coalesce(try_strptime({text}, {formats})::date, try_cast({text} as date))",
+            f"coalesce(try_strptime({text}, {formats})::date, try_cast({text} as date), "
+            f"try_cast({text} as timestamp)::date)",
             Reason.INVALID_DATE,
             f"a date in one of {', '.join(contract.date_formats)}",
         )
@@ -285,21 +293,10 @@ def _map_header(
     return positions, unknown
 
 
-def extract_csv(
-    path: Path,
-    contract: Contract,
-    load_date: date,
-    out_file: Path,
-    quarantine_file: Path,
-    loaded_at: datetime,
-) -> FileResult:
-    """Type one landed CSV into ``out_file`` (Parquet) and its rejects into ``quarantine_file``."""
-    file_hash = file_sha256(path)
-    result = FileResult(
-        source_file=path.name, file_hash=file_hash, load_date=load_date.isoformat(), status="loaded"
-    )
-    with tempfile.TemporaryDirectory(prefix="mwh-extract-") as tmp:
-        workdir = Path(tmp)
+def _prepare(path: Path, contract: Contract, workdir: Path, result: FileResult):
+    """Any supported format -> (plain UTF-8 CSV path, delimiter, header, pre-rejects)."""
+    pre_rejects: list[PreReject] = []
+    if contract.format == "csv":
         try:
             result.encoding = _detect_encoding(path)
             text_path = _as_plain_utf8(path, result.encoding, workdir)
@@ -307,12 +304,52 @@ def extract_csv(
             raise FileRejected(
                 Reason.UNREADABLE_FILE, f"{path.name}: cannot be decoded as text ({exc})."
             ) from exc
-        header_line, delimiter = _first_record(text_path)
-        result.delimiter = delimiter
-        if not header_line:
-            raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file is empty (no header).")
-        header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter))
-        positions, result.unknown_columns = _map_header(contract, header, path.name)
+    else:
+        text_path = workdir / (path.name + ".csv")
+        result.encoding = "xlsx" if contract.format == "xlsx" else "utf-8"
+        try:
+            if contract.format == "xlsx":
+                skipped = xlsx_to_csv(path, text_path, contract.sheet)
+                if skipped:
+                    result.unknown_columns.append(f"(sheets not read: {', '.join(skipped)})")
+            else:
+                pre_rejects = json_to_csv(path, text_path, lines=contract.format == "jsonl")
+        except FormatError as exc:
+            raise FileRejected(Reason.UNREADABLE_FILE, f"{path.name}: {exc}") from exc
+    header_line, delimiter = _first_record(text_path)
+    result.delimiter = delimiter if contract.format == "csv" else ""
+    if not header_line:
+        raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file is empty (no header).")
+    header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter))
+    if header == [ROW_COLUMN] and not pre_rejects:
+        raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file holds no records.")
+    return text_path, delimiter, header, pre_rejects
+
+
+def extract_file(
+    path: Path,
+    contract: Contract,
+    load_date: date,
+    out_file: Path,
+    quarantine_file: Path,
+    loaded_at: datetime,
+) -> FileResult:
+    """Type one landed file into ``out_file`` (Parquet) and its rejects into ``quarantine_file``."""
+    file_hash = file_sha256(path)
+    result = FileResult(
+        source_file=path.name, file_hash=file_hash, load_date=load_date.isoformat(), status="loaded"
+    )
+    with tempfile.TemporaryDirectory(prefix="mwh-extract-") as tmp:
+        workdir = Path(tmp)
+        text_path, delimiter, header, pre_rejects = _prepare(path, contract, workdir, result)
+        has_row_column = header[0] == ROW_COLUMN
+        data_columns = [(i, h) for i, h in enumerate(header) if not (has_row_column and i == 0)]
+        positions, unknown = _map_header(
+            contract,
+            [h if i or not has_row_column else "" for i, h in enumerate(header)],
+            path.name,
+        )
+        result.unknown_columns = unknown + result.unknown_columns
 
         con = duckdb.connect()
         try:
@@ -330,7 +367,8 @@ def extract_csv(
                 con.execute(
                     f"""
                     create temp table landed as
-                    select row_number() over () as _row_number, *
+                    select {"try_cast(c0 as bigint)" if has_row_column else "row_number() over ()"}
+                        as _row_number, *
                     from read_csv({_sql_str(str(text_path))},
                         header = true, auto_detect = false, skip = {skip},
                         delim = {_sql_str(delimiter)}, quote = '"', escape = '"',
@@ -356,7 +394,7 @@ def extract_csv(
                     f"cast({typed} as {SQL_TYPES[column.type]}) as {_ident(column.name)}"
                 )
             header_match = " and ".join(
-                f"trim(c{i}) = {_sql_str(h.strip())}" for i, h in enumerate(header) if h.strip()
+                f"trim(c{i}) = {_sql_str(h.strip())}" for i, h in data_columns if h.strip()
             )
             checks.insert(
                 0,
@@ -413,6 +451,11 @@ def extract_csv(
                 from reject_errors group by line
                 """
             )
+            for reject in pre_rejects:
+                con.execute(
+                    f"insert into quarantined select {q_common}, ?, ?, ?, ?, {q_time}",
+                    [reject.row_number, reject.raw, str(Reason.MALFORMED_ROW), reject.detail],
+                )
             result.rows_loaded = con.execute(
                 "select count(*) from typed where len(_errors) = 0"
             ).fetchone()[0]

@@ -155,9 +155,10 @@ def _ledger_reader(settings: Settings, key: str, ds: date) -> str:
 
 
 def render_sql(settings: Settings, sql: str, ds: date) -> str:
-    """Expand ``{ds}``, ``{raw:<key>}`` (the run's raw partition) and ``{ledger:<key>}``."""
+    """Expand ``{ds}``, ``{reporting_currency}``, ``{raw:<key>}`` (the run's raw partition) and ``{ledger:<key>}``."""
     sql = re.sub(r"\{raw:([a-z0-9_]+)\}", lambda m: _partition_reader(settings, m[1], ds), sql)
     sql = re.sub(r"\{ledger:([a-z0-9_*]+)\}", lambda m: _ledger_reader(settings, m[1], ds), sql)
+    sql = sql.replace("{reporting_currency}", settings.reporting_currency)
     return sql.replace("{ds}", ds.isoformat())
 
 
@@ -195,8 +196,10 @@ def _gx_context(settings: Settings):
 def _observed(result: dict[str, Any]) -> str:
     if "observed_value" in result:
         return json.dumps(result["observed_value"], default=str)
-    if "unexpected_percent" in result:
+    if result.get("unexpected_percent") is not None:
         return f"{result['unexpected_percent']:.4g}% unexpected"
+    if "element_count" in result:
+        return f"{result['element_count']} rows checked"
     return ""
 
 

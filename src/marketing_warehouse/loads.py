@@ -39,7 +39,7 @@ from marketing_warehouse.extract import (
     FileResult,
     empty_quarantine_file,
     empty_raw_file,
-    extract_csv,
+    extract_file,
     file_sha256,
     write_file_rejection,
 )
@@ -137,7 +137,7 @@ def _load_file(
 ) -> FileResult:
     name = f"{file_hash[:16]}.parquet"
     try:
-        return extract_csv(path, contract, day, raw_part / name, quarantine_part / name, loaded_at)
+        return extract_file(path, contract, day, raw_part / name, quarantine_part / name, loaded_at)
     except FileRejected as rejection:
         (raw_part / name).unlink(missing_ok=True)
         write_file_rejection(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import order_row, write_shopify
 
 from marketing_warehouse.publish import PUBLISHED_MARTS
 
@@ -98,7 +99,7 @@ def _mart_fingerprints(path: Path) -> dict[str, str]:
         con.close()
 
 
-def test_full_dag_run_through_airflow_and_rerun_is_identical(tmp_path, dbt_manifest):
+def test_full_dag_run_rerun_and_a_failed_gate(tmp_path, dbt_manifest):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MWH_", "AIRFLOW"))} | {
         "MWH_DATA_DIR": str(tmp_path / "data"),
         "MWH_DEMO_DAYS": "10",
@@ -122,3 +123,31 @@ def test_full_dag_run_through_airflow_and_rerun_is_identical(tmp_path, dbt_manif
     again = subprocess.run(mwh, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:]
     assert _mart_fingerprints(serving) == before
+
+    # Next day an order arrives in a currency the FX workbook has no rate for: the critical
+    # staging gate stops the run before the marts and publish; BI keeps yesterday's data.
+    write_shopify(
+        tmp_path / "data" / "landing" / "2026-11-22" / "shopify_orders_export_2026-11-22.csv",
+        [
+            order_row(
+                "#90001",
+                "yen@example.com",
+                "2026-11-22 09:00:00 +0900",
+                Currency="JPY",
+                Total="5000",
+                **{"Financial Status": "paid"},
+            )
+        ],
+    )
+    bad = subprocess.run(
+        [*mwh[:-1], "2026-11-22"], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert bad.returncode != 0
+    assert "FAILED" in bad.stdout and "staging  FAIL" in bad.stdout
+    assert "fx_rate_coverage" in bad.stdout and "Not published this run." in bad.stdout
+    assert "dbt_marts" not in bad.stdout  # nothing after the gate ran
+    assert _mart_fingerprints(serving) == before
+    con = duckdb.connect(str(serving), read_only=True)
+    dates = con.execute("select distinct logical_date::varchar from audit.publish_log").fetchall()
+    con.close()
+    assert dates == [("2026-11-21",)]

@@ -5,7 +5,11 @@ Orders (Shopify local time -> UTC order date):
   #1002 bob    2026-11-01 23:30 -0500 -> Nov 2   total 89.00, paid
   #1003 ALICE  2026-11-03 12:00 +0000 -> Nov 3   total 50.00, refunded 50.00 (status refunded)
   #1004 carol  2026-11-03 13:00 +0000 -> Nov 3   total 30.00, voided and cancelled: not revenue
+  #1005 dave   2026-11-01 12:00 +0000 -> Nov 1   total USD 100.00, paid
   #1001 again in the Nov 2 file (a re-exported order): counted once.
+
+FX workbooks: USD->EUR 0.90 on Fri 2026-10-30 (delivered Oct 30), restated as 0.91 in the Nov 2
+delivery; nothing for the weekend. #1005 (a Sunday) takes Friday's latest rate: 100.00 x 0.91 = 91.00.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import duckdb
 import pytest
 from conftest import order_row, write_shopify
 
-from marketing_warehouse.contracts import contract_for
+from marketing_warehouse.contracts import load_contracts
 from marketing_warehouse.dbt_tasks import run_dbt
+from marketing_warehouse.demo import write_fx_workbook
 from marketing_warehouse.extract import utc_now
 from marketing_warehouse.loads import load_source
 
@@ -27,9 +32,8 @@ pytestmark = pytest.mark.integration
 
 
 def first(name, email, created, total, **extra):
-    return order_row(
-        name, email, created, Currency="EUR", Total=total, **{"Financial Status": "paid"} | extra
-    )
+    fields = {"Currency": "EUR", "Total": total, "Financial Status": "paid"}
+    return order_row(name, email, created, **(fields | extra))
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +69,15 @@ def warehouse(tmp_path_factory):
             Source="pos",
             Billing_Country="FR",
         ),
+        first(
+            "#1005",
+            "dave@example.com",
+            "2026-11-01 12:00:00 +0000",
+            "100.00",
+            Source="web",
+            Billing_Country="US",
+            Currency="USD",
+        ),
     ]
     nov2 = [nov1[0], nov1[1]]  # order #1001 exported again
     nov3 = [
@@ -90,7 +103,16 @@ def warehouse(tmp_path_factory):
     ]
     for day, rows in (("2026-11-01", nov1), ("2026-11-02", nov2), ("2026-11-03", nov3)):
         write_shopify(settings.landing_dir / day / f"shopify_orders_{day}.csv", rows)
-    load_source(settings, contract_for("shopify__order_lines"), date(2026, 11, 3), utc_now())
+    write_fx_workbook(
+        settings.landing_dir / "2026-10-30" / "fx_rates_a.xlsx",
+        [(date(2026, 10, 30), "USD", "EUR", 0.90), (date(2026, 10, 30), "GBP", "EUR", 1.15)],
+    )
+    write_fx_workbook(
+        settings.landing_dir / "2026-11-02" / "fx_rates_b.xlsx",
+        [(date(2026, 10, 30), "USD", "EUR", 0.91)],
+    )
+    for contract in load_contracts():
+        load_source(settings, contract, date(2026, 11, 3), utc_now())
     result = run_dbt(settings, ["build"], dict(os.environ))
     assert result.returncode == 0, result.stdout[-4000:]
     con = duckdb.connect(str(settings.build_path), read_only=True)
@@ -138,7 +160,19 @@ def test_fct_orders_deduplicates_and_flags_revenue(warehouse):
             "is_first_order": None,
             "channel": "direct",
         },
+        {
+            "order_id": "shopify-#1005",
+            "d": "2026-11-01",
+            "is_revenue_order": True,
+            "is_first_order": True,
+            "channel": "online_store",
+        },
     ]
+    fx = warehouse.sql(
+        "select currency, total_amount, fx_rate, total_amount_reporting from marts.fct_orders "
+        "where order_id = 'shopify-#1005'"
+    ).fetchone()
+    assert fx == ("USD", Decimal("100.000000"), Decimal("0.910000"), Decimal("91.00"))
     items = warehouse.sql(
         "select items_count from marts.fct_orders where order_id = 'shopify-#1001'"
     )
@@ -155,13 +189,14 @@ def test_kpi_daily_by_hand(warehouse):
     D = Decimal
     assert got == [
         {
+            # alice 67.32 + dave 91.00 (USD 100.00 x 0.91)
             "date": "2026-11-01",
-            "orders": 1,
-            "revenue": D("67.32"),
+            "orders": 2,
+            "revenue": D("158.32"),
             "refunds": D("0.00"),
-            "net_revenue": D("67.32"),
-            "aov": D("67.32"),
-            "new": 1,
+            "net_revenue": D("158.32"),
+            "aov": D("79.16"),
+            "new": 2,
             "ret": 0,
             "discount_cost": D("6.93"),
         },
@@ -234,6 +269,17 @@ def test_dim_customers_by_hand(warehouse):
             "mkt": False,
             "first_order": None,
         },
+        {
+            "email": "dave@example.com",
+            "country": "US",
+            "orders_count": 1,
+            "lifetime_revenue": D("91.00"),
+            "aov": D("91.00"),
+            "disc": 0.0,
+            "acq": "online_store",
+            "mkt": False,
+            "first_order": "2026-11-01 12:00:00",
+        },
     ]
 
 
@@ -242,4 +288,24 @@ def test_revenue_reconciles_across_layers(warehouse):
     fct = warehouse.sql(
         "select sum(total_amount_reporting) from marts.fct_orders where is_revenue_order"
     ).fetchone()[0]
-    assert kpi == fct == Decimal("206.32")
+    assert kpi == fct == Decimal("297.32")
+
+
+def test_an_order_without_a_rate_fails_the_build(tmp_path):
+    """A currency with no rate in the 7-day window is an error, never a silent 1.0."""
+    from marketing_warehouse.config import load_settings
+
+    settings = load_settings({"MWH_DATA_DIR": str(tmp_path / "data")})
+    write_shopify(
+        settings.landing_dir / "2026-11-01" / "shopify_orders.csv",
+        [first("#1", "a@example.com", "2026-11-01 10:00:00 +0000", "10.00", Currency="JPY")],
+    )
+    write_fx_workbook(
+        settings.landing_dir / "2026-11-01" / "fx_rates.xlsx",
+        [(date(2026, 10, 20), "JPY", "EUR", 0.006)],  # too old to use for Nov 1
+    )
+    for contract in load_contracts():
+        load_source(settings, contract, date(2026, 11, 1), utc_now())
+    result = run_dbt(settings, ["build", "--select", "+fct_orders"], dict(os.environ))
+    assert result.returncode != 0
+    assert "FAIL 1 not_null_fct_orders_fx_rate" in result.stdout

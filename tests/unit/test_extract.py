@@ -13,7 +13,7 @@ from conftest import order_row, write_shopify
 
 from marketing_warehouse.contracts import contract_for
 from marketing_warehouse.demo import SHOPIFY_HEADER
-from marketing_warehouse.extract import FileRejected, extract_csv
+from marketing_warehouse.extract import FileRejected, extract_file
 
 CONTRACT = contract_for("shopify__order_lines")
 LOADED_AT = datetime(2026, 11, 22, 2, 0, 0)
@@ -21,7 +21,7 @@ LOADED_AT = datetime(2026, 11, 22, 2, 0, 0)
 
 def run(path: Path, tmp_path: Path):
     out, quarantine = tmp_path / "out.parquet", tmp_path / "q.parquet"
-    result = extract_csv(path, CONTRACT, date(2026, 11, 21), out, quarantine, LOADED_AT)
+    result = extract_file(path, CONTRACT, date(2026, 11, 21), out, quarantine, LOADED_AT)
     rows = duckdb.sql(f"select * from read_parquet('{out}') order by _row_number").fetchall()
     cols = duckdb.sql(f"select * from read_parquet('{out}')").columns
     loaded = [dict(zip(cols, r, strict=True)) for r in rows]
@@ -152,7 +152,7 @@ def test_whole_file_rejections_name_the_file(tmp_path, content, reason):
     path = tmp_path / "shopify_orders_bad.csv"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(FileRejected) as caught:
-        extract_csv(
+        extract_file(
             path,
             CONTRACT,
             date(2026, 11, 21),
@@ -168,7 +168,7 @@ def test_missing_column_message_lists_what_was_found(tmp_path):
     path = tmp_path / "shopify_orders_bad.csv"
     path.write_text("Name,Email,Total\n#1,a@x.com,3\n", encoding="utf-8")
     with pytest.raises(FileRejected, match=r"'Created at'.*found 'Name', 'Email', 'Total'"):
-        extract_csv(
+        extract_file(
             path,
             CONTRACT,
             date(2026, 11, 21),
