@@ -24,6 +24,8 @@ DEFAULT_TIMESTAMP_FORMATS = (
     "%Y-%m-%d %H:%M:%S %z",
     "%Y-%m-%dT%H:%M:%S%z",
     "%Y-%m-%dT%H:%M:%S.%f%z",
+    "%Y-%m-%dT%H:%M:%S.%fZ",
+    "%Y-%m-%dT%H:%M:%SZ",
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%dT%H:%M:%S",
     "%Y-%m-%d",
@@ -70,6 +72,10 @@ class Contract:
     date_formats: tuple[str, ...] = DEFAULT_DATE_FORMATS
     decimal_separator: str = "auto"
     sheet: str | None = None
+    summary_row_pattern: str | None = None
+    #: Rows sharing this column's value within a file form one record (Shopify: an order's line
+    #: items, with the order-level fields on the first row). One bad row holds back the record.
+    record_group: str | None = None
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -112,6 +118,8 @@ def _parse(data: dict, path: Path | None) -> Contract:
             date_formats=tuple(data.get("date_formats", DEFAULT_DATE_FORMATS)),
             decimal_separator=data.get("decimal_separator", "auto"),
             sheet=data.get("sheet"),
+            summary_row_pattern=data.get("summary_row_pattern"),
+            record_group=data.get("record_group"),
             path=path,
         )
     except KeyError as exc:
@@ -122,6 +130,8 @@ def _parse(data: dict, path: Path | None) -> Contract:
     for column in columns:
         if column.type not in TYPES:
             raise ContractError(f"{where}: column {column.name} has unknown type {column.type!r}")
+    if contract.record_group and contract.record_group not in names:
+        raise ContractError(f"{where}: record_group {contract.record_group!r} is not a column")
     if contract.format not in FORMATS:
         raise ContractError(f"{where}: unknown format {contract.format!r}")
     if contract.decimal_separator not in {"auto", ".", ","}:

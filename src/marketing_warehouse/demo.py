@@ -89,8 +89,11 @@ def _money(value: float) -> str:
 
 def _shopify_day(
     rng: random.Random, day: date, customers: list[Customer], orders: int, next_number: int
-) -> tuple[list[list[str]], int]:
+) -> tuple[list[list[str]], int, list]:
+    from marketing_warehouse.demo_marketing import Order
+
     rows: list[list[str]] = []
+    placed: list[Order] = []
     weights = [c.weight for c in customers]
     for _ in range(orders):
         customer = rng.choices(customers, weights=weights)[0]
@@ -116,12 +119,16 @@ def _shopify_day(
         )
         stamp = local.strftime("%Y-%m-%d %H:%M:%S %z")
         currency = rng.choices([c for c, _ in CURRENCIES], weights=[w for _, w in CURRENCIES])[0]
+        placed.append(Order(number, customer.email, created, total, currency, code))
+        email = customer.email
+        if rng.random() < 0.08:  # typed differently at checkout
+            email = f" {email.title()} " if rng.random() < 0.5 else email.upper()
         for position, ((name, sku, price), qty) in enumerate(lines):
             row = dict.fromkeys(SHOPIFY_HEADER, "")
             row.update(
                 {
                     "Name": f"#{number}",
-                    "Email": customer.email,
+                    "Email": email,
                     "Created at": stamp,
                     "Lineitem quantity": str(qty),
                     "Lineitem name": name,
@@ -167,42 +174,98 @@ def _shopify_day(
                     }
                 )
             rows.append([row[h] for h in SHOPIFY_HEADER])
-    return rows, next_number
+    return rows, next_number, placed
+
+
+def _break_a_row(rng: random.Random, row: list[str]) -> list[str]:
+    """A truly invalid row, as real exports occasionally contain."""
+    broken = list(row)
+    index = {h: i for i, h in enumerate(SHOPIFY_HEADER)}
+    kind = rng.randrange(4)
+    if kind == 0:
+        broken[index["Created at"]] = "31/02/2026 25:61"
+    elif kind == 1:
+        broken[index["Currency"]] = "EURO"
+    elif kind == 2:
+        broken[index["Lineitem quantity"]] = "-2"
+    else:
+        broken[index["Name"]] = ""
+    return broken
+
+
+def _write_shopify(path: Path, rows: list[list[str]], eu_style: bool) -> None:
+    """Shopify's CSV; an EU-locale spreadsheet round-trip gives ';', decimal commas and a BOM."""
+    with path.open("w", encoding="utf-8-sig" if eu_style else "utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n", delimiter=";" if eu_style else ",")
+        writer.writerow(SHOPIFY_HEADER)
+        for row in rows:
+            if eu_style:
+                row = [
+                    v.replace(".", ",") if v[:1].isdigit() and v.replace(".", "").isdigit() else v
+                    for v in row
+                ]
+            writer.writerow(row)
 
 
 def generate(
     landing_dir: Path, end_date: date, days: int, seed: int = 42, scale: float = 0.01
 ) -> list[Path]:
     """Write ``days`` daily landing folders ending at ``end_date``; return the files written."""
+    from marketing_warehouse import demo_marketing as marketing
+
     rng = random.Random(seed)
     customers = _customers(rng, max(20, int(100_000 * scale)))
     # ~1 M order lines a year at scale 1: about 1.6 lines per order -> ~1,700 orders a day.
     orders_per_day = max(3.0, 1_700 * scale)
-    written = []
+    written: list[Path] = []
     next_number = 1001
+    first_day = end_date - timedelta(days=days - 1)
+    subscribers = [c for c in customers if c.index % 7 == 0]
+    campaign_no = 0
+    previous_file: Path | None = None
     for offset in range(days - 1, -1, -1):
         day = end_date - timedelta(days=offset)
-        weekday_boost = 1.25 if day.weekday() >= 5 else 1.0
-        count = max(1, round(rng.gauss(orders_per_day * weekday_boost, orders_per_day * 0.15)))
-        rows, next_number = _shopify_day(rng, day, customers, count, next_number)
         folder = landing_dir / day.isoformat()
         folder.mkdir(parents=True, exist_ok=True)
+        weekday_boost = 1.25 if day.weekday() >= 5 else 1.0
+        count = max(1, round(rng.gauss(orders_per_day * weekday_boost, orders_per_day * 0.15)))
+        rows, next_number, orders = _shopify_day(rng, day, customers, count, next_number)
+        rows = [_break_a_row(rng, r) if rng.random() < 0.003 else r for r in rows]
         target = folder / f"shopify_orders_export_{day.isoformat()}.csv"
-        with target.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(SHOPIFY_HEADER)
-            writer.writerows(rows)
+        _write_shopify(target, rows, eu_style=offset % 10 == 5)
         written.append(target)
+        if previous_file is not None and offset % 15 == 7:  # yesterday's export sent again
+            resent = folder / f"shopify_orders_export_{day.isoformat()}_resent.csv"
+            resent.write_bytes(previous_file.read_bytes())
+            written.append(resent)
+        previous_file = target
         fx_rows = fx_rates_day(rng, day)
         if fx_rows:
             fx_target = folder / f"fx_rates_{day.isoformat()}.xlsx"
             write_fx_workbook(fx_target, fx_rows)
             written.append(fx_target)
+        written.append(marketing.stripe_day(rng, day, subscribers, folder))
+        written.append(marketing.hubspot_day(rng, day, customers, folder, day == first_day))
+        klaviyo = marketing.klaviyo_day(rng, day, customers, folder, campaign_no)
+        campaign_no += bool(klaviyo)
+        written += klaviyo
+        written += marketing.ads_day(rng, day, folder)
+        vouchers = marketing.vouchers_day(rng, day, orders, folder)
+        if vouchers:
+            written.append(vouchers)
+        written.append(marketing.events_day(rng, day, customers, orders, folder, scale))
     # the first day's orders may fall on a weekend: give the first delivery a week of history
-    first_day = end_date - timedelta(days=days - 1)
     history = [r for d in range(7, 0, -1) for r in fx_rates_day(rng, first_day - timedelta(days=d))]
     write_fx_workbook(landing_dir / first_day.isoformat() / "fx_rates_history.xlsx", history)
     written.append(landing_dir / first_day.isoformat() / "fx_rates_history.xlsx")
+    written.append(
+        marketing.budgets(first_day, end_date, landing_dir / first_day.isoformat(), scale)
+    )
+    written.append(
+        marketing.experiments(
+            first_day, end_date, customers, landing_dir / first_day.isoformat(), rng
+        )
+    )
     return written
 
 
@@ -232,10 +295,10 @@ def write_fx_workbook(target: Path, rows: list[tuple[date, str, str, float]]) ->
     workbook.save(target)
     # openpyxl stamps the current time into the workbook's properties; fix it so the same
     # seed gives byte-identical files (and the load ledger sees the same content hash).
-    _fix_xlsx_timestamps(target)
+    fix_xlsx_timestamps(target)
 
 
-def _fix_xlsx_timestamps(target: Path) -> None:
+def fix_xlsx_timestamps(target: Path) -> None:
     import re
     import zipfile
 

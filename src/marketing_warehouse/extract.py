@@ -134,17 +134,35 @@ def _as_plain_utf8(path: Path, encoding: str, workdir: Path) -> Path:
     return target
 
 
-def _first_record(path: Path) -> tuple[str, str]:
-    """The header line (first non-blank line) and the delimiter it uses."""
-    with path.open("r", encoding="utf-8", newline="") as handle:
-        for line in handle:
-            if line.strip():
-                break
-        else:
-            return "", ","
+def _split(line: str) -> tuple[list[str], str]:
     counts = {d: len(next(csv.reader(io.StringIO(line), delimiter=d))) for d in DELIMITERS}
     delimiter = max(DELIMITERS, key=lambda d: (counts[d], -DELIMITERS.index(d)))
-    return line, delimiter
+    return next(csv.reader(io.StringIO(line), delimiter=delimiter)), delimiter
+
+
+def _find_header(path: Path, contract: Contract) -> tuple[str, str, int]:
+    """The header line, its delimiter and the number of lines before it.
+
+    Some tools put a title and a date range above the header (Google Ads): the header is the
+    first of the first 30 non-blank lines that holds every required column; when none does,
+    the first non-blank line is taken (and its missing columns are reported).
+    """
+    first: tuple[str, str, int] | None = None
+    required = [c for c in contract.columns if c.required]
+    with path.open("r", encoding="utf-8", newline="") as handle:
+        seen = 0
+        for index, line in enumerate(handle):
+            if not line.strip():
+                continue
+            fields, delimiter = _split(line)
+            if first is None:
+                first = (line, delimiter, index)
+            if all(any(c.matches(f) for f in fields) for c in required):
+                return line, delimiter, index
+            seen += 1
+            if seen >= 30:
+                break
+    return first or ("", ",", 0)
 
 
 # --- typing SQL --------------------------------------------------------------------------------
@@ -210,6 +228,7 @@ def _typed_expr(column: Column, raw: str, contract: Contract) -> tuple[str, Reas
             f"a date in one of {', '.join(contract.date_formats)}",
         )
     if kind == "timestamp":
+        # a trailing literal "Z" means UTC: such formats parse as naive UTC timestamps
         with_tz = [f for f in contract.timestamp_formats if "%z" in f or "%Z" in f]
         naive = [f for f in contract.timestamp_formats if f not in with_tz]
         parts = []
@@ -316,14 +335,14 @@ def _prepare(path: Path, contract: Contract, workdir: Path, result: FileResult):
                 pre_rejects = json_to_csv(path, text_path, lines=contract.format == "jsonl")
         except FormatError as exc:
             raise FileRejected(Reason.UNREADABLE_FILE, f"{path.name}: {exc}") from exc
-    header_line, delimiter = _first_record(text_path)
+    header_line, delimiter, skip = _find_header(text_path, contract)
     result.delimiter = delimiter if contract.format == "csv" else ""
     if not header_line:
         raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file is empty (no header).")
     header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter))
     if header == [ROW_COLUMN] and not pre_rejects:
         raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file holds no records.")
-    return text_path, delimiter, header, pre_rejects
+    return text_path, delimiter, header, pre_rejects, skip
 
 
 def extract_file(
@@ -341,7 +360,7 @@ def extract_file(
     )
     with tempfile.TemporaryDirectory(prefix="mwh-extract-") as tmp:
         workdir = Path(tmp)
-        text_path, delimiter, header, pre_rejects = _prepare(path, contract, workdir, result)
+        text_path, delimiter, header, pre_rejects, skip = _prepare(path, contract, workdir, result)
         has_row_column = header[0] == ROW_COLUMN
         data_columns = [(i, h) for i, h in enumerate(header) if not (has_row_column and i == 0)]
         positions, unknown = _map_header(
@@ -357,12 +376,6 @@ def extract_file(
             con.execute("set preserve_insertion_order = true")
             raw_cols = {f"c{i}": "VARCHAR" for i in range(len(header))}
             columns_sql = "{" + ", ".join(f"'{k}': 'VARCHAR'" for k in raw_cols) + "}"
-            skip = 0
-            with text_path.open("r", encoding="utf-8", newline="") as handle:
-                for line in handle:  # blank lines before the header
-                    if line.strip():
-                        break
-                    skip += 1
             try:
                 con.execute(
                     f"""
@@ -401,6 +414,14 @@ def extract_file(
                 f"case when {header_match or 'false'} then '{Reason.REPEATED_HEADER}{SEP}"
                 f"the header row appears again inside the file' end",
             )
+            if contract.summary_row_pattern:
+                first_col = f"c{data_columns[0][0]}"
+                checks.insert(
+                    0,
+                    f"case when regexp_matches(coalesce({first_col}, ''), "
+                    f"{_sql_str(contract.summary_row_pattern)}) then '{Reason.SUMMARY_ROW}{SEP}"
+                    f"a summary row of the report, not a record' end",
+                )
             raw_json = (
                 "json_object("
                 + ", ".join(f"{_sql_str(h)}, c{i}" for i, h in enumerate(header))
@@ -417,6 +438,17 @@ def extract_file(
                 from landed
                 """
             )
+            if contract.record_group:
+                group = _ident(contract.record_group)
+                con.execute(
+                    f"""
+                    update typed set _errors = [
+                        '{Reason.INCOMPLETE_RECORD}{SEP}another row of {contract.record_group} '
+                        || {group} || ' was quarantined; the record is held back whole']
+                    where len(_errors) = 0 and {group} in (
+                        select {group} from typed where len(_errors) > 0 and {group} is not null)
+                    """
+                )
             lineage = (
                 f"{_sql_str(path.name)} as _source_file, {_sql_str(file_hash)} as _file_hash, "
                 f"_row_number, date {_sql_str(load_date.isoformat())} as _load_date, "

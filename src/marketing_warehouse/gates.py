@@ -123,9 +123,20 @@ def _sql_literal(value: str) -> str:
 
 
 def _partition_reader(settings: Settings, key: str, ds: date) -> str:
-    part = settings.raw_dir / key / f"load_date={ds.isoformat()}"
-    files = sorted(part.glob("*.parquet")) if part.is_dir() else []
-    files = files or [settings.raw_dir / key / "_schema" / "empty.parquet"]
+    """Every raw file this run loaded for ``key`` (the ds partition and any late files)."""
+    summary = settings.run_dir(ds.isoformat()) / "extract" / f"{key}.json"
+    files: list[Path] = []
+    if summary.exists():
+        for entry in json.loads(summary.read_text("utf-8")).get("detail", []):
+            if entry["status"] == "loaded":
+                part = settings.raw_dir / key / f"load_date={entry['load_date']}"
+                files.append(part / f"{entry['file_hash'][:16]}.parquet")
+    else:
+        part = settings.raw_dir / key / f"load_date={ds.isoformat()}"
+        files = sorted(part.glob("*.parquet")) if part.is_dir() else []
+    files = [f for f in files if f.exists()] or [
+        settings.raw_dir / key / "_schema" / "empty.parquet"
+    ]
     listing = ", ".join(_sql_literal(str(f)) for f in files)
     return f"read_parquet([{listing}], union_by_name = true)"
 
@@ -155,7 +166,7 @@ def _ledger_reader(settings: Settings, key: str, ds: date) -> str:
 
 
 def render_sql(settings: Settings, sql: str, ds: date) -> str:
-    """Expand ``{ds}``, ``{reporting_currency}``, ``{raw:<key>}`` (the run's raw partition) and ``{ledger:<key>}``."""
+    """Expand ``{ds}``, ``{reporting_currency}``, ``{raw:<key>}`` (what the run loaded) and ``{ledger:<key>}``."""
     sql = re.sub(r"\{raw:([a-z0-9_]+)\}", lambda m: _partition_reader(settings, m[1], ds), sql)
     sql = re.sub(r"\{ledger:([a-z0-9_*]+)\}", lambda m: _ledger_reader(settings, m[1], ds), sql)
     sql = sql.replace("{reporting_currency}", settings.reporting_currency)

@@ -114,13 +114,23 @@ class Ledger:
         for entry in self.all_entries():
             if exclude_day is not None and entry["load_date"] == exclude_day.isoformat():
                 continue
-            if entry["status"] == "loaded":
-                part = _partition(self.raw_dir, date.fromisoformat(entry["load_date"]))
-                if not (part / f"{entry['file_hash'][:16]}.parquet").exists():
-                    continue
+            if entry["status"] == "loaded" and not self._has_parquet(entry):
+                continue
             if entry["status"] != "skipped_duplicate":
                 known.add(entry["file_hash"])
         return known
+
+    def recorded(self) -> set[tuple[str, str, str]]:
+        """(load date, file name, hash) of every file dealt with (loaded ones with their Parquet)."""
+        return {
+            (e["load_date"], e["source_file"], e["file_hash"])
+            for e in self.all_entries()
+            if e["status"] != "loaded" or self._has_parquet(e)
+        }
+
+    def _has_parquet(self, entry: dict) -> bool:
+        part = _partition(self.raw_dir, date.fromisoformat(entry["load_date"]))
+        return (part / f"{entry['file_hash'][:16]}.parquet").exists()
 
     def write(self, day: date, results: list[FileResult]) -> None:
         _write_json_atomic(self.path(day), [asdict(r) for r in results])
@@ -169,6 +179,7 @@ def load_source(
 
     results: list[FileResult] = []
     known = ledger.known_hashes(exclude_day=ds)
+    recorded = ledger.recorded()
     for day, folder in landing_folders(settings.landing_dir, ds):
         files = sorted(p for p in folder.iterdir() if p.is_file() and contract.matches_file(p.name))
         if day == ds:
@@ -194,7 +205,10 @@ def load_source(
             late = []
             for path in files:
                 file_hash = file_sha256(path)
+                if (day.isoformat(), path.name, file_hash) in recorded:
+                    continue  # dealt with by an earlier run
                 if file_hash in known:
+                    late.append(_duplicate(path, file_hash, day))
                     continue
                 known.add(file_hash)
                 late.append(
@@ -212,7 +226,8 @@ def load_source(
                 previous = [
                     e
                     for e in ledger.entries(day)
-                    if e["file_hash"] not in {r.file_hash for r in late}
+                    if (e["source_file"], e["file_hash"])
+                    not in {(r.source_file, r.file_hash) for r in late}
                 ]
                 ledger.write(day, [FileResult(**e) for e in previous] + late)
                 results += late

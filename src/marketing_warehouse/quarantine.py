@@ -20,6 +20,7 @@ class Reason(StrEnum):
     # One row
     MALFORMED_ROW = "malformed_row"
     REPEATED_HEADER = "repeated_header"
+    SUMMARY_ROW = "summary_row"
     MISSING_REQUIRED_VALUE = "missing_required_value"
     INVALID_TIMESTAMP = "invalid_timestamp"
     INVALID_DATE = "invalid_date"
@@ -27,6 +28,7 @@ class Reason(StrEnum):
     INVALID_BOOLEAN = "invalid_boolean"
     UNKNOWN_CURRENCY = "unknown_currency"
     OUT_OF_RANGE = "out_of_range"
+    INCOMPLETE_RECORD = "incomplete_record"
 
 
 #: The quarantine table's columns, in order, as DuckDB types.

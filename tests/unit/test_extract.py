@@ -102,6 +102,28 @@ def test_each_row_reason_is_quarantined_with_the_raw_row(tmp_path, row, reason, 
     assert result.quarantine_reasons == {reason: 1}
 
 
+def test_one_bad_line_holds_back_the_whole_order(tmp_path):
+    # Order #7's first row (with the totals) has a broken date: its second line must not load
+    # alone, or the order would reappear without totals and with the wrong item count.
+    path = write_shopify(
+        tmp_path / "shopify_orders.csv",
+        [
+            order_row("#6", "a@x.com", "2026-11-01 10:00:00 +0000", Total="10", Currency="EUR"),
+            order_row("#7", "b@x.com", "31/02/2026 25:61", Total="20", Currency="EUR"),
+            order_row("#7", "b@x.com", "2026-11-01 11:00:00 +0000", qty="2"),
+            order_row("#8", "c@x.com", "2026-11-01 12:00:00 +0000", Total="30", Currency="EUR"),
+        ],
+    )
+    result, loaded, quarantined = run(path, tmp_path)
+    assert [r["order_name"] for r in loaded] == ["#6", "#8"]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [
+        (2, "invalid_timestamp"),
+        (3, "incomplete_record"),
+    ]
+    assert "#7" in quarantined[1]["reason_detail"]
+    assert result.quarantine_reasons == {"invalid_timestamp": 1, "incomplete_record": 1}
+
+
 def test_malformed_row_is_quarantined_with_its_line(tmp_path):
     path = write_shopify(
         tmp_path / "shopify_orders.csv", [order_row("#1", "a@x.com", "2026-11-01")]

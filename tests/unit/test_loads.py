@@ -118,3 +118,24 @@ def test_a_ledger_entry_without_its_parquet_is_reloaded(settings):
     results = load_source(settings, CONTRACT, date(2026, 11, 21), AT)
     assert [r.source_file for r in results] == ["shopify_orders_a.csv"]
     assert raw_orders(settings) == [("2026-11-20", "#1")]
+
+
+def test_a_duplicate_in_an_earlier_folder_is_recorded_once(settings):
+    original = day_file(settings, "2026-11-19", "shopify_orders_a.csv", ["#1"])
+    resent = settings.landing_dir / "2026-11-20" / "shopify_orders_a_again.csv"
+    resent.parent.mkdir(parents=True)
+    resent.write_bytes(original.read_bytes())
+    day_file(settings, "2026-11-21", "shopify_orders_b.csv", ["#2"])
+    results = load_source(settings, CONTRACT, date(2026, 11, 21), AT)
+    assert sorted((r.source_file, r.status) for r in results) == [
+        ("shopify_orders_a.csv", "loaded"),
+        ("shopify_orders_a_again.csv", "skipped_duplicate"),
+        ("shopify_orders_b.csv", "loaded"),
+    ]
+    again = load_source(settings, CONTRACT, date(2026, 11, 21), AT)
+    assert [r.source_file for r in again] == ["shopify_orders_b.csv"]
+    entries = Ledger(settings, CONTRACT).entries(date(2026, 11, 20))
+    assert [(e["source_file"], e["status"]) for e in entries] == [
+        ("shopify_orders_a_again.csv", "skipped_duplicate")
+    ]
+    assert raw_orders(settings) == [("2026-11-19", "#1"), ("2026-11-21", "#2")]

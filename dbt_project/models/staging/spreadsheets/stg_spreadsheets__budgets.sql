@@ -1,0 +1,32 @@
+with
+
+source as (
+
+    select * from {{ source('spreadsheets', 'budgets') }}
+
+),
+
+renamed as (
+
+    select
+        budget_month,
+        lower(trim(channel)) as channel,
+        upper(currency) as currency,
+        budget_amount,
+        target_new_customers,
+        target_revenue,
+        _source_file as source_file,
+        _file_hash as file_hash,
+        _row_number as source_row_number,
+        _load_date as load_date
+    from source
+
+),
+
+final as (
+
+    select * from renamed
+
+)
+
+select * from final

@@ -1,0 +1,33 @@
+with
+
+source as (
+
+    select * from {{ source('spreadsheets', 'experiments') }}
+
+),
+
+renamed as (
+
+    select
+        experiment_id,
+        hypothesis,
+        start_date,
+        end_date,
+        lower(trim(primary_metric)) as primary_metric,
+        minimum_sample_per_variant,
+        lower(trim(control_variant)) as control_variant,
+        _source_file as source_file,
+        _file_hash as file_hash,
+        _row_number as source_row_number,
+        _load_date as load_date
+    from source
+
+),
+
+final as (
+
+    select * from renamed
+
+)
+
+select * from final
