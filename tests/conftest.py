@@ -68,3 +68,76 @@ def dbt_manifest():
     if manifest_is_stale(settings):
         parse_project(settings, dict(os.environ))
     return settings.dbt_project_dir / "target" / "manifest.json"
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A real PostgreSQL server for the session, on a unix socket in a temporary folder."""
+    import shutil
+
+    from postgres_server import start_cluster
+
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+def make_build_db(settings: Settings, version: int, days: int = 5) -> None:
+    """A small build database shaped like dbt's output (schemas marts, audit, staging), whose
+    numbers depend on ``version`` so tests can tell published versions apart."""
+    import duckdb
+
+    settings.build_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.build_path.unlink(missing_ok=True)
+    con = duckdb.connect(str(settings.build_path))
+    try:
+        for schema in ("marts", "audit", "staging"):
+            con.execute(f"create schema {schema}")
+        con.execute(
+            f"""
+            create table marts.kpi_daily as
+            select
+                cast(date '2026-11-01' + cast(i as integer) as date) as date,
+                'EUR' as reporting_currency,
+                {version} as orders,
+                cast({version} * 100 as decimal(18, 2)) as revenue,
+                cast(0 as decimal(18, 2)) as refunds,
+                cast({version} * 100 as decimal(18, 2)) as net_revenue,
+                cast(100 as decimal(18, 2)) as average_order_value,
+                {version} as new_customers,
+                0 as returning_customers,
+                cast(0 as decimal(18, 2)) as discount_cost
+            from range({days}) as t(i)
+            """
+        )
+        con.execute(
+            f"""
+            create table marts.fct_orders as
+            select
+                'shopify-#' || i as order_id,
+                md5('c' || i) as customer_id,
+                cast(date '2026-11-01' + cast(i % {days} as integer) as date) as order_date,
+                timestamp '2026-11-01 10:00:00' + to_days(cast(i % {days} as integer)) as created_at,
+                true as is_revenue_order,
+                i < {days} as is_first_order,
+                'online_store' as channel,
+                cast(100 as decimal(18, 2)) as total_amount_reporting,
+                case when i % 2 = 0 then 'c' || i || '@example.com' end as email,
+                '' as discount_code
+            from range({version * days}) as t(i)
+            """
+        )
+        con.execute(
+            "create table marts.dim_customers as select distinct customer_id, email "
+            "from marts.fct_orders"
+        )
+        con.execute(
+            "create table audit.quarantine as select 'shopify_orders.csv' as source_file, "
+            "'bad_date' as reason_code, '{\"Email\": \"x@example.com\"}' as raw_row"
+        )
+        con.execute("create table staging.private_rows as select 1 as id")
+    finally:
+        con.close()

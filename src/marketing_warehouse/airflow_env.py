@@ -48,6 +48,8 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
             "MWH_REPORTING_CURRENCY": settings.reporting_currency,
             "MWH_SCHEDULE": settings.schedule,
             "MWH_TASK_RETRIES": str(settings.task_retries),
+            "MWH_KEEP_VERSIONS": str(settings.keep_versions),
+            "MWH_POSTGRES_READER_ROLE": settings.postgres_reader_role,
         }
     )
     env.update(settings.dbt_env())

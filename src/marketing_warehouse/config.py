@@ -38,9 +38,27 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "MWH_DEMO_DAYS": ("60", "Days of history the demo generator writes when landing is empty."),
     "MWH_DEMO_SEED": ("42", "Seed of the demo generator (same seed, same files)."),
     "MWH_TASK_RETRIES": ("2", "Retries of a failed task (exponential backoff from 5 minutes)."),
+    "MWH_KEEP_VERSIONS": (
+        "5",
+        "Published versions of the serving file kept for `mwh rollback` (at least 1).",
+    ),
+    "MWH_POSTGRES_DSN": (
+        "(empty: off)",
+        "libpq connection string of a PostgreSQL serving database; when set, publish also "
+        "writes schemas marts and audit there in one transaction.",
+    ),
+    "MWH_POSTGRES_READER_ROLE": (
+        "bi_reader",
+        "Role publish creates and keeps read-only on PostgreSQL schema marts (BI tools log in as it).",
+    ),
+    "MWH_POSTGRES_READER_PASSWORD": (
+        "(empty: role cannot log in)",
+        "Password publish sets on the reader role; empty leaves the role without login.",
+    ),
 }
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class ConfigError(ValueError):
@@ -64,6 +82,10 @@ class Settings:
     demo_days: int
     demo_seed: int
     task_retries: int = 2
+    keep_versions: int = 5
+    postgres_dsn: str = field(default="", repr=False)
+    postgres_reader_role: str = "bi_reader"
+    postgres_reader_password: str = field(default="", repr=False)
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     # Derived locations -------------------------------------------------------------------
@@ -131,6 +153,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ("MWH_DEMO_DAYS", "60"),
         ("MWH_DEMO_SEED", "42"),
         ("MWH_TASK_RETRIES", "2"),
+        ("MWH_KEEP_VERSIONS", "5"),
     ):
         value = env.get(name, default)
         try:
@@ -141,6 +164,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raise ConfigError("MWH_DEMO_DAYS must be at least 1.")
     if ints["MWH_TASK_RETRIES"] < 0:
         raise ConfigError("MWH_TASK_RETRIES must be 0 or more.")
+    if ints["MWH_KEEP_VERSIONS"] < 1:
+        raise ConfigError("MWH_KEEP_VERSIONS must be at least 1 (the version being served).")
+    reader_role = env.get("MWH_POSTGRES_READER_ROLE", "bi_reader").strip()
+    if not _IDENTIFIER.match(reader_role):
+        raise ConfigError(
+            f"MWH_POSTGRES_READER_ROLE={reader_role!r} is not a plain lower-case identifier "
+            "(letters, digits, underscore; e.g. bi_reader)."
+        )
     return Settings(
         project_dir=project_dir,
         data_dir=data_dir,
@@ -154,5 +185,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         demo_days=ints["MWH_DEMO_DAYS"],
         demo_seed=ints["MWH_DEMO_SEED"],
         task_retries=ints["MWH_TASK_RETRIES"],
+        keep_versions=ints["MWH_KEEP_VERSIONS"],
+        postgres_dsn=env.get("MWH_POSTGRES_DSN", "").strip(),
+        postgres_reader_role=reader_role,
+        postgres_reader_password=env.get("MWH_POSTGRES_READER_PASSWORD", ""),
         extra={k: v for k, v in env.items() if k.startswith(PREFIX) and k not in SETTINGS_HELP},
     )

@@ -32,6 +32,8 @@ def test_landing_dir_can_point_anywhere(tmp_path: Path):
         ({"MWH_DEMO_DAYS": "ten"}, "whole number"),
         ({"MWH_DEMO_DAYS": "0"}, "at least 1"),
         ({"MWH_TASK_RETRIES": "-1"}, "0 or more"),
+        ({"MWH_KEEP_VERSIONS": "0"}, "at least 1"),
+        ({"MWH_POSTGRES_READER_ROLE": "bi reader; drop"}, "identifier"),
     ],
 )
 def test_bad_settings_are_named(env, message):
