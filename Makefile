@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 
-.PHONY: run test lint format airflow bench clean install
+.PHONY: run test lint format airflow bench clean install postgres docs
 
 install: $(STAMP)
 
@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/mwh run $(if $(DATE),--date $(DATE))
 
-## make test: lint, then the whole test suite (unit + integration)
-test: $(STAMP)
+## make test: lint, then the whole test suite (unit + integration; starts its own PostgreSQL)
+test: $(STAMP) postgres
 	$(BIN)/ruff check src dags tests
 	$(BIN)/ruff format --check src dags tests
 	$(BIN)/pytest
@@ -31,6 +31,17 @@ test: $(STAMP)
 ## make airflow: a real local Airflow (scheduler, dag-processor, api-server) on http://localhost:8080
 airflow: $(STAMP)
 	$(BIN)/mwh airflow standalone
+
+## make postgres: install the PostgreSQL server package when initdb is missing (tests start their
+## own throwaway cluster with it; needs root and Debian's registry)
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ echo "Installing the PostgreSQL server (Debian package postgresql) for the tests ..."; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+## make docs: serve dbt docs and GX data docs on http://127.0.0.1:8081
+docs: $(STAMP)
+	$(BIN)/mwh docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check src dags tests

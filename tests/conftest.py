@@ -141,3 +141,28 @@ def make_build_db(settings: Settings, version: int, days: int = 5) -> None:
         con.execute("create table staging.private_rows as select 1 as id")
     finally:
         con.close()
+
+
+@pytest.fixture(scope="session")
+def dbt_built(tmp_path_factory) -> Settings:
+    """Settings whose build database holds every dbt model, built from 10 days of demo exports
+    (about 15 s): tests that need the real marts share it and must not write to it."""
+    import os
+    from datetime import date
+
+    from marketing_warehouse import demo
+    from marketing_warehouse.contracts import load_contracts
+    from marketing_warehouse.dbt_tasks import run_dbt
+    from marketing_warehouse.extract import utc_now
+    from marketing_warehouse.loads import load_source
+
+    root = tmp_path_factory.mktemp("dbt_built")
+    settings = load_settings({"MWH_DATA_DIR": str(root / "data")})
+    end = date(2026, 11, 21)
+    demo.generate(settings.landing_dir, end, 10, seed=1, scale=0.01)
+    for folder in sorted(settings.landing_dir.iterdir()):
+        for contract in load_contracts():
+            load_source(settings, contract, date.fromisoformat(folder.name), utc_now())
+    result = run_dbt(settings, ["build"], dict(os.environ))
+    assert result.returncode == 0, result.stdout[-4000:]
+    return settings

@@ -1,0 +1,199 @@
+"""PostgreSQL serving target: the published DuckDB file's ``marts`` and ``audit`` in PostgreSQL.
+
+Switched on by ``MWH_POSTGRES_DSN``. One transaction per publish: every table is created and
+filled with ``COPY ... FROM STDIN`` in staging schemas (``marts__publishing``,
+``audit__publishing``), the live schemas are renamed away and the staging ones renamed into their
+place, then the old ones are dropped. Readers see the previous version until the commit and the new
+one after it, never a mix; any error rolls everything back, so PostgreSQL stays at the previous
+version.
+
+Data goes DuckDB -> CSV file -> ``COPY``: DuckDB writes each table as CSV (NULL unquoted and
+empty, empty strings quoted, as PostgreSQL's CSV format expects) and psycopg streams the file in
+blocks; no row passes through Python objects.
+
+The reader role (``MWH_POSTGRES_READER_ROLE``, default ``bi_reader``) is created when missing and
+re-granted on every publish: CONNECT on the database, USAGE on ``marts`` and SELECT on its tables;
+nothing on ``audit`` (it holds quarantined raw rows, PII included); transactions read-only by
+default; and nobody but owners may create objects in ``public``.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from marketing_warehouse.config import Settings
+from marketing_warehouse.publish import PUBLISHED_SCHEMAS, table_counts
+
+#: Schema whose tables the reader role may select; every other schema stays closed to it.
+READER_SCHEMAS = ("marts",)
+#: How long the publish transaction waits for a lock (a long BI query on an old table) before failing.
+LOCK_TIMEOUT = "5min"
+_COPY_BLOCK = 1 << 20
+
+_SIMPLE_TYPES = {
+    "BOOLEAN": "boolean",
+    "TINYINT": "smallint",
+    "SMALLINT": "smallint",
+    "INTEGER": "integer",
+    "BIGINT": "bigint",
+    "UTINYINT": "smallint",
+    "USMALLINT": "integer",
+    "UINTEGER": "bigint",
+    "UBIGINT": "numeric(20, 0)",
+    "HUGEINT": "numeric(39, 0)",
+    "FLOAT": "real",
+    "DOUBLE": "double precision",
+    "VARCHAR": "text",
+    "DATE": "date",
+    "TIME": "time",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMP_S": "timestamp",
+    "TIMESTAMP_MS": "timestamp",
+    "TIMESTAMP_NS": "timestamp",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "INTERVAL": "interval",
+    "UUID": "uuid",
+}
+
+
+class PostgresPublishError(RuntimeError):
+    """Publishing to PostgreSQL failed; the transaction was rolled back."""
+
+
+def postgres_type(duckdb_type: str) -> tuple[str, bool]:
+    """The PostgreSQL column type for a DuckDB type, and whether DuckDB must cast it to text
+    first (nested and other types PostgreSQL's CSV input cannot parse are served as text)."""
+    if duckdb_type in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[duckdb_type], False
+    decimal = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", duckdb_type)
+    if decimal:
+        return f"numeric({decimal.group(1)}, {decimal.group(2)})", False
+    return "text", True
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple]:
+    return con.execute(
+        "select column_name, data_type from duckdb_columns() "
+        "where schema_name = ? and table_name = ? order by column_index",
+        [schema, table],
+    ).fetchall()
+
+
+def publish_to_postgres(settings: Settings, source: Path | None = None) -> dict[str, int]:
+    """Copy schemas ``marts`` and ``audit`` of the serving file (or ``source``) into PostgreSQL
+    in one transaction; return rows per table. Raise ``PostgresPublishError`` on any failure."""
+    import psycopg
+    from psycopg import sql
+
+    if not settings.postgres_dsn:
+        raise PostgresPublishError("MWH_POSTGRES_DSN is not set: no PostgreSQL serving target")
+    source = source or settings.warehouse_path
+    duck = duckdb.connect(str(source), read_only=True)
+    role = sql.Identifier(settings.postgres_reader_role)
+    counts: dict[str, int] = {}
+    try:
+        expected = table_counts(duck)
+        with (
+            tempfile.TemporaryDirectory(prefix="mwh-pg-") as scratch,
+            psycopg.connect(settings.postgres_dsn, application_name="mwh-publish") as pg,
+        ):
+            with pg.transaction():
+                pg.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+                _ensure_reader_role(pg, settings)
+                for schema in PUBLISHED_SCHEMAS:
+                    staging = sql.Identifier(f"{schema}__publishing")
+                    pg.execute(sql.SQL("drop schema if exists {} cascade").format(staging))
+                    pg.execute(sql.SQL("create schema {}").format(staging))
+                for name in expected:
+                    schema, table = name.split(".")
+                    counts[name] = _copy_table(duck, pg, schema, table, Path(scratch))
+                for schema in PUBLISHED_SCHEMAS:
+                    live = sql.Identifier(schema)
+                    old = sql.Identifier(f"{schema}__previous")
+                    staging = sql.Identifier(f"{schema}__publishing")
+                    pg.execute(sql.SQL("drop schema if exists {} cascade").format(old))
+                    exists = pg.execute(
+                        "select 1 from pg_namespace where nspname = %s", [schema]
+                    ).fetchone()
+                    if exists:
+                        pg.execute(sql.SQL("alter schema {} rename to {}").format(live, old))
+                    pg.execute(sql.SQL("alter schema {} rename to {}").format(staging, live))
+                    pg.execute(sql.SQL("drop schema if exists {} cascade").format(old))
+                    if schema in READER_SCHEMAS:
+                        pg.execute(sql.SQL("grant usage on schema {} to {}").format(live, role))
+                        pg.execute(
+                            sql.SQL("grant select on all tables in schema {} to {}").format(
+                                live, role
+                            )
+                        )
+                    else:
+                        pg.execute(sql.SQL("revoke all on schema {} from {}").format(live, role))
+            if counts != expected:
+                raise PostgresPublishError(f"row counts differ after COPY: {counts} != {expected}")
+    except psycopg.Error as exc:
+        raise PostgresPublishError(
+            f"publishing to PostgreSQL failed, the transaction was rolled back and PostgreSQL "
+            f"still serves the previous version: {type(exc).__name__}: {exc}".strip()
+        ) from exc
+    finally:
+        duck.close()
+    return counts
+
+
+def _copy_table(duck, pg, schema: str, table: str, scratch: Path) -> int:
+    from psycopg import sql
+
+    columns = _table_columns(duck, schema, table)
+    definitions, selects = [], []
+    for column, duck_type in columns:
+        pg_type, as_text = postgres_type(duck_type)
+        definitions.append(sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(pg_type)))
+        quoted = '"' + column.replace('"', '""') + '"'
+        selects.append(f"cast({quoted} as varchar) as {quoted}" if as_text else quoted)
+    target = sql.Identifier(f"{schema}__publishing", table)
+    pg.execute(sql.SQL("create table {} ({})").format(target, sql.SQL(", ").join(definitions)))
+    csv_path = scratch / f"{schema}.{table}.csv"
+    duck.execute(
+        f'copy (select {", ".join(selects)} from "{schema}"."{table}") '
+        f"to '{csv_path}' (format csv, header false)"
+    )
+    names = sql.SQL(", ").join(sql.Identifier(c) for c, _ in columns)
+    with (
+        pg.cursor() as cur,
+        cur.copy(sql.SQL("copy {} ({}) from stdin (format csv)").format(target, names)) as copy,
+        csv_path.open("rb") as handle,
+    ):
+        while block := handle.read(_COPY_BLOCK):
+            copy.write(block)
+    rows = pg.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+    csv_path.unlink()
+    return rows
+
+
+def _ensure_reader_role(pg, settings: Settings) -> None:
+    """Create the reader role when missing and (re)state what it may do."""
+    from psycopg import sql
+
+    name = settings.postgres_reader_role
+    role = sql.Identifier(name)
+    if not pg.execute("select 1 from pg_roles where rolname = %s", [name]).fetchone():
+        pg.execute(sql.SQL("create role {}").format(role))
+    login = (
+        sql.SQL("login password {}").format(sql.Literal(settings.postgres_reader_password))
+        if settings.postgres_reader_password
+        else sql.SQL("nologin")
+    )
+    pg.execute(
+        sql.SQL(
+            "alter role {} with nosuperuser nocreatedb nocreaterole noreplication nobypassrls {}"
+        ).format(role, login)
+    )
+    pg.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(role))
+    database = sql.Identifier(pg.info.dbname)
+    pg.execute(sql.SQL("grant connect on database {} to {}").format(database, role))
+    pg.execute("revoke create on schema public from public")
+    pg.execute(sql.SQL("revoke all on schema public from {}").format(role))
