@@ -132,6 +132,55 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Serve a kept version again (and republish it to PostgreSQL when configured)."""
+    from marketing_warehouse.publish import PublishError, list_versions, rollback
+
+    settings = load_settings()
+    if args.list:
+        versions = list_versions(settings)
+        if not versions:
+            print(f"no kept versions of {settings.warehouse_path}")
+        for version in versions:
+            print(f"{'*' if version.is_current else ' '} {version.id}")
+        return 0
+    try:
+        version = rollback(settings, args.to)
+    except PublishError as exc:
+        print(f"rollback failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{settings.warehouse_path} now serves version {version.id}")
+    if settings.postgres_dsn:
+        from marketing_warehouse.pipeline import publish_postgres
+
+        publish_postgres(settings)
+        print(f"PostgreSQL schemas marts and audit now hold version {version.id}")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Serve dbt docs and GX data docs on one local port until interrupted."""
+    from marketing_warehouse.docs import dbt_docs_dir, make_server
+
+    settings = load_settings()
+    if args.generate or not (dbt_docs_dir(settings) / "index.html").exists():
+        from marketing_warehouse.pipeline import refresh_dbt_docs
+
+        print("Generating dbt docs ...", flush=True)
+        refresh_dbt_docs(settings)
+    server = make_server(settings, args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"Serving docs on http://{host}:{port}/ (dbt docs at /dbt/, GX data docs at /gx/)")
+    print("Press Ctrl+C to stop.", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Any airflow command with the project's environment (e.g. ``mwh airflow standalone``)."""
     from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
@@ -180,6 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     query = sub.add_parser("query", help="run SQL against the serving warehouse (read-only)")
     query.add_argument("sql")
     query.set_defaults(func=cmd_query)
+    rb = sub.add_parser(
+        "rollback", help="serve an earlier published version again (default: the previous one)"
+    )
+    rb.add_argument("--to", metavar="VERSION", help="a version id, or a unique part of one")
+    rb.add_argument("--list", action="store_true", help="list kept versions (* = serving)")
+    rb.set_defaults(func=cmd_rollback)
+    docs = sub.add_parser("docs", help="serve dbt docs and GX data docs on localhost")
+    docs.add_argument("--host", default="127.0.0.1")
+    docs.add_argument("--port", type=int, default=8081, help="0 picks a free port")
+    docs.add_argument("--generate", action="store_true", help="regenerate dbt docs first")
+    docs.set_defaults(func=cmd_docs)
     af = sub.add_parser("airflow", help="an airflow command with the project's environment")
     af.add_argument("airflow_args", nargs=argparse.REMAINDER)
     af.set_defaults(func=cmd_airflow)

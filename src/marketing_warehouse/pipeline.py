@@ -81,12 +81,54 @@ def gate(stage: str, ds: str, run_id: str, settings: Settings | None = None) -> 
 
 
 def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
-    """Swap the audited marts into the serving file."""
+    """Swap the audited marts into the serving file, then into PostgreSQL when configured, then
+    refresh the dbt docs.
+
+    The DuckDB file is published first; a PostgreSQL failure then fails the task (PostgreSQL stays
+    at its previous version, the retry publishes both again). dbt docs are documentation, not
+    data: a failure to generate them is logged and does not fail the run.
+    """
     from marketing_warehouse.publish import publish as publish_file
 
     settings = settings or load_settings()
     result = publish_file(settings, date.fromisoformat(ds), run_id)
     log.info("published %s (version %s)", result.serving_path, result.version_path.name)
-    payload = {"serving_path": str(result.serving_path), "row_counts": result.row_counts}
+    payload: dict = {
+        "serving_path": str(result.serving_path),
+        "version": result.version_path.name,
+        "row_counts": result.row_counts,
+    }
+    if settings.postgres_dsn:
+        payload["postgres_row_counts"] = publish_postgres(settings)
+    payload["dbt_docs"] = refresh_dbt_docs(settings)
     (settings.run_dir(ds) / "publish.json").write_text(json.dumps(payload, indent=1), "utf-8")
     return payload
+
+
+def publish_postgres(settings: Settings) -> dict[str, int]:
+    """Copy the serving file's marts and audit into PostgreSQL (one transaction)."""
+    from marketing_warehouse.serve_postgres import publish_to_postgres
+
+    counts = publish_to_postgres(settings)
+    log.info(
+        "published %d tables to PostgreSQL (reader role %s)",
+        len(counts),
+        settings.postgres_reader_role,
+    )
+    return counts
+
+
+def refresh_dbt_docs(settings: Settings) -> str:
+    """Regenerate dbt docs; return the index path, or "" when generation failed."""
+    import os
+    import subprocess
+
+    from marketing_warehouse.docs import generate_dbt_docs
+
+    try:
+        index = generate_dbt_docs(settings, dict(os.environ))
+    except subprocess.CalledProcessError as exc:
+        log.warning("dbt docs generate failed (the publish stands): %s", exc.stdout[-2000:])
+        return ""
+    log.info("dbt docs: %s", index)
+    return str(index)
