@@ -11,9 +11,9 @@ folder `<landing>/<ds>/` is processed; late files in earlier folders are picked 
 | `gate_raw` | GX suites on the new raw partition and row conservation (critical failures stop the run) |
 | `dbt_staging` | dbt staging + audit models, one Cosmos task per model (`dbt build`: model, then its tests) |
 | `gate_staging` | GX suites on staging rows of the run's load date |
-| `dbt_marts` | dbt intermediate + marts models, one Cosmos task per model |
+| `dbt_marts` | dbt intermediate + marts models and the semantic layer's time spine, one Cosmos task per model |
 | `gate_marts` | GX suites on the marts: ranges, reconciliation, freshness |
-| `publish` | atomic swap of the audited marts into the serving DuckDB file; emits one Asset per mart |
+| `publish` | atomic swap of the audited marts into the serving DuckDB file, then PostgreSQL (if `MWH_POSTGRES_DSN` is set) in one transaction; refreshes dbt docs; emits one Asset per mart |
 
 Tasks that open the build DuckDB file run in the one-slot `warehouse_writer` pool. Configuration:
 `MWH_*` environment variables (see the README).
@@ -92,7 +92,9 @@ def marketing_warehouse_nightly():
     )
     gate_staging = gate.override(task_id="gate_staging")("staging")
     dbt_marts = dbt_task_group(
-        "dbt_marts", ["path:models/intermediate", "path:models/marts"], settings
+        "dbt_marts",
+        ["path:models/intermediate", "path:models/marts", "path:models/semantic"],
+        settings,
     )
     gate_marts = gate.override(task_id="gate_marts")("marts")
 

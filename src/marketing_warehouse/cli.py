@@ -181,6 +181,38 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metric(args: argparse.Namespace) -> int:
+    """A semantic-layer metric over time through MetricFlow, on the serving file."""
+    from marketing_warehouse import semantic
+    from marketing_warehouse.dbt_tasks import manifest_is_stale, parse_project
+
+    settings = load_settings()
+    env = semantic.environment()
+    if manifest_is_stale(settings):
+        parse_project(settings, env)
+    try:
+        mf_args = semantic.mf_query_args(
+            semantic.semantic_manifest(settings),
+            [m for name in args.metrics for m in name.split(",") if m],
+            grain=args.grain,
+            by=[d for name in args.by or [] for d in name.split(",") if d],
+            start=args.start,
+            end=args.end,
+            limit=args.limit,
+        )
+        if args.explain:
+            mf_args.append("--explain")
+        result = semantic.run_metric_query(settings, mf_args, env, csv=args.csv)
+    except semantic.MetricQueryError as exc:
+        print(f"metric: {exc}", file=sys.stderr)
+        return 2
+    # drop the spinner frames mf draws even when its output is not a terminal
+    print("\n".join(line.split("\r")[-1] for line in result.stdout.splitlines()))
+    if result.returncode != 0:
+        print(result.stderr[-4000:], file=sys.stderr)
+    return result.returncode
+
+
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Any airflow command with the project's environment (e.g. ``mwh airflow standalone``)."""
     from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
@@ -240,6 +272,18 @@ def main(argv: list[str] | None = None) -> int:
     docs.add_argument("--port", type=int, default=8081, help="0 picks a free port")
     docs.add_argument("--generate", action="store_true", help="regenerate dbt docs first")
     docs.set_defaults(func=cmd_docs)
+    metric = sub.add_parser(
+        "metric", help="query semantic-layer metrics (MetricFlow) on the serving warehouse"
+    )
+    metric.add_argument("metrics", nargs="+", help="e.g. revenue orders average_order_value")
+    metric.add_argument("--grain", default="day", help="day, week, month, quarter or year")
+    metric.add_argument("--by", action="append", help="dimension, e.g. channel (repeatable)")
+    metric.add_argument("--start", help="first date (inclusive), YYYY-MM-DD")
+    metric.add_argument("--end", help="last date (inclusive), YYYY-MM-DD")
+    metric.add_argument("--limit", type=int)
+    metric.add_argument("--csv", type=Path, help="write the result to this CSV file")
+    metric.add_argument("--explain", action="store_true", help="show the SQL MetricFlow runs")
+    metric.set_defaults(func=cmd_metric)
     af = sub.add_parser("airflow", help="an airflow command with the project's environment")
     af.add_argument("airflow_args", nargs=argparse.REMAINDER)
     af.set_defaults(func=cmd_airflow)
