@@ -160,10 +160,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_docs(args: argparse.Namespace) -> int:
     """Serve dbt docs and GX data docs on one local port until interrupted."""
-    from marketing_warehouse.docs import dbt_docs_dir, make_server
+    from marketing_warehouse.docs import make_server
 
     settings = load_settings()
-    if args.generate or not (dbt_docs_dir(settings) / "index.html").exists():
+    if args.generate:  # opens the build file: not while a run is writing it
         from marketing_warehouse.pipeline import refresh_dbt_docs
 
         print("Generating dbt docs ...", flush=True)
@@ -213,6 +213,45 @@ def cmd_metric(args: argparse.Namespace) -> int:
     return result.returncode
 
 
+def cmd_metabase_setup(args: argparse.Namespace) -> int:
+    """Prepare the PostgreSQL reader role, then point Metabase at the serving database as it."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from marketing_warehouse import metabase_setup
+    from marketing_warehouse.serve_postgres import prepare_reader
+
+    settings = load_settings()
+    email = os.environ.get("METABASE_ADMIN_EMAIL", "")
+    password = os.environ.get("METABASE_ADMIN_PASSWORD", "")
+    missing = [
+        name
+        for name, value in (
+            ("MWH_POSTGRES_DSN", settings.postgres_dsn),
+            ("MWH_POSTGRES_READER_PASSWORD", settings.postgres_reader_password),
+            ("METABASE_ADMIN_EMAIL", email),
+            ("METABASE_ADMIN_PASSWORD", password),
+        )
+        if not value
+    ]
+    if missing:
+        print(f"metabase-setup: set {', '.join(missing)} (see .env.example)", file=sys.stderr)
+        return 2
+    prepare_reader(settings)
+    dsn = conninfo_to_dict(settings.postgres_dsn)
+    warehouse = metabase_setup.Warehouse(
+        host=str(dsn.get("host", "localhost")),
+        port=int(dsn.get("port") or 5432),
+        dbname=str(dsn.get("dbname", "")),
+        user=settings.postgres_reader_role,
+        password=settings.postgres_reader_password,
+    )
+    url = os.environ.get("METABASE_URL", "http://metabase:3000")
+    metabase_setup.wait_until_healthy(url)
+    outcome = metabase_setup.configure(url, email, password, warehouse)
+    print(f"Metabase at {url}: database {metabase_setup.DATABASE_NAME!r} {outcome}")
+    return 0
+
+
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Any airflow command with the project's environment (e.g. ``mwh airflow standalone``)."""
     from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
@@ -246,7 +285,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mwh", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the nightly DAG once through Airflow, then summarise")
@@ -270,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     docs = sub.add_parser("docs", help="serve dbt docs and GX data docs on localhost")
     docs.add_argument("--host", default="127.0.0.1")
     docs.add_argument("--port", type=int, default=8081, help="0 picks a free port")
-    docs.add_argument("--generate", action="store_true", help="regenerate dbt docs first")
+    docs.add_argument(
+        "--generate", action="store_true", help="regenerate dbt docs first (reads the build file)"
+    )
     docs.set_defaults(func=cmd_docs)
     metric = sub.add_parser(
         "metric", help="query semantic-layer metrics (MetricFlow) on the serving warehouse"
@@ -284,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     metric.add_argument("--csv", type=Path, help="write the result to this CSV file")
     metric.add_argument("--explain", action="store_true", help="show the SQL MetricFlow runs")
     metric.set_defaults(func=cmd_metric)
+    mb = sub.add_parser(
+        "metabase-setup", help="point Metabase at the PostgreSQL serving database (compose)"
+    )
+    mb.set_defaults(func=cmd_metabase_setup)
     af = sub.add_parser("airflow", help="an airflow command with the project's environment")
     af.add_argument("airflow_args", nargs=argparse.REMAINDER)
     af.set_defaults(func=cmd_airflow)
@@ -291,7 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     parse.set_defaults(func=cmd_dbt_parse)
     settings = sub.add_parser("settings", help="list the MWH_* settings and their values")
     settings.set_defaults(func=cmd_settings)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -197,3 +197,22 @@ def _ensure_reader_role(pg, settings: Settings) -> None:
     pg.execute(sql.SQL("grant connect on database {} to {}").format(database, role))
     pg.execute("revoke create on schema public from public")
     pg.execute(sql.SQL("revoke all on schema public from {}").format(role))
+
+
+def prepare_reader(settings: Settings) -> None:
+    """Create the reader role and an empty ``marts`` schema before the first publish, so a BI
+    tool can be connected as the reader on a fresh stack (``mwh metabase-setup`` calls this)."""
+    import psycopg
+    from psycopg import sql
+
+    if not settings.postgres_dsn:
+        raise PostgresPublishError("MWH_POSTGRES_DSN is not set: no PostgreSQL serving target")
+    role = sql.Identifier(settings.postgres_reader_role)
+    with psycopg.connect(settings.postgres_dsn, application_name="mwh-prepare") as pg:
+        _ensure_reader_role(pg, settings)
+        for schema in PUBLISHED_SCHEMAS:
+            pg.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+        for schema in READER_SCHEMAS:
+            live = sql.Identifier(schema)
+            pg.execute(sql.SQL("grant usage on schema {} to {}").format(live, role))
+            pg.execute(sql.SQL("grant select on all tables in schema {} to {}").format(live, role))

@@ -7,12 +7,29 @@ from pathlib import Path
 
 import yaml
 
-from marketing_warehouse.config import SETTINGS_HELP
+from marketing_warehouse.cli import build_parser
+from marketing_warehouse.config import SETTINGS_HELP, load_settings
+from marketing_warehouse.docs import DocsHandler
+from marketing_warehouse.metabase_setup import Warehouse, database_payload
 from marketing_warehouse.pipeline import WAREHOUSE_POOL
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 RAW = (ROOT / "docker-compose.yml").read_text()
+ONE_SHOT = {"airflow-init", "metabase-setup"}
+VARIABLE = re.compile(r"(?<!\$)\$\{([A-Z_]+)(?::[-?][^}]*)?\}")
+
+
+def resolved(value: str, env: dict[str, str] | None = None) -> str:
+    """A compose value with ${VAR:-default} / ${VAR:?message} filled from ``env`` or the
+    .env.example values."""
+    env = env if env is not None else example_values()
+    return VARIABLE.sub(lambda m: env[m.group(1)], value)
+
+
+def example_values() -> dict[str, str]:
+    text = (ROOT / ".env.example").read_text()
+    return dict(re.findall(r"^([A-Z_]+)=(.*)$", text, re.M))
 
 
 def locked_version(package: str) -> str:
@@ -47,7 +64,7 @@ def test_airflow_services_with_celery_redis_and_postgres():
     assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
     assert "@postgres:5432/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     for name, service in services.items():
-        assert "healthcheck" in service or name == "airflow-init", name
+        assert "healthcheck" in service or name in ONE_SHOT, name
 
 
 def test_images_are_pinned_and_match_the_lock():
@@ -84,7 +101,82 @@ def test_paths_and_settings_exist_in_the_repository():
 def test_every_variable_has_an_example_and_no_secret_is_committed():
     example = (ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^([A-Z_]+)=", example, re.M))
-    used = set(re.findall(r"(?<!\$)\$\{([A-Z_]+)(?::-[^}]*)?\}", RAW))
+    used = set(VARIABLE.findall(RAW))
     assert used <= documented, used - documented
     assert ".env" in (ROOT / ".gitignore").read_text().split()
     assert not (ROOT / ".env").exists() or ".env" in (ROOT / ".gitignore").read_text()
+    # secrets have no default in compose (it refuses to start without them) and only
+    # placeholders in the example
+    values = example_values()
+    for name in re.findall(r"\$\{([A-Z_]+):\?", RAW):
+        assert "PASSWORD" in name or "SECRET" in name, name
+        assert values[name].startswith("change-me"), name
+    for name, value in re.findall(r"\$\{([A-Z_]*(?:PASSWORD|SECRET)[A-Z_]*):-([^}]*)\}", RAW):
+        assert value in {"", "airflow", "change-me"}, (name, value)  # local-only fallbacks
+
+
+def test_serving_postgres_metabase_and_docs_services():
+    services = COMPOSE["services"]
+    assert {"warehouse-db", "metabase", "metabase-setup", "docs"} <= services.keys()
+    env = services["airflow-worker"]["environment"]
+    warehouse_db = services["warehouse-db"]["environment"]
+    dsn = dict(part.split("=", 1) for part in resolved(env["MWH_POSTGRES_DSN"]).split())
+    assert dsn["host"] == "warehouse-db" and dsn["port"] == "5432"
+    assert dsn["dbname"] == resolved(warehouse_db["POSTGRES_DB"])
+    assert dsn["user"] == resolved(warehouse_db["POSTGRES_USER"])
+    assert dsn["password"] == resolved(warehouse_db["POSTGRES_PASSWORD"])
+    settings = load_settings({k: resolved(v) for k, v in env.items() if k.startswith("MWH_")})
+    assert settings.postgres_reader_role == "bi_reader"
+    assert settings.postgres_reader_password == example_values()["MWH_POSTGRES_READER_PASSWORD"]
+    assert settings.keep_versions == 5
+    for name in ("airflow-scheduler", "airflow-worker", "airflow-init"):
+        assert "warehouse-db" in services[name]["depends_on"], name
+
+    # Metabase keeps its own data in the `postgres` service, in a database the init script makes
+    metabase = services["metabase"]
+    assert metabase["image"].startswith("metabase/metabase:v")
+    assert metabase["environment"]["MB_DB_HOST"] == "postgres"
+    assert metabase["environment"]["MB_ANON_TRACKING_ENABLED"] == "false"
+    init_mount = [v for v in services["postgres"]["volumes"] if "docker-entrypoint-initdb.d" in v]
+    host_dir = ROOT / init_mount[0].split(":")[0]
+    init_sql = " ".join(p.read_text() for p in host_dir.glob("*.sql")).lower()
+    assert f"create database {metabase['environment']['MB_DB_DBNAME']}" in init_sql
+
+    # the setup points Metabase at warehouse-db as the reader role, marts only
+    setup = services["metabase-setup"]
+    assert setup["depends_on"]["metabase"]["condition"] == "service_healthy"
+    assert setup["environment"]["METABASE_URL"] == "http://metabase:3000"
+    assert "3000" in metabase["ports"][0] and "localhost:3000" in str(metabase["healthcheck"])
+    payload = database_payload(
+        Warehouse(dsn["host"], 5432, dsn["dbname"], settings.postgres_reader_role, "x")
+    )
+    assert payload["details"]["user"] == "bi_reader"
+    assert payload["details"]["schema-filters-patterns"] == "marts"
+
+
+def test_mwh_commands_in_compose_exist_and_ports_agree():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # the registered subcommands
+    services = COMPOSE["services"]
+    for name in ("metabase-setup", "docs"):
+        command = services[name]["command"]
+        assert command[0] == "mwh" and command[1] in commands, name
+        assert services[name]["entrypoint"] == []  # not wrapped by the airflow entrypoint
+        parser.parse_args(command[1:])
+    docs = services["docs"]
+    port = docs["command"][docs["command"].index("--port") + 1]
+    assert docs["ports"][0].endswith(f":{port}")
+    assert f"localhost:{port}/" in " ".join(docs["healthcheck"]["test"])
+    assert DocsHandler  # the server the command runs
+
+
+def test_volumes_mount_landing_data_and_keep_state():
+    common = COMPOSE["services"]["airflow-worker"]
+    env = common["environment"]
+    mounts = {resolved(v).split(":")[1]: resolved(v).split(":")[0] for v in common["volumes"]}
+    assert mounts[env["MWH_LANDING_DIR"]] == "./data/landing"
+    assert mounts[env["MWH_DATA_DIR"]] == "./data"
+    assert COMPOSE["services"]["docs"]["volumes"] == common["volumes"]
+    named = set(COMPOSE["volumes"])
+    assert {"postgres-db", "warehouse-db"} <= named
+    assert "warehouse-db:/var/lib/postgresql/data" in COMPOSE["services"]["warehouse-db"]["volumes"]
