@@ -95,7 +95,17 @@ def build(settings: Settings, ds: str, succeeded: bool) -> str:
     lines += [
         "",
         f"Warehouse (serving, open read-only): {settings.warehouse_path}",
+        *(
+            [
+                f"PostgreSQL serving: {len(published['postgres_row_counts'])} tables in schemas "
+                f"marts and audit (BI role {settings.postgres_reader_role}, marts only)"
+            ]
+            if published.get("postgres_row_counts")
+            else []
+        ),
         f"Data docs: {docs or '(not generated)'}",
+        f"dbt docs: {published.get('dbt_docs') or '(not generated)'}",
+        "Both docs in a browser: .venv/bin/mwh docs   (http://127.0.0.1:8081/)",
         f"Run details: {settings.run_dir(ds)}",
         "",
         "Try it:",
