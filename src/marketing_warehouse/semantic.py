@@ -135,10 +135,11 @@ def run_metric_query(
             f"{settings.warehouse_path} does not exist yet: run the pipeline (make run) first"
         )
     manifest = semantic_manifest(settings)
-    exe = Path(sys.executable).parent / "mf"
     with tempfile.TemporaryDirectory(prefix="mwh-mf-") as folder:
         serving_profile(settings, Path(folder), catalog_name(manifest))
-        args = [str(exe), *mf_args] + (["--csv", str(csv)] if csv else [])
+        # ``mf`` itself, minus its call to PyPI (see mf_cli)
+        args = [sys.executable, "-m", "marketing_warehouse.mf_cli", *mf_args]
+        args += ["--csv", str(csv)] if csv else []
         return subprocess.run(
             args,
             cwd=settings.dbt_project_dir,
