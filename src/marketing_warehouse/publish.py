@@ -35,6 +35,10 @@ from marketing_warehouse.gates import RESULT_COLUMNS
 PUBLISHED_SCHEMAS = ("marts", "audit")
 #: Marts emitted as Airflow Assets by the publish task (kept in step with models/marts by a test).
 PUBLISHED_MARTS = ("dim_customers", "fct_orders", "kpi_daily")
+KEEP_VERSIONS = 5
+
+
+#: ``KEEP_VERSIONS`` is the default of ``MWH_KEEP_VERSIONS`` (settings.keep_versions).
 
 
 class PublishError(RuntimeError):

@@ -39,3 +39,15 @@ def test_landing_dir_can_point_anywhere(tmp_path: Path):
 def test_bad_settings_are_named(env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_serving_defaults():
+    from marketing_warehouse.publish import KEEP_VERSIONS
+
+    settings = load_settings({})
+    assert settings.keep_versions == KEEP_VERSIONS
+    assert settings.postgres_dsn == "" and settings.postgres_reader_role == "bi_reader"
+    secret = load_settings(
+        {"MWH_POSTGRES_DSN": "host=db password=s3cret", "MWH_POSTGRES_READER_PASSWORD": "r3ader"}
+    )
+    assert "s3cret" not in repr(secret) and "r3ader" not in repr(secret)
