@@ -132,6 +132,39 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_airflow(args: argparse.Namespace) -> int:
+    """Any airflow command with the project's environment (e.g. ``mwh airflow standalone``)."""
+    from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
+    from marketing_warehouse.dbt_tasks import manifest_is_stale, parse_project
+
+    settings = load_settings()
+    env = airflow_env(settings)
+    ensure_airflow(settings, env)
+    if manifest_is_stale(settings):
+        parse_project(settings, env)
+    exe = Path(sys.executable).parent / "airflow"
+    os.execve(str(exe), [str(exe), *args.airflow_args], env)
+    return 0  # not reached
+
+
+def cmd_dbt_parse(args: argparse.Namespace) -> int:
+    from marketing_warehouse.airflow_env import airflow_env
+    from marketing_warehouse.dbt_tasks import parse_project
+
+    settings = load_settings()
+    print(parse_project(settings, airflow_env(settings)))
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    for name, (default, help_text) in SETTINGS_HELP.items():
+        print(f"{name:<24} {help_text} (default: {default})")
+    print()
+    print(f"landing:   {settings.landing_dir}\nwarehouse: {settings.warehouse_path}")
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Serve a kept version again (and republish it to PostgreSQL when configured)."""
     from marketing_warehouse.publish import PublishError, list_versions, rollback
@@ -252,39 +285,6 @@ def cmd_metabase_setup(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_airflow(args: argparse.Namespace) -> int:
-    """Any airflow command with the project's environment (e.g. ``mwh airflow standalone``)."""
-    from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
-    from marketing_warehouse.dbt_tasks import manifest_is_stale, parse_project
-
-    settings = load_settings()
-    env = airflow_env(settings)
-    ensure_airflow(settings, env)
-    if manifest_is_stale(settings):
-        parse_project(settings, env)
-    exe = Path(sys.executable).parent / "airflow"
-    os.execve(str(exe), [str(exe), *args.airflow_args], env)
-    return 0  # not reached
-
-
-def cmd_dbt_parse(args: argparse.Namespace) -> int:
-    from marketing_warehouse.airflow_env import airflow_env
-    from marketing_warehouse.dbt_tasks import parse_project
-
-    settings = load_settings()
-    print(parse_project(settings, airflow_env(settings)))
-    return 0
-
-
-def cmd_settings(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    for name, (default, help_text) in SETTINGS_HELP.items():
-        print(f"{name:<24} {help_text} (default: {default})")
-    print()
-    print(f"landing:   {settings.landing_dir}\nwarehouse: {settings.warehouse_path}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mwh", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -300,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     query = sub.add_parser("query", help="run SQL against the serving warehouse (read-only)")
     query.add_argument("sql")
     query.set_defaults(func=cmd_query)
+    af = sub.add_parser("airflow", help="an airflow command with the project's environment")
+    af.add_argument("airflow_args", nargs=argparse.REMAINDER)
+    af.set_defaults(func=cmd_airflow)
+    parse = sub.add_parser("dbt-parse", help="refresh the dbt manifest Cosmos renders from")
+    parse.set_defaults(func=cmd_dbt_parse)
+    settings = sub.add_parser("settings", help="list the MWH_* settings and their values")
+    settings.set_defaults(func=cmd_settings)
     rb = sub.add_parser(
         "rollback", help="serve an earlier published version again (default: the previous one)"
     )
@@ -329,13 +336,6 @@ def build_parser() -> argparse.ArgumentParser:
         "metabase-setup", help="point Metabase at the PostgreSQL serving database (compose)"
     )
     mb.set_defaults(func=cmd_metabase_setup)
-    af = sub.add_parser("airflow", help="an airflow command with the project's environment")
-    af.add_argument("airflow_args", nargs=argparse.REMAINDER)
-    af.set_defaults(func=cmd_airflow)
-    parse = sub.add_parser("dbt-parse", help="refresh the dbt manifest Cosmos renders from")
-    parse.set_defaults(func=cmd_dbt_parse)
-    settings = sub.add_parser("settings", help="list the MWH_* settings and their values")
-    settings.set_defaults(func=cmd_settings)
     return parser
 
 
