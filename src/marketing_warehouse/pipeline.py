@@ -101,7 +101,9 @@ def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
     if settings.postgres_dsn:
         payload["postgres_row_counts"] = publish_postgres(settings)
     payload["dbt_docs"] = refresh_dbt_docs(settings)
-    (settings.run_dir(ds) / "publish.json").write_text(json.dumps(payload, indent=1), "utf-8")
+    target = settings.run_dir(ds) / "publish.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(payload, indent=1), "utf-8")
     return payload
 
 

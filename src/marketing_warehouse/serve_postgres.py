@@ -2,10 +2,12 @@
 
 Switched on by ``MWH_POSTGRES_DSN``. One transaction per publish: every table is created and
 filled with ``COPY ... FROM STDIN`` in staging schemas (``marts__publishing``,
-``audit__publishing``), the live schemas are renamed away and the staging ones renamed into their
-place, then the old ones are dropped. Readers see the previous version until the commit and the new
-one after it, never a mix; any error rolls everything back, so PostgreSQL stays at the previous
-version.
+``audit__publishing``), then the live schemas are renamed away (``marts__retired_<time>``) and the
+staging ones renamed into their place. Readers see the previous version until the commit and the
+new one after it, never a mix; any error rolls everything back, so PostgreSQL stays at the previous
+version. Nothing in the transaction waits for readers: a query running on the old tables keeps
+them (same tables, renamed schema) and finishes undisturbed. The retired schemas are dropped after
+the commit, each in its own short transaction; one still in use is left for the next publish.
 
 Data goes DuckDB -> CSV file -> ``COPY``: DuckDB writes each table as CSV (NULL unquoted and
 empty, empty strings quoted, as PostgreSQL's CSV format expects) and psycopg streams the file in
@@ -19,8 +21,10 @@ default; and nobody but owners may create objects in ``public``.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -30,9 +34,15 @@ from marketing_warehouse.publish import PUBLISHED_SCHEMAS, table_counts
 
 #: Schema whose tables the reader role may select; every other schema stays closed to it.
 READER_SCHEMAS = ("marts",)
-#: How long the publish transaction waits for a lock (a long BI query on an old table) before failing.
-LOCK_TIMEOUT = "5min"
+#: How long the publish transaction waits for any lock before failing (it takes none that readers
+#: of the live schemas hold: the old schemas are renamed away, not dropped, inside it).
+LOCK_TIMEOUT = "1min"
+#: How long dropping a retired schema waits for readers still on it before leaving it for later.
+CLEANUP_LOCK_TIMEOUT = "10s"
+#: Infix of the schemas a publish renames the previous version to (dropped once no one reads them).
+RETIRED = "__retired_"
 _COPY_BLOCK = 1 << 20
+log = logging.getLogger(__name__)
 
 _SIMPLE_TYPES = {
     "BOOLEAN": "boolean",
@@ -95,12 +105,16 @@ def publish_to_postgres(settings: Settings, source: Path | None = None) -> dict[
     duck = duckdb.connect(str(source), read_only=True)
     role = sql.Identifier(settings.postgres_reader_role)
     counts: dict[str, int] = {}
+    retired_suffix = f"{RETIRED}{datetime.now(UTC):%Y%m%d%H%M%S%f}"
     try:
         expected = table_counts(duck)
         with (
             tempfile.TemporaryDirectory(prefix="mwh-pg-") as scratch,
-            psycopg.connect(settings.postgres_dsn, application_name="mwh-publish") as pg,
+            psycopg.connect(
+                settings.postgres_dsn, autocommit=True, application_name="mwh-publish"
+            ) as pg,
         ):
+            drop_retired(pg)  # left by an earlier publish while readers still held them
             with pg.transaction():
                 pg.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
                 _ensure_reader_role(pg, settings)
@@ -111,18 +125,22 @@ def publish_to_postgres(settings: Settings, source: Path | None = None) -> dict[
                 for name in expected:
                     schema, table = name.split(".")
                     counts[name] = _copy_table(duck, pg, schema, table, Path(scratch))
+                if counts != expected:
+                    raise PostgresPublishError(
+                        f"row counts differ after COPY (PostgreSQL left unchanged): "
+                        f"{counts} != {expected}"
+                    )
                 for schema in PUBLISHED_SCHEMAS:
                     live = sql.Identifier(schema)
-                    old = sql.Identifier(f"{schema}__previous")
+                    retired = sql.Identifier(f"{schema}{retired_suffix}")
                     staging = sql.Identifier(f"{schema}__publishing")
-                    pg.execute(sql.SQL("drop schema if exists {} cascade").format(old))
                     exists = pg.execute(
                         "select 1 from pg_namespace where nspname = %s", [schema]
                     ).fetchone()
-                    if exists:
-                        pg.execute(sql.SQL("alter schema {} rename to {}").format(live, old))
+                    if exists:  # renamed, not dropped: readers mid-query keep their tables
+                        pg.execute(sql.SQL("alter schema {} rename to {}").format(live, retired))
+                        pg.execute(sql.SQL("revoke all on schema {} from {}").format(retired, role))
                     pg.execute(sql.SQL("alter schema {} rename to {}").format(staging, live))
-                    pg.execute(sql.SQL("drop schema if exists {} cascade").format(old))
                     if schema in READER_SCHEMAS:
                         pg.execute(sql.SQL("grant usage on schema {} to {}").format(live, role))
                         pg.execute(
@@ -132,8 +150,7 @@ def publish_to_postgres(settings: Settings, source: Path | None = None) -> dict[
                         )
                     else:
                         pg.execute(sql.SQL("revoke all on schema {} from {}").format(live, role))
-            if counts != expected:
-                raise PostgresPublishError(f"row counts differ after COPY: {counts} != {expected}")
+            drop_retired(pg)
     except psycopg.Error as exc:
         raise PostgresPublishError(
             f"publishing to PostgreSQL failed, the transaction was rolled back and PostgreSQL "
@@ -142,6 +159,33 @@ def publish_to_postgres(settings: Settings, source: Path | None = None) -> dict[
     finally:
         duck.close()
     return counts
+
+
+def drop_retired(pg) -> list[str]:
+    """Drop the schemas earlier publishes renamed away; return those still in use (a reader
+    holds their tables past ``CLEANUP_LOCK_TIMEOUT``), which the next publish drops."""
+    import psycopg
+    from psycopg import sql
+
+    pattern = "^(" + "|".join(PUBLISHED_SCHEMAS) + ")" + RETIRED
+    names = [
+        row[0]
+        for row in pg.execute(
+            "select nspname from pg_namespace where nspname ~ %s order by 1", [pattern]
+        ).fetchall()
+    ]
+    in_use = []
+    for name in names:
+        try:
+            with pg.transaction():
+                pg.execute(
+                    sql.SQL("set local lock_timeout = {}").format(sql.Literal(CLEANUP_LOCK_TIMEOUT))
+                )
+                pg.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(name)))
+        except psycopg.errors.LockNotAvailable:
+            log.warning("schema %s is still being read; the next publish drops it", name)
+            in_use.append(name)
+    return in_use
 
 
 def _copy_table(duck, pg, schema: str, table: str, scratch: Path) -> int:
