@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import psycopg
@@ -186,3 +190,27 @@ def test_readers_see_the_old_or_the_new_version_never_a_mix(settings, postgres_c
     assert set(seen) <= {(1, 5), (2, 10)}, set(seen)
     with reader(postgres_cluster) as con:
         assert served_orders(con) == [(2,)]
+
+
+def test_rollback_serves_the_earlier_version_on_postgres_too(settings, postgres_cluster):
+    for version in (1, 2):
+        make_build_db(settings, version)
+        publish(settings, date(2026, 11, 20 + version), f"run_{version}")
+        publish_to_postgres(settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MWH_")} | {
+        "MWH_DATA_DIR": str(settings.data_dir),
+        "MWH_POSTGRES_DSN": postgres_cluster.dsn(),
+        "MWH_POSTGRES_READER_PASSWORD": READER_PASSWORD,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "mwh"), "rollback"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "PostgreSQL schemas marts and audit now hold version" in done.stdout
+    with reader(postgres_cluster) as con:
+        assert served_orders(con) == [(1,)]
