@@ -180,3 +180,24 @@ def test_volumes_mount_landing_data_and_keep_state():
     named = set(COMPOSE["volumes"])
     assert {"postgres-db", "warehouse-db"} <= named
     assert "warehouse-db:/var/lib/postgresql/data" in COMPOSE["services"]["warehouse-db"]["volumes"]
+
+
+#: Settings the compose stack leaves at their defaults, and why.
+NOT_IN_COMPOSE = {
+    "MWH_DEMO_DAYS": "only `mwh run` / `mwh demo` generate demo data, not the scheduled DAG",
+    "MWH_DEMO_SEED": "same",
+    "MWH_WAREHOUSE_PATH": "derived from MWH_DATA_DIR",
+    "MWH_BUILD_PATH": "derived from MWH_DATA_DIR",
+}
+
+
+def test_every_setting_is_set_by_the_stack_or_left_default_on_purpose():
+    env = COMPOSE["services"]["airflow-worker"]["environment"]
+    example = example_values()
+    for name in SETTINGS_HELP:
+        in_stack = name in env
+        assert in_stack or name in NOT_IN_COMPOSE, name
+        assert not (in_stack and name in NOT_IN_COMPOSE), name
+        # every setting a user sets through .env is there with an example value
+        if in_stack and "${" + name in env[name]:
+            assert name in example, name
