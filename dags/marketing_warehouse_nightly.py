@@ -56,10 +56,10 @@ MART_ASSETS = [
 )
 def marketing_warehouse_nightly():
     @task
-    def prepare() -> list[str]:
+    def prepare(ds: str | None = None) -> list[str]:
         from marketing_warehouse.pipeline import prepare as run
 
-        return run()
+        return run(ds)
 
     @task(max_active_tis_per_dag=2)
     def extract_source(key: str, ds: str | None = None) -> dict:

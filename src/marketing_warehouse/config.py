@@ -38,6 +38,10 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "MWH_DEMO_DAYS": ("60", "Days of history the demo generator writes when landing is empty."),
     "MWH_DEMO_SEED": ("42", "Seed of the demo generator (same seed, same files)."),
     "MWH_TASK_RETRIES": ("2", "Retries of a failed task (exponential backoff from 5 minutes)."),
+    "MWH_EXPECTATIONS_DIR": (
+        "<project>/expectations",
+        "GX suites and gates.yml; point it at a copy to change severities and thresholds.",
+    ),
 }
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -64,6 +68,7 @@ class Settings:
     demo_days: int
     demo_seed: int
     task_retries: int = 2
+    expectations_override: Path | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     # Derived locations -------------------------------------------------------------------
@@ -93,7 +98,7 @@ class Settings:
 
     @property
     def expectations_dir(self) -> Path:
-        return self.project_dir / "expectations"
+        return self.expectations_override or self.project_dir / "expectations"
 
     def run_dir(self, ds: str) -> Path:
         """Per-run folder for gate results and the run summary of logical date ``ds``."""
@@ -154,5 +159,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         demo_days=ints["MWH_DEMO_DAYS"],
         demo_seed=ints["MWH_DEMO_SEED"],
         task_retries=ints["MWH_TASK_RETRIES"],
+        expectations_override=(
+            _path(env, "MWH_EXPECTATIONS_DIR", project_dir)
+            if env.get("MWH_EXPECTATIONS_DIR")
+            else None
+        ),
         extra={k: v for k, v in env.items() if k.startswith(PREFIX) and k not in SETTINGS_HELP},
     )
