@@ -25,7 +25,12 @@ from marketing_warehouse.gates import RESULT_COLUMNS
 #: Schemas copied to the serving file; nothing else (staging, intermediate) is visible to BI tools.
 PUBLISHED_SCHEMAS = ("marts", "audit")
 #: Marts emitted as Airflow Assets by the publish task (kept in step with models/marts by a test).
-PUBLISHED_MARTS = ("dim_customers", "fct_orders", "kpi_daily")
+PUBLISHED_MARTS = (
+    "dim_customers",
+    "fct_orders",
+    "kpi_daily",
+    "kpi_campaign_performance",
+)
 KEEP_VERSIONS = 5
 
 
