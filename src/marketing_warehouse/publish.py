@@ -29,6 +29,7 @@ PUBLISHED_MARTS = (
     "dim_customers",
     "fct_orders",
     "kpi_daily",
+    "kpi_channel_performance",
     "kpi_campaign_performance",
 )
 KEEP_VERSIONS = 5
