@@ -31,6 +31,7 @@ PUBLISHED_MARTS = (
     "kpi_daily",
     "kpi_channel_performance",
     "kpi_campaign_performance",
+    "kpi_coupon_performance",
 )
 KEEP_VERSIONS = 5
 
