@@ -32,6 +32,7 @@ PUBLISHED_MARTS = (
     "kpi_channel_performance",
     "kpi_campaign_performance",
     "kpi_coupon_performance",
+    "kpi_experiments",
 )
 KEEP_VERSIONS = 5
 
