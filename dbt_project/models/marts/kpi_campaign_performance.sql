@@ -42,12 +42,12 @@ recipient_counts as (
         campaign_id,
         channel,
         count(*) as sent,
-        sum(is_delivered) as delivered,
-        sum(has_bounced) as bounced,
-        sum(has_opened) as opened,
-        sum(has_clicked) as clicked,
-        sum(has_unsubscribed) as unsubscribed,
-        sum(has_marked_spam) as spam_complaints
+        cast(sum(is_delivered) as bigint) as delivered,
+        cast(sum(has_bounced) as bigint) as bounced,
+        cast(sum(has_opened) as bigint) as opened,
+        cast(sum(has_clicked) as bigint) as clicked,
+        cast(sum(has_unsubscribed) as bigint) as unsubscribed,
+        cast(sum(has_marked_spam) as bigint) as spam_complaints
     from recipients
     group by 1, 2
 

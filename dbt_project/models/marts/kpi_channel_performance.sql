@@ -23,8 +23,8 @@ monthly_ads as (
     select
         cast({{ dbt.date_trunc('month', 'report_date') }} as date) as month,
         channel,
-        sum(impressions) as impressions,
-        sum(clicks) as clicks,
+        cast(sum(impressions) as bigint) as impressions,
+        cast(sum(clicks) as bigint) as clicks,
         sum(spend_amount_reporting) as spend,
         sum(platform_conversions) as platform_conversions,
         sum(platform_conversion_value_amount_reporting) as platform_conversion_value
@@ -52,7 +52,7 @@ monthly_budgets as (
         month,
         channel,
         sum(budget_amount_reporting) as budget,
-        sum(target_new_customers) as target_new_customers,
+        cast(sum(target_new_customers) as bigint) as target_new_customers,
         sum(target_revenue_amount_reporting) as target_revenue
     from budgets
     group by 1, 2

@@ -18,10 +18,10 @@ attempts as (
     select
         voucher_campaign,
         count(*) as redemption_attempts,
-        sum(case when is_succeeded then 1 else 0 end) as redemptions_succeeded,
-        sum(case when is_succeeded then 0 else 1 end) as redemptions_failed,
-        sum(case when is_rolled_back then 1 else 0 end) as redemptions_rolled_back,
-        sum(case when is_net_redemption then 1 else 0 end) as net_redemptions,
+        cast(sum(case when is_succeeded then 1 else 0 end) as bigint) as redemptions_succeeded,
+        cast(sum(case when is_succeeded then 0 else 1 end) as bigint) as redemptions_failed,
+        cast(sum(case when is_rolled_back then 1 else 0 end) as bigint) as redemptions_rolled_back,
+        cast(sum(case when is_net_redemption then 1 else 0 end) as bigint) as net_redemptions,
         sum(case when is_net_redemption then discount_amount_reporting else 0 end) as discount_cost
     from redemptions
     group by 1
@@ -68,7 +68,7 @@ order_stats as (
         voucher_campaign,
         count(*) as orders,
         sum(total_amount_reporting) as revenue,
-        sum(case when is_first_order then 1 else 0 end) as new_customer_orders
+        cast(sum(case when is_first_order then 1 else 0 end) as bigint) as new_customer_orders
     from redeemed_orders
     group by 1
 
@@ -79,7 +79,7 @@ acquired_stats as (
     select
         voucher_campaign,
         count(*) as new_customers,
-        sum(has_repeat_order) as repeat_customers
+        cast(sum(has_repeat_order) as bigint) as repeat_customers
     from acquired
     group by 1
 

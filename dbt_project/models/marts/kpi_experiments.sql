@@ -84,7 +84,7 @@ variants as (
         participants.experiment_id,
         participants.variant,
         count(*) as participants,
-        sum(case when participants.orders > 0 then 1 else 0 end) as converters,
+        cast(sum(case when participants.orders > 0 then 1 else 0 end) as bigint) as converters,
         sum(participants.revenue) as revenue
     from participants
     group by 1, 2
@@ -103,7 +103,7 @@ with_plan as (
         latest_plans.minimum_sample_per_variant,
         latest_plans.start_date,
         latest_plans.end_date,
-        variants.variant = latest_plans.control_variant as is_control
+        coalesce(variants.variant = latest_plans.control_variant, false) as is_control
     from variants
     inner join latest_plans on variants.experiment_id = latest_plans.experiment_id
 
@@ -133,7 +133,7 @@ split as (
     select
         experiment_id,
         count(*) as variants_count,
-        sum(participants) as total_participants
+        cast(sum(participants) as bigint) as total_participants
     from measured
     group by 1
 
