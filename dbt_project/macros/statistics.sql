@@ -1,6 +1,7 @@
 {#- Small statistics helpers in plain SQL (no extension, no Python), used by kpi_experiments. -#}
 
-{#- numerator / denominator as a double precision float; null when the denominator is 0 or null. -#}
+{#- numerator / denominator as a double precision float; null when the denominator is 0 or null.
+    Not dbt.type_float(): that is "float", a 4-byte REAL on DuckDB. -#}
 {% macro safe_divide(numerator, denominator) -%}
     (cast({{ numerator }} as double precision) / nullif({{ denominator }}, 0))
 {%- endmacro %}

@@ -457,7 +457,7 @@ def test_campaign_performance_by_hand(warehouse):
             "unsubscribed": 0,
             "delivery_rate": 1.0,
             "bounce_rate": 0.0,
-            "open_rate": 0.0,
+            "open_rate": None,  # SMS opens are not tracked
             "click_rate": 0.5,
             "unsubscribe_rate": 0.0,
             "window": 5,

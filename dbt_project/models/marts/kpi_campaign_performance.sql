@@ -93,7 +93,10 @@ final as (
         coalesce(recipient_counts.spam_complaints, 0) as spam_complaints,
         {{ safe_divide('recipient_counts.delivered', 'recipient_counts.sent') }} as delivery_rate,
         {{ safe_divide('recipient_counts.bounced', 'recipient_counts.sent') }} as bounce_rate,
-        {{ safe_divide('recipient_counts.opened', 'recipient_counts.delivered') }} as open_rate,
+        case
+            when campaigns_channels.channel <> 'sms'
+                then {{ safe_divide('recipient_counts.opened', 'recipient_counts.delivered') }}
+        end as open_rate,
         {{ safe_divide('recipient_counts.clicked', 'recipient_counts.delivered') }} as click_rate,
         {{ safe_divide('recipient_counts.unsubscribed', 'recipient_counts.delivered') }}
             as unsubscribe_rate,
