@@ -25,7 +25,15 @@ from marketing_warehouse.gates import RESULT_COLUMNS
 #: Schemas copied to the serving file; nothing else (staging, intermediate) is visible to BI tools.
 PUBLISHED_SCHEMAS = ("marts", "audit")
 #: Marts emitted as Airflow Assets by the publish task (kept in step with models/marts by a test).
-PUBLISHED_MARTS = ("dim_customers", "fct_orders", "kpi_daily")
+PUBLISHED_MARTS = (
+    "dim_customers",
+    "fct_orders",
+    "kpi_daily",
+    "kpi_channel_performance",
+    "kpi_campaign_performance",
+    "kpi_coupon_performance",
+    "kpi_experiments",
+)
 KEEP_VERSIONS = 5
 
 
