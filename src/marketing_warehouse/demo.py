@@ -171,7 +171,9 @@ def _shopify_day(
                         "Refunded Amount": _money(refunded),
                         "Id": str(5_000_000_000 + number),
                         "Risk Level": "Low",
-                        "Source": rng.choice(["web", "web", "shopify_draft_order", "pos"]),
+                        "Source": rng.choice(
+                            ["web", "web", "web", "google", "facebook", "instagram", "pos"]
+                        ),
                     }
                 )
             rows.append([row[h] for h in SHOPIFY_HEADER])
