@@ -88,7 +88,7 @@ final as (
     select
         keyed.source,
         keyed.source_key,
-        md5(coalesce(keyed.email, phone_owners.email)) as customer_id,
+        {{ dbt.hash('coalesce(keyed.email, phone_owners.email)') }} as customer_id,
         case
             when keyed.email is not null then 'email'
             when phone_owners.email is not null then 'phone'
