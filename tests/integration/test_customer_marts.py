@@ -303,6 +303,26 @@ def test_dim_customers_by_hand(warehouse):
     ]  # fmt: skip
 
 
+def test_country_spellings_normalise_to_iso_codes(warehouse):
+    got = warehouse.sql(
+        "select distinct country_raw, country_code from intermediate.int_customer_identities "
+        "where country_raw is not null order by 1"
+    ).fetchall()
+    # extraction already trimmed "  germany " and " U.S.A. "; the macro drops the dots
+    assert got == [
+        ("Austria", "AT"),
+        ("DE", "DE"),
+        ("Deutschland", "DE"),
+        ("Narnia", None),  # unknown: stays null
+        ("U.S.A.", "US"),
+        ("USA", "US"),
+        ("United States", "US"),
+        ("de", "DE"),  # Stripe's card country
+        ("germany", "DE"),
+        ("Österreich", "AT"),
+    ]
+
+
 def test_dim_customers_first_seen_and_last_activity(warehouse):
     got = warehouse.sql(
         "select email, first_seen_at::varchar, last_activity_at::varchar "
@@ -421,6 +441,29 @@ def test_customer_segments_earlier_snapshot_is_point_in_time(warehouse):
     )
     for email in ("ben", "cara", "dan", "eve", "fay"):
         assert by_email[f"{email}@example.com"]["life"] == "lead"
+
+
+def test_segment_transitions_between_snapshots(warehouse):
+    """Feb 20 -> Jun 30: ann stays potential_loyalist, ivy promising -> hibernating, hal
+    hibernating -> lost; ben, dan and eve were leads (no segment) and now have one."""
+    got = warehouse.sql(
+        """
+        select earlier.rfm_segment as before, later.rfm_segment as after, count(*) as n
+        from marts.customer_segments as earlier
+        join marts.customer_segments as later using (customer_id)
+        where earlier.snapshot_date = '2026-02-20' and later.snapshot_date = '2026-06-30'
+            and later.frequency > 0
+        group by all order by all
+        """
+    ).fetchall()
+    assert got == [
+        ("hibernating", "lost", 1),
+        ("potential_loyalist", "potential_loyalist", 1),
+        ("promising", "hibernating", 1),
+        (None, "needs_attention", 1),  # ben
+        (None, "new", 1),  # eve
+        (None, "potential_loyalist", 1),  # dan
+    ]
 
 
 def test_kpi_daily_active_users_by_hand(warehouse):
