@@ -92,7 +92,7 @@ def marketing_warehouse_nightly():
     )
     gate_staging = gate.override(task_id="gate_staging")("staging")
     dbt_marts = dbt_task_group(
-        "dbt_marts", ["path:models/intermediate", "path:models/marts"], settings
+        "dbt_marts", ["path:seeds", "path:models/intermediate", "path:models/marts"], settings
     )
     gate_marts = gate.override(task_id="gate_marts")("marts")
 
