@@ -43,6 +43,10 @@ postgres:
 docs: $(STAMP)
 	$(BIN)/mwh docs
 
+## make bench [LINES=1000000]: extraction throughput beside DuckDB's own read_csv, same run
+bench: $(STAMP)
+	$(BIN)/mwh bench extraction $(if $(LINES),--lines $(LINES))
+
 lint: $(STAMP)
 	$(BIN)/ruff check src dags tests
 

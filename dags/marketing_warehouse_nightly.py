@@ -56,10 +56,10 @@ MART_ASSETS = [
 )
 def marketing_warehouse_nightly():
     @task
-    def prepare() -> list[str]:
+    def prepare(ds: str | None = None) -> list[str]:
         from marketing_warehouse.pipeline import prepare as run
 
-        return run()
+        return run(ds)
 
     @task(max_active_tis_per_dag=2)
     def extract_source(key: str, ds: str | None = None) -> dict:
@@ -93,7 +93,7 @@ def marketing_warehouse_nightly():
     gate_staging = gate.override(task_id="gate_staging")("staging")
     dbt_marts = dbt_task_group(
         "dbt_marts",
-        ["path:models/intermediate", "path:models/marts", "path:models/semantic"],
+        ["path:seeds", "path:models/intermediate", "path:models/marts", "path:models/semantic"],
         settings,
     )
     gate_marts = gate.override(task_id="gate_marts")("marts")

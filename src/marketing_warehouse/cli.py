@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -285,6 +286,23 @@ def cmd_metabase_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from marketing_warehouse import bench
+
+    settings = load_settings()
+    out = Path(args.out) if args.out else settings.data_dir / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mwh-bench-", dir=out) as tmp:
+        report = bench.extraction(Path(tmp), args.lines)
+    print(bench.format_extraction(report))
+    target = out / "extraction.json"
+    target.write_text(json.dumps(report, indent=2), "utf-8")
+    print(f"\nwritten to {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mwh", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -307,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     parse.set_defaults(func=cmd_dbt_parse)
     settings = sub.add_parser("settings", help="list the MWH_* settings and their values")
     settings.set_defaults(func=cmd_settings)
+    bench = sub.add_parser("bench", help="benchmarks, each measured beside DuckDB's own floor")
+    bench.add_argument("what", choices=["extraction"])
+    bench.add_argument("--lines", type=int, default=1_000_000, help="Shopify order lines")
+    bench.add_argument("--out", help="folder for the JSON report (default: <data>/bench)")
+    bench.set_defaults(func=cmd_bench)
     rb = sub.add_parser(
         "rollback", help="serve an earlier published version again (default: the previous one)"
     )

@@ -55,6 +55,10 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "(empty: role cannot log in)",
         "Password publish sets on the reader role; empty leaves the role without login.",
     ),
+    "MWH_EXPECTATIONS_DIR": (
+        "<project>/expectations",
+        "GX suites and gates.yml; point it at a copy to change severities and thresholds.",
+    ),
 }
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -86,6 +90,7 @@ class Settings:
     postgres_dsn: str = field(default="", repr=False)
     postgres_reader_role: str = "bi_reader"
     postgres_reader_password: str = field(default="", repr=False)
+    expectations_override: Path | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     # Derived locations -------------------------------------------------------------------
@@ -115,7 +120,7 @@ class Settings:
 
     @property
     def expectations_dir(self) -> Path:
-        return self.project_dir / "expectations"
+        return self.expectations_override or self.project_dir / "expectations"
 
     def run_dir(self, ds: str) -> Path:
         """Per-run folder for gate results and the run summary of logical date ``ds``."""
@@ -189,5 +194,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         postgres_dsn=env.get("MWH_POSTGRES_DSN", "").strip(),
         postgres_reader_role=reader_role,
         postgres_reader_password=env.get("MWH_POSTGRES_READER_PASSWORD", ""),
+        expectations_override=(
+            _path(env, "MWH_EXPECTATIONS_DIR", project_dir)
+            if env.get("MWH_EXPECTATIONS_DIR")
+            else None
+        ),
         extra={k: v for k, v in env.items() if k.startswith(PREFIX) and k not in SETTINGS_HELP},
     )

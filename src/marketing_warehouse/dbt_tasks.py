@@ -20,6 +20,8 @@ from marketing_warehouse.pipeline import WAREHOUSE_POOL
 
 PROFILE_NAME = "marketing_warehouse"
 TARGET_NAME = "build"
+#: dbt vars of every task, rendered by Airflow: customer_segments snapshots the run's logical date.
+DBT_VARS = {"snapshot_date": "{{ ds }}"}
 
 
 def dbt_executable() -> Path:
@@ -99,7 +101,7 @@ def dbt_task_group(group_id: str, select: list[str], settings: Settings):
         profile_config=profile,
         execution_config=execution,
         render_config=render,
-        operator_args={"pool": WAREHOUSE_POOL, "install_deps": False},
+        operator_args={"pool": WAREHOUSE_POOL, "install_deps": False, "vars": DBT_VARS},
     )
 
 

@@ -7,6 +7,7 @@ Same seed, same dates, same scale: byte-identical files. ``scale=1`` is about 10
 from __future__ import annotations
 
 import csv
+import itertools
 import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -94,9 +95,9 @@ def _shopify_day(
 
     rows: list[list[str]] = []
     placed: list[Order] = []
-    weights = [c.weight for c in customers]
+    cum_weights = list(itertools.accumulate(c.weight for c in customers))
     for _ in range(orders):
-        customer = rng.choices(customers, weights=weights)[0]
+        customer = rng.choices(customers, cum_weights=cum_weights)[0]
         number = next_number
         next_number += 1
         created = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(
@@ -170,7 +171,9 @@ def _shopify_day(
                         "Refunded Amount": _money(refunded),
                         "Id": str(5_000_000_000 + number),
                         "Risk Level": "Low",
-                        "Source": rng.choice(["web", "web", "shopify_draft_order", "pos"]),
+                        "Source": rng.choice(
+                            ["web", "web", "web", "google", "facebook", "instagram", "pos"]
+                        ),
                     }
                 )
             rows.append([row[h] for h in SHOPIFY_HEADER])

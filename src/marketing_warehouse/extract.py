@@ -381,7 +381,7 @@ def extract_file(
                     f"""
                     create temp table landed as
                     select {"try_cast(c0 as bigint)" if has_row_column else "row_number() over ()"}
-                        as _row_number, *
+                        as _row_number, row_number() over () as _seq, *
                     from read_csv({_sql_str(str(text_path))},
                         header = true, auto_detect = false, skip = {skip},
                         delim = {_sql_str(delimiter)}, quote = '"', escape = '"',
@@ -400,7 +400,8 @@ def extract_file(
                 if column.name in positions:
                     raw = f"c{positions[column.name]}"
                     typed, reason, expected = _typed_expr(column, raw, contract)
-                    checks += _checks(column, raw, typed, reason, expected)
+                    # checks read the typed column computed once in the inner query
+                    checks += _checks(column, raw, _ident(column.name), reason, expected)
                 else:
                     typed = "null"
                 select_typed.append(
@@ -430,12 +431,15 @@ def extract_file(
             con.execute(
                 f"""
                 create temp table typed as
+                with typed_values as materialized (
+                    select *, {", ".join(select_typed)} from landed
+                )
                 select
                     _row_number,
-                    {", ".join(select_typed)},
-                    list_filter([{", ".join(checks)}], x -> x is not null) as _errors,
-                    {raw_json}::varchar as _raw
-                from landed
+                    _seq,
+                    {", ".join(_ident(c.name) for c in contract.columns)},
+                    list_filter([{", ".join(checks)}], x -> x is not null) as _errors
+                from typed_values
                 """
             )
             if contract.record_group:
@@ -469,12 +473,12 @@ def extract_file(
             con.execute(
                 f"""
                 create temp table quarantined as
-                select {q_common}, _row_number as row_number, _raw as raw_content,
+                select {q_common}, typed._row_number as row_number, {raw_json}::varchar as raw_content,
                     split_part(_errors[1], chr(31), 1) as reason_code,
                     array_to_string(list_transform(_errors, x -> split_part(x, chr(31), 2)), '; ')
                         as reason_detail,
                     {q_time} as quarantined_at
-                from typed where len(_errors) > 0
+                from typed join landed using (_seq) where len(_errors) > 0
                 union all
                 select {q_common}, line as row_number, any_value(csv_line) as raw_content,
                     '{Reason.MALFORMED_ROW}' as reason_code,

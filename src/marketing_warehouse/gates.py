@@ -165,8 +165,36 @@ def _ledger_reader(settings: Settings, key: str, ds: date) -> str:
     )
 
 
+def _published_rows(settings: Settings, relation: str) -> str:
+    """Row count of ``relation`` in the version BI tools see now (``null`` before the first publish)."""
+    if not settings.warehouse_path.exists():
+        return "cast(null as bigint)"
+    try:
+        con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    except duckdb.Error:
+        return "cast(null as bigint)"
+    try:
+        row = con.execute(
+            "select row_count from audit.publish_log where relation = ? "
+            "order by published_at desc limit 1",
+            [relation],
+        ).fetchone()
+    except duckdb.Error:
+        row = None
+    finally:
+        con.close()
+    return f"cast({int(row[0])} as bigint)" if row else "cast(null as bigint)"
+
+
 def render_sql(settings: Settings, sql: str, ds: date) -> str:
-    """Expand ``{ds}``, ``{reporting_currency}``, ``{raw:<key>}`` (what the run loaded) and ``{ledger:<key>}``."""
+    """Expand the placeholders of a binding's SQL.
+
+    ``{ds}``, ``{reporting_currency}``, ``{raw:<key>}`` (what the run loaded), ``{ledger:<key>}``
+    and ``{published_rows:<schema.relation>}`` (its row count in the currently served version).
+    """
+    sql = re.sub(
+        r"\{published_rows:([a-z0-9_.]+)\}", lambda m: _published_rows(settings, m[1]), sql
+    )
     sql = re.sub(r"\{raw:([a-z0-9_]+)\}", lambda m: _partition_reader(settings, m[1], ds), sql)
     sql = re.sub(r"\{ledger:([a-z0-9_*]+)\}", lambda m: _ledger_reader(settings, m[1], ds), sql)
     sql = sql.replace("{reporting_currency}", settings.reporting_currency)

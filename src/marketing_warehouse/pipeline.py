@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict
 from datetime import date
 
@@ -21,11 +22,26 @@ log = logging.getLogger(__name__)
 WAREHOUSE_POOL = "warehouse_writer"
 
 
-def prepare(settings: Settings | None = None) -> list[str]:
-    """Create the run's folders; return the source entities to extract, one task each."""
+def prepare(ds: str | None = None, settings: Settings | None = None) -> list[str]:
+    """Create the run's folders; return the source entities to extract, one task each.
+
+    State left by an earlier run of the same date (extraction summaries, gate results, publish
+    record) moves to ``runs/<ds>.<timestamp>/``, so this run's summary shows only this run and
+    the earlier gate results stay in ``audit.validation_results``.
+    """
     settings = settings or load_settings()
     for folder in (settings.raw_dir, settings.build_path.parent, settings.warehouse_path.parent):
         folder.mkdir(parents=True, exist_ok=True)
+    if ds:
+        run_dir = settings.run_dir(ds)
+        stale = [
+            run_dir / n for n in ("extract", "validation", "publish.json") if (run_dir / n).exists()
+        ]
+        if stale:
+            archive = settings.runs_dir / f"{ds}.{utc_now():%Y%m%dT%H%M%S%f}"
+            archive.mkdir(parents=True)
+            for path in stale:
+                os.replace(path, archive / path.name)
     return [c.key for c in load_contracts()]
 
 

@@ -34,7 +34,20 @@ from marketing_warehouse.gates import RESULT_COLUMNS
 #: Schemas copied to the serving file; nothing else (staging, intermediate) is visible to BI tools.
 PUBLISHED_SCHEMAS = ("marts", "audit")
 #: Marts emitted as Airflow Assets by the publish task (kept in step with models/marts by a test).
-PUBLISHED_MARTS = ("dim_customers", "fct_orders", "kpi_daily")
+PUBLISHED_MARTS = (
+    "customer_identity_map",
+    "customer_segments",
+    "dim_customers",
+    "fct_orders",
+    "kpi_campaign_performance",
+    "kpi_channel_coverage",
+    "kpi_channel_performance",
+    "kpi_cohort_retention",
+    "kpi_coupon_performance",
+    "kpi_daily",
+    "kpi_experiments",
+    "kpi_retention_churn",
+)
 KEEP_VERSIONS = 5
 
 

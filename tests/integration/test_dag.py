@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,7 +101,20 @@ def _mart_fingerprints(path: Path) -> dict[str, str]:
         con.close()
 
 
-def test_full_dag_run_rerun_and_a_failed_gate(tmp_path, dbt_manifest):
+RUN = {"capture_output": True, "text": True, "timeout": 900}
+
+
+def _expectations_copy(target: Path, suite: str, expectation: dict) -> Path:
+    """The committed expectations with one more expectation in ``suite``."""
+    shutil.copytree(PROJECT / "expectations", target)
+    path = target / f"{suite}.json"
+    data = json.loads(path.read_text())
+    data["expectations"].append(expectation)
+    path.write_text(json.dumps(data))
+    return target
+
+
+def test_full_dag_run_rerun_and_failed_gates(tmp_path, dbt_manifest):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MWH_", "AIRFLOW"))} | {
         "MWH_DATA_DIR": str(tmp_path / "data"),
         "MWH_DEMO_DAYS": "10",
@@ -120,9 +135,64 @@ def test_full_dag_run_rerun_and_a_failed_gate(tmp_path, dbt_manifest):
     assert counts["kpi_daily"] == 10
     before = _mart_fingerprints(serving)
 
-    again = subprocess.run(mwh, env=env, capture_output=True, text=True, timeout=900)
+    # Rerun with a stricter copy of the suites (no code change): a failed warning-level
+    # expectation publishes, is flagged in the summary and recorded in audit.validation_results.
+    strict = _expectations_copy(
+        tmp_path / "strict",
+        "marts/kpi_daily",
+        {
+            "type": "expect_column_values_to_be_between",
+            "severity": "warning",
+            "kwargs": {"column": "orders", "max_value": 0},
+        },
+    )
+    again = subprocess.run(mwh, env=env | {"MWH_EXPECTATIONS_DIR": str(strict)}, **RUN)
     assert again.returncode == 0, again.stdout[-3000:]
+    assert "marts    WARN" in again.stdout and "Not published" not in again.stdout
     assert _mart_fingerprints(serving) == before
+    con = duckdb.connect(str(serving), read_only=True)
+    flagged = con.execute(
+        "select severity, observed_value from audit.validation_results "
+        "where not success and suite = 'marts/kpi_daily' and column_name = 'orders'"
+    ).fetchall()
+    published = con.execute("select count(distinct run_id) from audit.publish_log").fetchone()[0]
+    con.close()
+    assert [f[0] for f in flagged] == ["warning"] and published == 2
+
+    # A critical raw expectation (tightened by configuration) stops the run at the raw gate, and
+    # a critical marts expectation stops it at the last gate: neither publishes anything.
+    for stage, suite, expectation in (
+        (
+            "raw",
+            "raw/shopify__order_lines",
+            {
+                "type": "expect_column_values_to_be_between",
+                "severity": "critical",
+                "kwargs": {"column": "lineitem_quantity", "max_value": 0},
+            },
+        ),
+        (
+            "marts",
+            "marts/volume",
+            {
+                "type": "expect_column_values_to_be_between",
+                "severity": "critical",
+                "kwargs": {"column": "ratio_to_previous", "min_value": 2},
+            },
+        ),
+    ):
+        overrides = _expectations_copy(tmp_path / stage, suite, expectation)
+        failed = subprocess.run(mwh, env=env | {"MWH_EXPECTATIONS_DIR": str(overrides)}, **RUN)
+        assert failed.returncode != 0, stage
+        assert f"{stage:8} FAIL" in failed.stdout and "Not published this run." in failed.stdout
+        assert suite in failed.stdout
+        assert _mart_fingerprints(serving) == before
+        if stage == "raw":
+            assert "dbt_staging" not in failed.stdout
+    con = duckdb.connect(str(serving), read_only=True)
+    runs = con.execute("select count(distinct run_id) from audit.publish_log").fetchone()[0]
+    con.close()
+    assert runs == 2
 
     # Next day an order arrives in a currency the FX workbook has no rate for: the critical
     # staging gate stops the run before the marts and publish; BI keeps yesterday's data.

@@ -93,6 +93,21 @@ def test_google_ads_title_lines_thousands_and_total_rows(tmp_path):
     assert [q["reason_code"] for q in quarantined] == ["summary_row"]
 
 
+def test_meta_dates_in_several_formats_and_an_impossible_day(tmp_path):
+    path = tmp_path / "meta_ads_x.csv"
+    path.write_text(
+        "Campaign name,Campaign ID,Day,Currency,Impressions,Amount spent (EUR)\n"
+        "A,1,2026-11-21,EUR,10,1.00\n"
+        "B,2,21/11/2026,EUR,10,1.00\n"
+        "C,3,2026-02-30,EUR,10,1.00\n",
+        encoding="utf-8",
+    )
+    _, loaded, quarantined = run(path, "meta_ads__campaign_stats", tmp_path)
+    assert [r["report_date"] for r in loaded] == [date(2026, 11, 21), date(2026, 11, 21)]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [(3, "invalid_date")]
+    assert "2026-02-30" in quarantined[0]["reason_detail"]
+
+
 def test_meta_spend_header_carries_the_currency(tmp_path):
     path = tmp_path / "meta_ads_x.csv"
     path.write_text(

@@ -6,6 +6,12 @@ orders as (
 
 ),
 
+identity_map as (
+
+    select * from {{ ref('customer_identity_map') }}
+
+),
+
 fx_rates as (
 
     select * from {{ ref('int_fx_rates_deduplicated') }}
@@ -39,11 +45,15 @@ converted as (
         case
             when orders.currency = {{ reporting_currency() }} then 1.0
             else rate_candidates.rate
-        end as fx_rate
+        end as fx_rate,
+        identity_map.customer_id
     from orders
     left join rate_candidates
         on orders.order_id = rate_candidates.order_id
         and rate_candidates.rate_rank = 1
+    left join identity_map
+        on orders.source_system = identity_map.source
+        and orders.customer_source_key = identity_map.source_key
 
 ),
 
@@ -53,7 +63,7 @@ enriched as (
         order_id,
         source_system,
         source_order_key,
-        case when email is not null then md5(email) end as customer_id,
+        customer_id,
         email,
         {{ dbt.date_trunc('day', 'created_at') }}::date as order_date,
         created_at,

@@ -1,11 +1,18 @@
-{#- One row per order. Shopify repeats an order in every export that covers it; the copy from the
-    latest load wins (then the latest file name), so a re-sent or overlapping export never
-    double-counts. Order-level fields come from the order's first line-item row. -#}
+{#- One row per order: Shopify orders and Stripe payments (memberships and invoices sold outside
+    the Shopify checkout, see DECISIONLOG). Each tool repeats a record in every export that covers
+    it; the copy from the latest load wins (then the latest file name), so a re-sent or overlapping
+    export never double-counts. Shopify order-level fields come from the order's first line-item row. -#}
 with
 
 lines as (
 
     select * from {{ ref('stg_shopify__order_lines') }}
+
+),
+
+payments as (
+
+    select * from {{ ref('stg_stripe__payments') }}
 
 ),
 
@@ -52,15 +59,16 @@ ranked as (
 
 ),
 
-final as (
+shopify_orders as (
 
     select
         'shopify' as source_system,
         'shopify-' || order_name as order_id,
         order_name as source_order_key,
         shopify_order_id,
-        email,
-        phone,
+        cast(null as varchar) as stripe_customer_id,
+        {{ normalize_email('email') }} as email,
+        {{ normalize_phone('phone') }} as phone,
         billing_country,
         is_accepts_marketing,
         financial_status,
@@ -81,6 +89,86 @@ final as (
         load_date
     from ranked
     where copy_rank = 1
+
+),
+
+payments_ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by payment_id
+            order by load_date desc, source_file desc, source_row_number desc
+        ) as copy_rank
+    from payments
+
+),
+
+{#- Stripe statuses in Shopify's financial-status vocabulary, so one revenue rule fits both. -#}
+stripe_orders as (
+
+    select
+        'stripe' as source_system,
+        'stripe-' || payment_id as order_id,
+        payment_id as source_order_key,
+        cast(null as varchar) as shopify_order_id,
+        nullif(trim(stripe_customer_id), '') as stripe_customer_id,
+        {{ normalize_email('email') }} as email,
+        cast(null as varchar) as phone,
+        card_country as billing_country,
+        cast(null as boolean) as is_accepts_marketing,
+        case
+            when status = 'failed' then 'failed'
+            when status = 'pending' then 'pending'
+            when status = 'canceled' then 'voided'
+            when is_captured = false then 'authorized'
+            when status = 'refunded' and coalesce(amount_refunded, amount) >= amount then 'refunded'
+            when status in ('paid', 'refunded') and coalesce(amount_refunded, 0) > 0
+                then 'partially_refunded'
+            when status = 'paid' then 'paid'
+            else status
+        end as financial_status,
+        case when invoice_id is not null then 'subscription' else 'stripe' end as order_source,
+        currency,
+        amount as subtotal_amount,
+        cast(0 as decimal(18, 2)) as shipping_amount,
+        cast(0 as decimal(18, 2)) as tax_amount,
+        amount as total_amount,
+        cast(null as varchar) as discount_code,
+        cast(0 as decimal(18, 2)) as discount_amount,
+        case
+            when status = 'refunded' then coalesce(amount_refunded, amount)
+            else coalesce(amount_refunded, 0)
+        end as refunded_amount,
+        1 as line_items_count,
+        1 as items_count,
+        created_at,
+        cast(null as timestamp) as cancelled_at,
+        source_file,
+        load_date
+    from payments_ranked
+    where copy_rank = 1
+
+),
+
+unioned as (
+
+    select * from shopify_orders
+    union all
+    select * from stripe_orders
+
+),
+
+final as (
+
+    select
+        *,
+        {#- How the person behind the order is known to its tool: the key of customer_identity_map. -#}
+        case source_system
+            when 'shopify' then coalesce(email, phone)
+            when 'stripe' then coalesce(stripe_customer_id, email)
+        end as customer_source_key
+    from unioned
 
 )
 

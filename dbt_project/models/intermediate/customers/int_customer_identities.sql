@@ -1,0 +1,260 @@
+{#- One row per source record that names a person: an order or payment, a CRM contact, a message
+    event, a product event, a voucher redemption, an experiment assignment. Each record carries the
+    key its tool knows the person by (source_key: the tool's own id, else the e-mail, else the
+    phone), what it says about the person's consent per channel (true = consent, false = refusal,
+    null = says nothing) and, when the person did something, activity_at. Records repeated across
+    exports are kept once (latest load). customer_identity_map resolves source keys to customers. -#}
+with
+
+orders as (
+
+    select * from {{ ref('int_orders_deduplicated') }}
+
+),
+
+contacts as (
+
+    select
+        *,
+        row_number() over (
+            partition by record_id
+            order by load_date desc, source_file desc, source_row_number desc
+        ) as copy_rank
+    from {{ ref('stg_hubspot__contacts') }}
+
+),
+
+message_events as (
+
+    select
+        *,
+        row_number() over (
+            partition by event_id
+            order by load_date desc, source_file desc, source_row_number desc
+        ) as copy_rank
+    from {{ ref('stg_klaviyo__events') }}
+
+),
+
+product_events as (
+
+    select
+        *,
+        row_number() over (
+            partition by message_id
+            order by load_date desc, source_file desc, source_row_number desc
+        ) as copy_rank
+    from {{ ref('stg_product__events') }}
+
+),
+
+redemptions as (
+
+    select
+        *,
+        row_number() over (
+            partition by redemption_id
+            order by load_date desc, source_file desc, source_row_number desc
+        ) as copy_rank
+    from {{ ref('stg_vouchers__redemptions') }}
+
+),
+
+assignments as (
+
+    select
+        *,
+        row_number() over (
+            partition by experiment_id, email
+            order by load_date desc, source_file desc, source_row_number desc
+        ) as copy_rank
+    from {{ ref('stg_spreadsheets__experiment_assignments') }}
+
+),
+
+from_orders as (
+
+    select
+        source_system as source,
+        customer_source_key as source_key,
+        stripe_customer_id as source_customer_id,
+        order_id as source_record_id,
+        email,
+        phone,
+        billing_country as country_raw,
+        cast(null as varchar) as original_source,
+        created_at as observed_at,
+        created_at as activity_at,
+        is_accepts_marketing as email_consent,
+        cast(null as boolean) as sms_consent,
+        cast(null as boolean) as push_consent
+    from orders
+    where customer_source_key is not null
+
+),
+
+{#- HubSpot: "Non-marketing contact" or "Unsubscribed from all email" refuse e-mail; SMS needs the
+    SMS consent property and a marketing contact. Last Activity Date is not used as activity: HubSpot
+    also stamps it for activity of the portal's users. -#}
+from_contacts as (
+
+    select
+        'hubspot' as source,
+        record_id as source_key,
+        record_id as source_customer_id,
+        record_id as source_record_id,
+        {{ normalize_email('email') }} as email,
+        {{ normalize_phone('phone') }} as phone,
+        country as country_raw,
+        original_source,
+        created_at as observed_at,
+        cast(null as timestamp) as activity_at,
+        case
+            when is_unsubscribed_all_email then false
+            when marketing_contact_status = 'non-marketing contact' then false
+            when marketing_contact_status = 'marketing contact' then true
+        end as email_consent,
+        case
+            when marketing_contact_status = 'non-marketing contact' then false
+            else has_sms_consent
+        end as sms_consent,
+        cast(null as boolean) as push_consent
+    from contacts
+    where copy_rank = 1
+
+),
+
+{#- Klaviyo: an unsubscribe, a bounce or a spam complaint refuses the channel; a delivered push
+    proves the device accepts pushes. Opens and clicks are activity; deliveries are not. -#}
+from_message_events as (
+
+    select
+        'klaviyo' as source,
+        coalesce(nullif(trim(profile_id), ''), {{ normalize_email('email') }}) as source_key,
+        nullif(trim(profile_id), '') as source_customer_id,
+        event_id as source_record_id,
+        {{ normalize_email('email') }} as email,
+        {{ normalize_phone('phone') }} as phone,
+        cast(null as varchar) as country_raw,
+        cast(null as varchar) as original_source,
+        occurred_at as observed_at,
+        case
+            when metric in ('opened email', 'clicked email', 'clicked sms', 'opened push')
+                then occurred_at
+        end as activity_at,
+        case
+            when metric = 'unsubscribed' and coalesce(channel, 'email') = 'email' then false
+            when metric in ('bounced email', 'marked email as spam') then false
+        end as email_consent,
+        case when metric = 'unsubscribed' and channel = 'sms' then false end as sms_consent,
+        case
+            when metric = 'unsubscribed' and channel = 'push' then false
+            when metric in ('received push', 'opened push') then true
+        end as push_consent
+    from message_events
+    where copy_rank = 1
+
+),
+
+from_product_events as (
+
+    select
+        'product' as source,
+        coalesce(nullif(trim(user_id), ''), {{ normalize_email('email') }}) as source_key,
+        nullif(trim(user_id), '') as source_customer_id,
+        message_id as source_record_id,
+        {{ normalize_email('email') }} as email,
+        cast(null as varchar) as phone,
+        cast(null as varchar) as country_raw,
+        cast(null as varchar) as original_source,
+        occurred_at as observed_at,
+        occurred_at as activity_at,
+        cast(null as boolean) as email_consent,
+        cast(null as boolean) as sms_consent,
+        cast(null as boolean) as push_consent
+    from product_events
+    where copy_rank = 1
+
+),
+
+from_redemptions as (
+
+    select
+        'vouchers' as source,
+        coalesce(nullif(trim(customer_source_id), ''), {{ normalize_email('email') }}) as source_key,
+        nullif(trim(customer_source_id), '') as source_customer_id,
+        redemption_id as source_record_id,
+        {{ normalize_email('email') }} as email,
+        cast(null as varchar) as phone,
+        cast(null as varchar) as country_raw,
+        cast(null as varchar) as original_source,
+        redeemed_at as observed_at,
+        case when result = 'success' then redeemed_at end as activity_at,
+        cast(null as boolean) as email_consent,
+        cast(null as boolean) as sms_consent,
+        cast(null as boolean) as push_consent
+    from redemptions
+    where copy_rank = 1
+
+),
+
+from_assignments as (
+
+    select
+        'experiments' as source,
+        {{ normalize_email('email') }} as source_key,
+        cast(null as varchar) as source_customer_id,
+        experiment_id as source_record_id,
+        {{ normalize_email('email') }} as email,
+        cast(null as varchar) as phone,
+        cast(null as varchar) as country_raw,
+        cast(null as varchar) as original_source,
+        assigned_at as observed_at,
+        cast(null as timestamp) as activity_at,
+        cast(null as boolean) as email_consent,
+        cast(null as boolean) as sms_consent,
+        cast(null as boolean) as push_consent
+    from assignments
+    where copy_rank = 1
+
+),
+
+unioned as (
+
+    select * from from_orders
+    union all
+    select * from from_contacts
+    union all
+    select * from from_message_events
+    union all
+    select * from from_product_events
+    union all
+    select * from from_redemptions
+    union all
+    select * from from_assignments
+
+),
+
+final as (
+
+    select
+        source,
+        source_key,
+        source_customer_id,
+        source_record_id,
+        email,
+        phone,
+        {{ normalize_country('country_raw') }} as country_code,
+        country_raw,
+        original_source,
+        observed_at,
+        activity_at,
+        email_consent,
+        sms_consent,
+        push_consent
+    from unioned
+    where source_key is not null
+
+)
+
+select * from final

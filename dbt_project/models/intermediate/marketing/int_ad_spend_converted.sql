@@ -1,0 +1,90 @@
+{#- One row per ad platform, campaign and report day across Google Ads and Meta Ads: the copy from
+    the latest landed report wins (several reports may cover a day), and spend and conversion value
+    are converted to the reporting currency with the rate of the report day (7-day lookback). -#}
+with
+
+google_ads as (
+
+    select
+        ad_platform, campaign_id, campaign_name, report_date, currency, impressions, clicks, cost,
+        conversions, conversion_value, source_file, source_row_number, load_date
+    from {{ ref('stg_google_ads__campaign_stats') }}
+
+),
+
+meta_ads as (
+
+    select
+        ad_platform, campaign_id, campaign_name, report_date, currency, impressions, clicks, cost,
+        conversions, conversion_value, source_file, source_row_number, load_date
+    from {{ ref('stg_meta_ads__campaign_stats') }}
+
+),
+
+rates as (
+
+    select * from {{ ref('int_fx_rates_forward_filled') }}
+
+),
+
+stats as (
+
+    select * from google_ads
+    union all
+    select * from meta_ads
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by ad_platform, campaign_id, report_date
+            order by load_date desc, source_file desc, source_row_number desc
+        ) as copy_rank
+    from stats
+
+),
+
+converted as (
+
+    select
+        ranked.*,
+        case
+            when ranked.currency = {{ reporting_currency() }} then 1.0
+            else rates.rate
+        end as fx_rate
+    from ranked
+    left join rates
+        on ranked.currency = rates.from_currency
+        and ranked.report_date = rates.rate_day
+    where ranked.copy_rank = 1
+
+),
+
+final as (
+
+    select
+        ad_platform,
+        {{ marketing_channel('ad_platform') }} as channel,
+        campaign_id,
+        campaign_name,
+        report_date,
+        currency,
+        coalesce(impressions, 0) as impressions,
+        coalesce(clicks, 0) as clicks,
+        coalesce(cost, 0) as spend_amount,
+        coalesce(conversions, 0) as platform_conversions,
+        coalesce(conversion_value, 0) as platform_conversion_value_amount,
+        {{ reporting_currency() }} as reporting_currency,
+        fx_rate,
+        cast(coalesce(cost, 0) * fx_rate as decimal(18, 2)) as spend_amount_reporting,
+        cast(coalesce(conversion_value, 0) * fx_rate as decimal(18, 2))
+            as platform_conversion_value_amount_reporting,
+        source_file
+    from converted
+
+)
+
+select * from final

@@ -1,0 +1,669 @@
+"""dbt build on hand-written exports of every marketing tool; each KPI below is worked out by hand.
+
+Shopify orders (all UTC, EUR unless noted; "first" = the customer's first revenue order):
+  #2001 alice 2026-11-02 10:00  100.00  web       WELCOME10   first
+  #2002 bob   2026-11-03 12:00   50.00  facebook              first  (Source facebook -> meta_ads)
+  #2003 carol 2026-11-04 09:00   80.00  web                   first  (clicked e-mail C1 on Nov 2)
+  #2004 dave  2026-11-05 10:00   60.00  web                   first  (received SMS C2 on Nov 4)
+  #2005 alice 2026-11-10 10:00   40.00  web                          (repeat order of alice)
+  #2006 dave  2026-11-20 10:00   30.00  web       WELCOME10          (no touch in the last 5 days)
+  #2007 erin  2026-11-03 15:00   USD 70.00 x 0.90 = 63.00  google   VIP20   first  (-> google_ads)
+  #2008 frank 2026-11-06 10:00   20.00  voided and cancelled: not revenue
+  #2009 ivy   2026-11-09 09:31   25.00  web                   first  (clicked SMS C2 on Nov 4
+                                         09:30: 5 days and 1 minute earlier, outside the window)
+
+FX workbook (1 From = Rate EUR): GBP 1.15 on Fri Oct 30, GBP 1.20 and USD 0.90 on Mon Nov 2.
+Tuesday Nov 3 has no rate and takes Monday's (7-day lookback); Sunday Nov 1 takes Friday's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import order_row, write_shopify
+
+from marketing_warehouse.contracts import load_contracts
+from marketing_warehouse.dbt_tasks import run_dbt
+from marketing_warehouse.demo import write_fx_workbook
+from marketing_warehouse.demo_marketing import write_workbook
+from marketing_warehouse.extract import utc_now
+from marketing_warehouse.loads import load_source
+
+pytestmark = pytest.mark.integration
+
+D = Decimal
+RUN_DATE = date(2026, 11, 20)
+
+
+def order(name, email, created, total, source="web", **extra):
+    fields = {"Currency": "EUR", "Total": total, "Financial Status": "paid", "Source": source}
+    return order_row(name, email, f"{created} +0000", **(fields | extra))
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+GOOGLE_HEADER = "Day,Campaign,Campaign ID,Currency code,Impr.,Clicks,Cost,Conversions,Conv. value"
+META_HEADER = (
+    "Reporting starts,Reporting ends,Campaign name,Campaign ID,Day,Currency,Impressions,"
+    "Link clicks,Amount spent (GBP),Results,Purchases conversion value"
+)
+KLAVIYO_EVENTS_HEADER = (
+    "Event ID,Metric,Timestamp,Campaign ID,Channel,Email,Phone Number,Profile ID"
+)
+
+
+def write_google_report(path: Path, rows: list[str]) -> None:
+    """Google Ads' download: a title line, a date-range line, the header, rows, a total row."""
+    write_lines(
+        path,
+        [
+            "Campaign report",
+            "November 2, 2026 - November 3, 2026",
+            GOOGLE_HEADER,
+            *rows,
+            'Total: Account,,,EUR,"9,999",999,999.00,9.00,999.00',
+        ],
+    )
+
+
+def voucher(rid, obj, at, result, campaign=None, code=None, email=None, order=None, **extra):
+    record = {"id": rid, "object": obj, "date": at, "result": result, **extra}
+    if code:
+        record["voucher"] = {"code": code, "campaign": campaign}
+    if email:
+        record["customer"] = {"source_id": email, "email": email}
+    if order:
+        number, amount, discount, currency = order
+        record["order"] = {
+            "id": number,
+            "amount": amount,
+            "discount_amount": discount,
+            "currency": currency,
+        }
+    return record
+
+
+def land_fixture(landing: Path) -> None:
+    shopify = [
+        order(
+            "#2001", "alice@example.com", "2026-11-02 10:00:00", "100.00", Discount_Code="WELCOME10"
+        ),
+        order("#2002", "bob@example.com", "2026-11-03 12:00:00", "50.00", source="facebook"),
+        order("#2003", " Carol@Example.com ", "2026-11-04 09:00:00", "80.00"),
+        order("#2004", "dave@example.com", "2026-11-05 10:00:00", "60.00"),
+        order("#2005", "alice@example.com", "2026-11-10 10:00:00", "40.00"),
+        order(
+            "#2006", "dave@example.com", "2026-11-20 10:00:00", "30.00", Discount_Code="WELCOME10"
+        ),
+        order(
+            "#2007",
+            "erin@example.com",
+            "2026-11-03 15:00:00",
+            "70.00",
+            source="google",
+            Currency="USD",
+            Discount_Code="VIP20",
+        ),
+        order(
+            "#2008",
+            "frank@example.com",
+            "2026-11-06 10:00:00",
+            "20.00",
+            Cancelled_at="2026-11-06 12:00:00 +0000",
+            **{"Financial Status": "voided"},
+        ),
+        order("#2009", "ivy@example.com", "2026-11-09 09:31:00", "25.00"),
+    ]
+    write_shopify(landing / "2026-11-20" / "shopify_orders.csv", shopify)
+    write_fx_workbook(
+        landing / "2026-11-02" / "fx_rates.xlsx",
+        [
+            (date(2026, 10, 30), "GBP", "EUR", 1.15),
+            (date(2026, 11, 2), "GBP", "EUR", 1.20),
+            (date(2026, 11, 2), "USD", "EUR", 0.90),
+        ],
+    )
+    # Google Ads: Nov 3 is restated by the report delivered on Nov 4 (the latest load wins).
+    write_google_report(
+        landing / "2026-11-03" / "google_ads_a.csv",
+        [
+            '2026-11-02,Search - Brand,111,EUR,"1,000",50,25.00,2.00,150.00',
+            '2026-11-03,Search - Brand,111,EUR,"3,000",100,75.00,3.00,210.00',
+        ],
+    )
+    write_google_report(
+        landing / "2026-11-04" / "google_ads_b.csv",
+        ['2026-11-03,Search - Brand,111,EUR,"3,000",150,95.00,4.00,280.00'],
+    )
+    write_lines(
+        landing / "2026-11-04" / "meta_ads.csv",
+        [
+            META_HEADER,
+            "2026-11-02,2026-11-03,Prospecting,222,2026-11-02,GBP,2000,20,10.00,1,30.00",
+            "2026-11-02,2026-11-03,Prospecting,222,2026-11-03,GBP,2000,30,15.00,0,0.00",
+        ],
+    )
+    write_workbook(
+        landing / "2026-11-01" / "marketing_budget.xlsx",
+        {
+            "plan": [
+                [
+                    "Month",
+                    "Channel",
+                    "Budget",
+                    "Currency",
+                    "Target new customers",
+                    "Target revenue",
+                ],
+                ["2026-11", "Google Ads", 200, "EUR", 4, 400],
+                ["2026-11", "meta_ads", 100, "GBP", 2, 200],
+                ["2026-11", "Email", 50, "EUR", 2, 100],
+            ]
+        },
+    )
+    write_lines(
+        landing / "2026-11-04" / "klaviyo_campaigns.csv",
+        [
+            "Campaign ID,Campaign Name,Channel,Send Time,Subject,List,Total Recipients",
+            "C1,November news,Email,2026-11-02 09:00:00+0000,News,Newsletter,4",
+            "C2,November SMS,SMS,2026-11-04 09:00:00+0000,,SMS list,2",
+        ],
+    )
+    events = [
+        "e01,Received Email,2026-11-02T09:00:00+00:00,C1,Email,carol@example.com,,p_carol",
+        "e02,Opened Email,2026-11-02T10:00:00+00:00,C1,Email,carol@example.com,,p_carol",
+        "e03,Clicked Email,2026-11-02T10:05:00+00:00,C1,Email,carol@example.com,,p_carol",
+        "e04,Received Email,2026-11-02T09:00:00+00:00,C1,Email,dave@example.com,,p_dave",
+        "e05,Opened Email,2026-11-02T12:00:00+00:00,C1,Email,DAVE@example.com,,p_dave",
+        "e06,Received Email,2026-11-02T09:00:00+00:00,C1,Email,gina@example.com,,p_gina",
+        "e07,Unsubscribed,2026-11-02T13:00:00+00:00,C1,Email,gina@example.com,,p_gina",
+        "e08,Bounced Email,2026-11-02T09:01:00+00:00,C1,Email,hank@example.com,,p_hank",
+        "e09,Received SMS,2026-11-04T09:00:00+00:00,C2,SMS,dave@example.com,+4915100001,p_dave",
+        "e10,Received SMS,2026-11-04T09:00:00+00:00,C2,SMS,ivy@example.com,+4915100002,p_ivy",
+        "e11,Clicked SMS,2026-11-04T09:30:00+00:00,C2,SMS,ivy@example.com,+4915100002,p_ivy",
+    ]
+    write_lines(landing / "2026-11-04" / "klaviyo_events.csv", [KLAVIYO_EVENTS_HEADER, *events])
+    # the next export repeats carol's open: counted once
+    write_lines(landing / "2026-11-05" / "klaviyo_events.csv", [KLAVIYO_EVENTS_HEADER, events[1]])
+    redemptions = [
+        voucher("r1", "redemption", "2026-11-02T09:59:30.000Z", "SUCCESS", "WELCOME", "WELCOME10",
+                "alice@example.com", ("#2001", 11000, 1000, "EUR")),
+        voucher("r2", "redemption", "2026-11-03T14:59:30.000Z", "SUCCESS", "VIP", "VIP20",
+                "erin@example.com", ("#2007", 8500, 1500, "USD")),
+        voucher("r3", "redemption", "2026-11-06T09:59:30.000Z", "SUCCESS", "WELCOME", "WELCOME10",
+                "frank@example.com", ("#2008", 2500, 500, "EUR")),
+        voucher("rr3", "redemption_rollback", "2026-11-06T12:00:00.000Z", "SUCCESS", "WELCOME",
+                "WELCOME10", "frank@example.com", ("#2008", 2500, 500, "EUR"), redemption="r3"),
+        voucher("r4", "redemption", "2026-11-07T08:00:00.000Z", "FAILURE", "WELCOME", "WELCOME10",
+                failure_code="voucher_expired"),
+        voucher("r5", "redemption", "2026-11-20T09:59:30.000Z", "SUCCESS", "WELCOME", "WELCOME10",
+                "dave@example.com", ("#2006", 3300, 300, "EUR")),
+    ]  # fmt: skip
+    path = landing / "2026-11-20" / "voucher_redemptions.json"
+    path.write_text(json.dumps({"object": "list", "redemptions": redemptions}), "utf-8")
+    fillers = [f"filler{i:02d}@example.com" for i in range(1, 40)]
+    assignments = [["Experiment", "Email", "Variant", "Assigned at"]]
+    start = datetime(2026, 11, 2)
+    # EXP-1: 10 control (alice converts; ivy buys after the end; frank's order is not revenue),
+    # 10 treatment (bob, carol, erin convert; dave bought before his assignment on Nov 6).
+    for email in ["alice@example.com", "ivy@example.com", "frank@example.com", *fillers[:7]]:
+        assignments.append(["EXP-1", email, "Control", start])
+    for email in ["bob@example.com", "carol@example.com", "erin@example.com", *fillers[7:13]]:
+        assignments.append(["EXP-1", email, "treatment", start])
+    assignments.append(["EXP-1", "dave@example.com", "treatment", datetime(2026, 11, 6)])
+    # EXP-2: 32 in a (carol converts), 8 in b (alice and bob convert): a 32/8 split.
+    for email in ["carol@example.com", *fillers[:31]]:
+        assignments.append(["EXP-2", email, "a", start])
+    for email in ["alice@example.com", "bob@example.com", *fillers[31:37]]:
+        assignments.append(["EXP-2", email, "b", start])
+    # EXP-3 is judged on a metric the mart does not compute.
+    assignments += [
+        ["EXP-3", "alice@example.com", "a", None],
+        ["EXP-3", "bob@example.com", "b", None],
+    ]
+    plan = [
+        ["Experiment", "Hypothesis", "Start", "End", "Primary metric", "Minimum sample per variant",
+         "Control variant"],
+        ["EXP-1", "Banner", date(2026, 11, 2), date(2026, 11, 8), "Conversion", 12, "control"],
+        ["EXP-2", "Popup", date(2026, 11, 1), date(2026, 11, 30), "conversion", 10, "a"],
+        ["EXP-3", "Price", date(2026, 11, 1), date(2026, 11, 30), "revenue_per_user", 1, "a"],
+    ]  # fmt: skip
+    write_workbook(
+        landing / "2026-11-01" / "experiments.xlsx", {"plan": plan, "assignments": assignments}
+    )
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    from marketing_warehouse.config import load_settings
+
+    root = tmp_path_factory.mktemp("kpi")
+    settings = load_settings({"MWH_DATA_DIR": str(root / "data")})
+    land_fixture(settings.landing_dir)
+    for contract in load_contracts():
+        load_source(settings, contract, RUN_DATE, utc_now())
+    result = run_dbt(settings, ["build"], dict(os.environ))
+    assert result.returncode == 0, result.stdout[-4000:]
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    bad = con.sql(
+        "select source_file, reason_code, reason_detail from audit.quarantine "
+        "where reason_code <> 'summary_row'"
+    ).fetchall()
+    assert bad == []  # every hand-written row is valid (Google's total rows aside)
+    yield con
+    con.close()
+
+
+def rows(con, sql):
+    rel = con.sql(sql)
+    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+
+
+def approx(row: dict) -> dict:
+    """Floats compared to 6 decimals; everything else exactly."""
+    return {k: pytest.approx(v, abs=1e-6) if isinstance(v, float) else v for k, v in row.items()}
+
+
+def test_channel_performance_by_hand(warehouse):
+    got = rows(
+        warehouse,
+        "select month::varchar as month, channel, spend, impressions, clicks, ctr, cpc, "
+        "platform_conversions as p_conv, platform_conversion_value as p_value, platform_roas, "
+        "conversions, attributed_revenue as revenue, roas, new_customers as new, cac, budget, "
+        "target_new_customers as t_new, target_revenue as t_rev, budget_attainment as b_att, "
+        "new_customers_attainment as n_att, revenue_attainment as r_att "
+        "from marts.kpi_channel_performance order by channel",
+    )
+    nothing = dict.fromkeys(
+        [
+            "spend",
+            "impressions",
+            "clicks",
+            "ctr",
+            "cpc",
+            "p_conv",
+            "p_value",
+            "platform_roas",
+            "roas",
+            "cac",
+            "budget",
+            "t_new",
+            "t_rev",
+            "b_att",
+            "n_att",
+            "r_att",
+        ]
+    )
+    expected = [
+        # carol's order (last touch: her click on e-mail C1); budget 50.00 EUR, targets 2 / 100.00
+        nothing
+        | {
+            "month": "2026-11-01",
+            "channel": "email",
+            "conversions": 1,
+            "revenue": D("80.00"),
+            "new": 1,
+            "budget": D("50.00"),
+            "t_new": 2,
+            "t_rev": D("100.00"),
+            "n_att": 1 / 2,
+            "r_att": 80 / 100,
+        },
+        # spend 25.00 (Nov 2) + 95.00 (Nov 3 as restated) = 120.00; impressions 1,000 + 3,000;
+        # clicks 50 + 150 = 200: CTR 200 / 4000 = 0.05, CPC 120 / 200 = 0.60; platform
+        # conversions 2 + 4, value 150 + 280 = 430, platform ROAS 430 / 120. Warehouse: erin's
+        # order (Source google) USD 70 x 0.90 = 63.00, ROAS 63 / 120 = 0.525, CAC 120 / 1.
+        # Budget "Google Ads" 200 EUR: attainment 120 / 200, 1 / 4 new, 63 / 400 revenue.
+        {
+            "month": "2026-11-01",
+            "channel": "google_ads",
+            "spend": D("120.00"),
+            "impressions": 4000,
+            "clicks": 200,
+            "ctr": 0.05,
+            "cpc": D("0.6000"),
+            "p_conv": D("6.000000"),
+            "p_value": D("430.00"),
+            "platform_roas": 430 / 120,
+            "conversions": 1,
+            "revenue": D("63.00"),
+            "roas": 0.525,
+            "new": 1,
+            "cac": D("120.00"),
+            "budget": D("200.00"),
+            "t_new": 4,
+            "t_rev": D("400.00"),
+            "b_att": 0.6,
+            "n_att": 0.25,
+            "r_att": 63 / 400,
+        },
+        # GBP 10.00 x 1.20 (Nov 2) + 15.00 x 1.20 (Nov 3 takes Monday's rate) = 30.00 EUR;
+        # CTR 50 / 4000 = 0.0125, CPC 30 / 50 = 0.60; platform value 30 GBP = 36.00 EUR, ROAS 1.2.
+        # bob's order (Source facebook) 50.00: ROAS 50 / 30, CAC 30.00. Budget 100 GBP at the
+        # rate of Sun Nov 1 = Friday's 1.15 -> 115.00; target revenue 200 GBP -> 230.00.
+        {
+            "month": "2026-11-01",
+            "channel": "meta_ads",
+            "spend": D("30.00"),
+            "impressions": 4000,
+            "clicks": 50,
+            "ctr": 0.0125,
+            "cpc": D("0.6000"),
+            "p_conv": D("1.000000"),
+            "p_value": D("36.00"),
+            "platform_roas": 1.2,
+            "conversions": 1,
+            "revenue": D("50.00"),
+            "roas": 50 / 30,
+            "new": 1,
+            "cac": D("30.00"),
+            "budget": D("115.00"),
+            "t_new": 2,
+            "t_rev": D("230.00"),
+            "b_att": 30 / 115,
+            "n_att": 0.5,
+            "r_att": 50 / 230,
+        },
+        # alice #2001 100 (first) + #2005 40, dave #2006 30 (no touch within 5 days), ivy 25 (first,
+        # one minute outside the window of her SMS click)
+        nothing
+        | {
+            "month": "2026-11-01",
+            "channel": "online_store",
+            "conversions": 4,
+            "revenue": D("195.00"),
+            "new": 2,
+        },
+        # dave's first order: his latest touch is SMS C2 (Nov 4), not his e-mail open on Nov 2
+        nothing
+        | {
+            "month": "2026-11-01",
+            "channel": "sms",
+            "conversions": 1,
+            "revenue": D("60.00"),
+            "new": 1,
+        },
+    ]
+    assert got == [approx(r) for r in expected]
+
+
+def test_channel_revenue_reconciles_with_orders(warehouse):
+    channels = warehouse.sql(
+        "select sum(attributed_revenue), sum(conversions), sum(new_customers) "
+        "from marts.kpi_channel_performance"
+    ).fetchone()
+    orders = warehouse.sql(
+        "select sum(total_amount_reporting), count(*), count(*) filter (where is_first_order) "
+        "from marts.fct_orders where is_revenue_order"
+    ).fetchone()
+    assert channels == orders == (D("448.00"), 8, 6)
+
+
+def test_campaign_performance_by_hand(warehouse):
+    got = rows(
+        warehouse,
+        "select campaign_id, channel, recipients_reported as reported, sent, delivered, bounced, "
+        "opened, clicked, unsubscribed, delivery_rate, bounce_rate, open_rate, click_rate, "
+        "unsubscribe_rate, attribution_window_days as window, conversions, converted_recipients "
+        "as converted, conversion_rate, attributed_revenue as revenue, revenue_per_recipient as rpr "
+        "from marts.kpi_campaign_performance order by campaign_id",
+    )
+    expected = [
+        # C1: carol, dave, gina delivered (gina unsubscribed), hank bounced -> sent 4; carol and dave
+        # opened, carol clicked. Only carol's order is C1's: dave's next order has a later touch.
+        {
+            "campaign_id": "C1",
+            "channel": "email",
+            "reported": 4,
+            "sent": 4,
+            "delivered": 3,
+            "bounced": 1,
+            "opened": 2,
+            "clicked": 1,
+            "unsubscribed": 1,
+            "delivery_rate": 3 / 4,
+            "bounce_rate": 1 / 4,
+            "open_rate": 2 / 3,
+            "click_rate": 1 / 3,
+            "unsubscribe_rate": 1 / 3,
+            "window": 5,
+            "conversions": 1,
+            "converted": 1,
+            "conversion_rate": 1 / 3,
+            "revenue": D("80.00"),
+            "rpr": D("26.6667"),  # 80.00 / 3 delivered
+        },
+        # C2: dave and ivy received, ivy clicked; dave's order 60.00 (received SMS is a touch);
+        # ivy's order came 5 days and 1 minute after her click: not attributed.
+        {
+            "campaign_id": "C2",
+            "channel": "sms",
+            "reported": 2,
+            "sent": 2,
+            "delivered": 2,
+            "bounced": 0,
+            "opened": 0,
+            "clicked": 1,
+            "unsubscribed": 0,
+            "delivery_rate": 1.0,
+            "bounce_rate": 0.0,
+            "open_rate": None,  # SMS opens are not tracked
+            "click_rate": 0.5,
+            "unsubscribe_rate": 0.0,
+            "window": 5,
+            "conversions": 1,
+            "converted": 1,
+            "conversion_rate": 0.5,
+            "revenue": D("60.00"),
+            "rpr": D("30.0000"),
+        },
+    ]
+    assert got == [approx(r) for r in expected]
+
+
+def test_coupon_performance_by_hand(warehouse):
+    got = rows(
+        warehouse,
+        "select voucher_campaign as campaign, redemption_attempts as attempts, "
+        "redemptions_succeeded as ok, redemptions_failed as failed, redemptions_rolled_back as rb, "
+        "net_redemptions as net, redemption_rate, rollback_rate, discount_cost, orders, revenue, "
+        "new_customer_share, new_customers as new, repeat_customers as repeat, "
+        "repeat_purchase_rate from marts.kpi_coupon_performance order by 1",
+    )
+    expected = [
+        # VIP: erin's USD 15.00 discount x 0.90 (Nov 3 takes Monday's rate) = 13.50; her order
+        # 63.00 is her first; she has not bought again.
+        {
+            "campaign": "VIP",
+            "attempts": 1,
+            "ok": 1,
+            "failed": 0,
+            "rb": 0,
+            "net": 1,
+            "redemption_rate": 1.0,
+            "rollback_rate": 0.0,
+            "discount_cost": D("13.50"),
+            "orders": 1,
+            "revenue": D("63.00"),
+            "new_customer_share": 1.0,
+            "new": 1,
+            "repeat": 0,
+            "repeat_purchase_rate": 0.0,
+        },
+        # WELCOME: r1 alice, r3 frank (rolled back), r4 failed, r5 dave -> 4 attempts, 3 succeeded,
+        # rate 3 / 4, rollback 1 / 3; cost 10.00 + 3.00 (frank's 5.00 was rolled back); orders
+        # #2001 100.00 (alice's first) + #2006 30.00 (dave's second): share 1 / 2; alice bought
+        # again on Nov 10: repeat rate 1 / 1.
+        {
+            "campaign": "WELCOME",
+            "attempts": 4,
+            "ok": 3,
+            "failed": 1,
+            "rb": 1,
+            "net": 2,
+            "redemption_rate": 0.75,
+            "rollback_rate": 1 / 3,
+            "discount_cost": D("13.00"),
+            "orders": 2,
+            "revenue": D("130.00"),
+            "new_customer_share": 0.5,
+            "new": 1,
+            "repeat": 1,
+            "repeat_purchase_rate": 1.0,
+        },
+    ]
+    assert got == [approx(r) for r in expected]
+
+
+def two_sided_p(z: float) -> float:
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def test_experiments_by_hand(warehouse):
+    got = {
+        (r["experiment_id"], r["variant"]): r
+        for r in rows(warehouse, "select * from marts.kpi_experiments")
+    }
+    assert sorted(got) == [
+        ("EXP-1", "control"),
+        ("EXP-1", "treatment"),
+        ("EXP-2", "a"),
+        ("EXP-2", "b"),
+        ("EXP-3", "a"),
+        ("EXP-3", "b"),
+    ]
+
+    # EXP-1 control: 10 participants, alice converts (ivy's order is after the end, frank's is not
+    # revenue): p_c = 0.1. Treatment: 10 participants, bob, carol and erin convert (dave's order is
+    # before his assignment): p = 0.3. Revenue 50 + 80 + 63 = 193.00 -> 19.30 per participant.
+    control, treatment = got["EXP-1", "control"], got["EXP-1", "treatment"]
+    assert (control["participants"], control["conversions"]) == (10, 1)
+    assert (treatment["participants"], treatment["conversions"]) == (10, 3)
+    assert treatment["revenue_per_participant"] == D("19.3000")
+    assert control["revenue_per_participant"] == D("10.0000")
+    # pooled P = 4 / 20 = 0.2, SE = sqrt(0.2 x 0.8 x (1/10 + 1/10)) = 0.178885, z = 0.2 / SE
+    z = 0.2 / math.sqrt(0.2 * 0.8 * (1 / 10 + 1 / 10))
+    assert round(z, 4) == 1.1180
+    assert round(two_sided_p(z), 4) == 0.2636
+    # unpooled SE = sqrt(0.3 x 0.7 / 10 + 0.1 x 0.9 / 10) = sqrt(0.03); CI = 0.2 +- 1.959964 SE
+    half = 1.959964 * math.sqrt(0.03)
+    assert (round(0.2 - half, 4), round(0.2 + half, 4)) == (-0.1395, 0.5395)
+    assert approx(treatment) == treatment | {
+        "conversion_rate": 0.3,
+        "control_conversion_rate": 0.1,
+        "absolute_uplift": 0.2,
+        "relative_uplift": 2.0,
+        "z_score": z,
+        "p_value": two_sided_p(z),
+        "absolute_uplift_ci_lower": 0.2 - half,
+        "absolute_uplift_ci_upper": 0.2 + half,
+        "is_significant": False,
+        "srm_chi_square": 0.0,  # 10 / 10 as planned
+        "has_sample_ratio_mismatch": False,
+        "is_below_minimum_sample": True,  # 10 < 12
+        "has_implausible_uplift": True,  # +200 % > +100 %
+    }
+    assert control["absolute_uplift"] is None and control["p_value"] is None
+    assert control["is_significant"] is False and control["is_below_minimum_sample"] is True
+
+    # EXP-2: a 1 / 32 = 0.03125, b 2 / 8 = 0.25; pooled 3 / 40 = 0.075;
+    # SE = sqrt(0.075 x 0.925 x (1/8 + 1/32)) = 0.104115, z = 0.21875 / SE = 2.1011, p = 0.0356.
+    z2 = 0.21875 / math.sqrt(0.075 * 0.925 * (1 / 8 + 1 / 32))
+    assert (round(z2, 4), round(two_sided_p(z2), 4)) == (2.1011, 0.0356)
+    # SRM: expected 20 / 20; chi2 = (32 - 20)^2 / 20 + (8 - 20)^2 / 20 = 14.4, 1 df:
+    # p = erfc(sqrt(14.4 / 2)) = 0.0001 < 0.001 -> mismatch on both rows.
+    srm_p = math.erfc(math.sqrt(14.4 / 2))
+    assert round(srm_p, 4) == 0.0001
+    half2 = 1.959964 * math.sqrt(0.25 * 0.75 / 8 + 0.03125 * 0.96875 / 32)
+    b = got["EXP-2", "b"]
+    assert approx(b) == b | {
+        "participants": 8,
+        "conversions": 2,
+        "conversion_rate": 0.25,
+        "control_conversion_rate": 0.03125,
+        "absolute_uplift": 0.21875,
+        "relative_uplift": 7.0,
+        "p_value": two_sided_p(z2),
+        "absolute_uplift_ci_lower": 0.21875 - half2,
+        "absolute_uplift_ci_upper": 0.21875 + half2,
+        "is_significant": True,
+        "srm_chi_square": 14.4,
+        "srm_p_value": srm_p,
+        "has_sample_ratio_mismatch": True,
+        "is_below_minimum_sample": True,  # 8 < 10
+        "has_implausible_uplift": True,
+    }
+    a = got["EXP-2", "a"]
+    assert (a["participants"], a["is_below_minimum_sample"], a["has_sample_ratio_mismatch"]) == (
+        32,
+        False,
+        True,
+    )
+
+    # EXP-3's metric is not computed: participants only, statistics null, flagged unsupported.
+    for variant in ("a", "b"):
+        row = got["EXP-3", variant]
+        assert row["is_primary_metric_supported"] is False
+        assert row["participants"] == 1
+        assert row["conversions"] is None and row["p_value"] is None
+        assert row["is_significant"] is False
+
+
+def test_rates_stay_within_zero_and_one(warehouse):
+    checks = {
+        "kpi_channel_performance": ["ctr"],
+        "kpi_campaign_performance": [
+            "delivery_rate",
+            "bounce_rate",
+            "open_rate",
+            "click_rate",
+            "unsubscribe_rate",
+            "conversion_rate",
+        ],
+        "kpi_coupon_performance": [
+            "redemption_rate",
+            "rollback_rate",
+            "new_customer_share",
+            "repeat_purchase_rate",
+        ],
+        "kpi_experiments": ["conversion_rate", "p_value", "srm_p_value"],
+    }
+    for mart, columns in checks.items():
+        for column in columns:
+            outside = warehouse.sql(
+                f"select count(*) from marts.{mart} where {column} < 0 or {column} > 1"
+            ).fetchone()[0]
+            assert outside == 0, (mart, column)
+
+
+def test_ad_spend_without_a_rate_fails_the_build(tmp_path):
+    """Meta spend in CHF with no CHF rate in the 7-day window is an error, never a silent 1.0."""
+    from marketing_warehouse.config import load_settings
+
+    settings = load_settings({"MWH_DATA_DIR": str(tmp_path / "data")})
+    write_lines(
+        settings.landing_dir / "2026-11-03" / "meta_ads.csv",
+        [
+            META_HEADER.replace("(GBP)", "(CHF)"),
+            "2026-11-03,2026-11-03,Prospecting,222,2026-11-03,CHF,2000,20,10.00,1,30.00",
+        ],
+    )
+    write_fx_workbook(
+        settings.landing_dir / "2026-11-03" / "fx_rates.xlsx",
+        [(date(2026, 10, 26), "CHF", "EUR", 1.05)],  # 8 days before: too old
+    )
+    for contract in load_contracts():
+        load_source(settings, contract, date(2026, 11, 3), utc_now())
+    result = run_dbt(settings, ["build", "--select", "+int_ad_spend_converted"], dict(os.environ))
+    assert result.returncode != 0
+    assert "FAIL 1 not_null_int_ad_spend_converted_fx_rate" in result.stdout
