@@ -9,13 +9,13 @@ import duckdb
 import psycopg
 import pytest
 
+from marketing_warehouse.config import load_settings
 from marketing_warehouse.gates import Check, GateResult, write_results
 from marketing_warehouse.publish import publish
 from marketing_warehouse.query_pack import load_queries
 from marketing_warehouse.serve_postgres import publish_to_postgres
 
 pytestmark = pytest.mark.integration
-READER_PASSWORD = "reader-secret"
 QUERIES = load_queries()
 
 
@@ -25,13 +25,8 @@ def served(dbt_built, tmp_path_factory, postgres_cluster):
     import dataclasses
 
     root = tmp_path_factory.mktemp("bi")
-    settings = dataclasses.replace(
-        dbt_built,
-        data_dir=root / "data",
-        warehouse_path=root / "data" / "warehouse" / "warehouse.duckdb",
-        postgres_dsn=postgres_cluster.dsn(),
-        postgres_reader_password=READER_PASSWORD,
-    )
+    served = load_settings({"MWH_DATA_DIR": str(root / "data"), **postgres_cluster.serving_env()})
+    settings = dataclasses.replace(served, build_path=dbt_built.build_path)
     checks = [
         Check("marts/kpi_daily", "expect_column_values_to_be_between", "revenue", "critical",
               True, "", 120, 0, ""),
@@ -64,7 +59,7 @@ def test_every_query_declares_what_it_reads():
         assert schemas == ({"marts"} if query.audience == "bi" else {"audit"}), query.name
 
 
-#: Columns agreed for the marts being built in parallel (the queries are written against these).
+#: Columns of the marts the placeholder queries read (kpi_experiments: as built, relative_uplift).
 AGREED_COLUMNS = {
     "marts.kpi_cohort_retention": "cohort_month date, months_since_first_order integer, "
     "cohort_size integer, retained_customers integer, retention_rate double",
@@ -73,7 +68,7 @@ AGREED_COLUMNS = {
     "marts.kpi_channel_performance": "month date, channel varchar, spend decimal(18, 2), "
     "roas double, cac decimal(18, 2)",
     "marts.kpi_experiments": "experiment_id varchar, variant varchar, participants integer, "
-    "conversion_rate double, uplift_relative double, p_value double, is_significant boolean",
+    "conversion_rate double, relative_uplift double, p_value double, is_significant boolean",
 }
 
 
@@ -106,8 +101,7 @@ def test_query_runs_on_postgres_as_its_audience(query, served, postgres_cluster)
     _settings, duck, tables = served
     _skip_unless_built(query, tables)
     expected = duck.execute(query.sql).fetchall()
-    reader_dsn = postgres_cluster.dsn(user="bi_reader", password=READER_PASSWORD)
-    with psycopg.connect(reader_dsn) as con:
+    with psycopg.connect(postgres_cluster.reader_dsn()) as con:
         if query.audience == "bi":
             rows = con.execute(query.sql).fetchall()
             assert len(rows) == len(expected) and rows[0] == expected[0], query.name

@@ -1,12 +1,13 @@
 -- title: Experiment read-out: conversion per variant, relative uplift and significance
 -- requires: marts.kpi_experiments
 -- audience: bi
+-- kpi_experiments names the column relative_uplift; the dashboard keeps uplift_relative.
 select
     experiment_id,
     variant,
     participants,
     conversion_rate,
-    uplift_relative,
+    relative_uplift as uplift_relative,
     p_value,
     is_significant
 from marts.kpi_experiments
