@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUPERUSER = "mwh_owner"
-PASSWORD = "owner-secret"
+PASSWORD = "change-me-owner"
+READER = "bi_reader"
+READER_PASSWORD = "change-me-reader"
 
 
 def server_bin_dir() -> Path | None:
@@ -41,10 +43,23 @@ class Cluster:
         return self.root / "socket"
 
     def dsn(self, user: str = SUPERUSER, password: str = PASSWORD, dbname: str = "warehouse"):
-        return (
-            f"host={self.socket_dir} port={self.port} dbname={dbname} user={user} "
-            f"password={password}"
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=str(self.socket_dir), port=self.port, dbname=dbname, user=user, password=password
         )
+
+    def reader_dsn(self) -> str:
+        """The read-only reader role's connection string (as a BI tool would log in)."""
+        return self.dsn(READER, READER_PASSWORD)
+
+    def serving_env(self) -> dict[str, str]:
+        """Settings that switch the PostgreSQL serving target on, for this cluster."""
+        return {
+            "MWH_POSTGRES_DSN": self.dsn(),
+            "MWH_POSTGRES_READER_ROLE": READER,
+            "MWH_POSTGRES_READER_PASSWORD": READER_PASSWORD,
+        }
 
     def _run(self, *args: str) -> None:
         kwargs = {"user": self.user} if self.user else {}

@@ -21,7 +21,6 @@ from marketing_warehouse.publish import publish
 from marketing_warehouse.serve_postgres import PostgresPublishError, publish_to_postgres
 
 pytestmark = pytest.mark.integration
-READER_PASSWORD = "reader-secret"
 
 
 @pytest.fixture
@@ -29,8 +28,7 @@ def settings(tmp_path, postgres_cluster):
     settings = load_settings(
         {
             "MWH_DATA_DIR": str(tmp_path / "data"),
-            "MWH_POSTGRES_DSN": postgres_cluster.dsn(),
-            "MWH_POSTGRES_READER_PASSWORD": READER_PASSWORD,
+            **postgres_cluster.serving_env(),
         }
     )
     yield settings
@@ -40,7 +38,7 @@ def settings(tmp_path, postgres_cluster):
 
 
 def reader(cluster):
-    return psycopg.connect(cluster.dsn(user="bi_reader", password=READER_PASSWORD))
+    return psycopg.connect(cluster.reader_dsn())
 
 
 def served_orders(con) -> list[tuple]:
@@ -199,8 +197,7 @@ def test_rollback_serves_the_earlier_version_on_postgres_too(settings, postgres_
         publish_to_postgres(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MWH_")} | {
         "MWH_DATA_DIR": str(settings.data_dir),
-        "MWH_POSTGRES_DSN": postgres_cluster.dsn(),
-        "MWH_POSTGRES_READER_PASSWORD": READER_PASSWORD,
+        **postgres_cluster.serving_env(),
         "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
     }
     done = subprocess.run(

@@ -127,7 +127,7 @@ def test_serving_postgres_metabase_and_docs_services():
     assert dsn["password"] == resolved(warehouse_db["POSTGRES_PASSWORD"])
     settings = load_settings({k: resolved(v) for k, v in env.items() if k.startswith("MWH_")})
     assert settings.postgres_reader_role == "bi_reader"
-    assert settings.postgres_reader_password == example_values()["MWH_POSTGRES_READER_PASSWORD"]
+    assert example_values()["MWH_POSTGRES_READER_PASSWORD"] == settings.postgres_reader_password
     assert settings.keep_versions == 5
     for name in ("airflow-scheduler", "airflow-worker", "airflow-init"):
         assert "warehouse-db" in services[name]["depends_on"], name

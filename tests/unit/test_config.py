@@ -48,6 +48,9 @@ def test_serving_defaults():
     assert settings.keep_versions == KEEP_VERSIONS
     assert settings.postgres_dsn == "" and settings.postgres_reader_role == "bi_reader"
     secret = load_settings(
-        {"MWH_POSTGRES_DSN": "host=db password=s3cret", "MWH_POSTGRES_READER_PASSWORD": "r3ader"}
+        {
+            "MWH_POSTGRES_DSN": "host=db password=change-me-dsn",
+            "MWH_POSTGRES_READER_PASSWORD": "change-me-reader",
+        }
     )
-    assert "s3cret" not in repr(secret) and "r3ader" not in repr(secret)
+    assert "change-me-dsn" not in repr(secret) and "change-me-reader" not in repr(secret)
