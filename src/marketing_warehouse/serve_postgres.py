@@ -2,12 +2,12 @@
 
 Switched on by ``MWH_POSTGRES_DSN``. One transaction per publish: every table is created and
 filled with ``COPY ... FROM STDIN`` in staging schemas (``marts__publishing``,
-``audit__publishing``), then the live schemas are renamed away (``marts__retired_<time>``) and the
-staging ones renamed into their place. Readers see the previous version until the commit and the
-new one after it, never a mix; any error rolls everything back, so PostgreSQL stays at the previous
-version. Nothing in the transaction waits for readers: a query running on the old tables keeps
-them (same tables, renamed schema) and finishes undisturbed. The retired schemas are dropped after
-the commit, each in its own short transaction; one still in use is left for the next publish.
+``audit__publishing``) while readers keep using the live ones; then every live table is locked
+(``NOWAIT``, retried until no query is running on them, so new queries never queue behind a long
+one), the live schemas are dropped and the staging ones renamed into their place, and the
+transaction commits. A query sees the previous version or the new one, never a mix (a statement
+cannot read one old and one new table: the swap waits until no statement holds an old one). Any
+error rolls everything back, so PostgreSQL stays at the previous version.
 
 Data goes DuckDB -> CSV file -> ``COPY``: DuckDB writes each table as CSV (NULL unquoted and
 empty, empty strings quoted, as PostgreSQL's CSV format expects) and psycopg streams the file in
@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from datetime import UTC, datetime
+import time
 from pathlib import Path
 
 import duckdb
@@ -34,13 +34,12 @@ from marketing_warehouse.publish import PUBLISHED_SCHEMAS, table_counts
 
 #: Schema whose tables the reader role may select; every other schema stays closed to it.
 READER_SCHEMAS = ("marts",)
-#: How long the publish transaction waits for any lock before failing (it takes none that readers
-#: of the live schemas hold: the old schemas are renamed away, not dropped, inside it).
+#: Longest wait for any single lock inside the publish transaction (catalog rows, the role).
 LOCK_TIMEOUT = "1min"
-#: How long dropping a retired schema waits for readers still on it before leaving it for later.
-CLEANUP_LOCK_TIMEOUT = "10s"
-#: Infix of the schemas a publish renames the previous version to (dropped once no one reads them).
-RETIRED = "__retired_"
+#: How long the swap may keep trying to find the live tables free of readers before giving up.
+LOCK_WAIT_SECONDS = 60.0
+#: Pause between two attempts; readers run undisturbed in between.
+LOCK_RETRY_SECONDS = 0.2
 _COPY_BLOCK = 1 << 20
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,6 @@ def publish_to_postgres(settings: Settings, source: Path | None = None) -> dict[
     duck = duckdb.connect(str(source), read_only=True)
     role = sql.Identifier(settings.postgres_reader_role)
     counts: dict[str, int] = {}
-    retired_suffix = f"{RETIRED}{datetime.now(UTC):%Y%m%d%H%M%S%f}"
     try:
         expected = table_counts(duck)
         with (
@@ -113,44 +111,35 @@ def publish_to_postgres(settings: Settings, source: Path | None = None) -> dict[
             psycopg.connect(
                 settings.postgres_dsn, autocommit=True, application_name="mwh-publish"
             ) as pg,
+            pg.transaction(),
         ):
-            drop_retired(pg)  # left by an earlier publish while readers still held them
-            with pg.transaction():
-                pg.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
-                _ensure_reader_role(pg, settings)
-                for schema in PUBLISHED_SCHEMAS:
-                    staging = sql.Identifier(f"{schema}__publishing")
-                    pg.execute(sql.SQL("drop schema if exists {} cascade").format(staging))
-                    pg.execute(sql.SQL("create schema {}").format(staging))
-                for name in expected:
-                    schema, table = name.split(".")
-                    counts[name] = _copy_table(duck, pg, schema, table, Path(scratch))
-                if counts != expected:
-                    raise PostgresPublishError(
-                        f"row counts differ after COPY (PostgreSQL left unchanged): "
-                        f"{counts} != {expected}"
+            pg.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            _ensure_reader_role(pg, settings)
+            for schema in PUBLISHED_SCHEMAS:
+                staging = sql.Identifier(f"{schema}__publishing")
+                pg.execute(sql.SQL("drop schema if exists {} cascade").format(staging))
+                pg.execute(sql.SQL("create schema {}").format(staging))
+            for name in expected:
+                schema, table = name.split(".")
+                counts[name] = _copy_table(duck, pg, schema, table, Path(scratch))
+            if counts != expected:
+                raise PostgresPublishError(
+                    f"row counts differ after COPY (PostgreSQL left unchanged): "
+                    f"{counts} != {expected}"
+                )
+            _lock_live_tables(pg)
+            for schema in PUBLISHED_SCHEMAS:
+                live = sql.Identifier(schema)
+                staging = sql.Identifier(f"{schema}__publishing")
+                pg.execute(sql.SQL("drop schema if exists {} cascade").format(live))
+                pg.execute(sql.SQL("alter schema {} rename to {}").format(staging, live))
+                if schema in READER_SCHEMAS:
+                    pg.execute(sql.SQL("grant usage on schema {} to {}").format(live, role))
+                    pg.execute(
+                        sql.SQL("grant select on all tables in schema {} to {}").format(live, role)
                     )
-                for schema in PUBLISHED_SCHEMAS:
-                    live = sql.Identifier(schema)
-                    retired = sql.Identifier(f"{schema}{retired_suffix}")
-                    staging = sql.Identifier(f"{schema}__publishing")
-                    exists = pg.execute(
-                        "select 1 from pg_namespace where nspname = %s", [schema]
-                    ).fetchone()
-                    if exists:  # renamed, not dropped: readers mid-query keep their tables
-                        pg.execute(sql.SQL("alter schema {} rename to {}").format(live, retired))
-                        pg.execute(sql.SQL("revoke all on schema {} from {}").format(retired, role))
-                    pg.execute(sql.SQL("alter schema {} rename to {}").format(staging, live))
-                    if schema in READER_SCHEMAS:
-                        pg.execute(sql.SQL("grant usage on schema {} to {}").format(live, role))
-                        pg.execute(
-                            sql.SQL("grant select on all tables in schema {} to {}").format(
-                                live, role
-                            )
-                        )
-                    else:
-                        pg.execute(sql.SQL("revoke all on schema {} from {}").format(live, role))
-            drop_retired(pg)
+                else:
+                    pg.execute(sql.SQL("revoke all on schema {} from {}").format(live, role))
     except psycopg.Error as exc:
         raise PostgresPublishError(
             f"publishing to PostgreSQL failed, the transaction was rolled back and PostgreSQL "
@@ -161,31 +150,36 @@ def publish_to_postgres(settings: Settings, source: Path | None = None) -> dict[
     return counts
 
 
-def drop_retired(pg) -> list[str]:
-    """Drop the schemas earlier publishes renamed away; return those still in use (a reader
-    holds their tables past ``CLEANUP_LOCK_TIMEOUT``), which the next publish drops."""
+def _lock_live_tables(pg) -> None:
+    """Take every live table exclusively, without ever queueing: ``NOWAIT`` in a savepoint,
+    retried until no reader is on them. Queueing would stall new readers behind a long query and
+    could deadlock with a query that holds one table and wants the next."""
     import psycopg
     from psycopg import sql
 
-    pattern = "^(" + "|".join(PUBLISHED_SCHEMAS) + ")" + RETIRED
-    names = [
-        row[0]
-        for row in pg.execute(
-            "select nspname from pg_namespace where nspname ~ %s order by 1", [pattern]
-        ).fetchall()
-    ]
-    in_use = []
-    for name in names:
+    tables = pg.execute(
+        "select schemaname, tablename from pg_tables where schemaname = any(%s) order by 1, 2",
+        [list(PUBLISHED_SCHEMAS)],
+    ).fetchall()
+    if not tables:
+        return
+    statement = sql.SQL("lock table {} in access exclusive mode nowait").format(
+        sql.SQL(", ").join(sql.Identifier(schema, table) for schema, table in tables)
+    )
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
         try:
-            with pg.transaction():
-                pg.execute(
-                    sql.SQL("set local lock_timeout = {}").format(sql.Literal(CLEANUP_LOCK_TIMEOUT))
-                )
-                pg.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(name)))
+            with pg.transaction():  # a savepoint: a failed attempt releases what it took
+                pg.execute(statement)
+            return
         except psycopg.errors.LockNotAvailable:
-            log.warning("schema %s is still being read; the next publish drops it", name)
-            in_use.append(name)
-    return in_use
+            if time.monotonic() > deadline:
+                raise PostgresPublishError(
+                    f"readers kept the live marts busy for {LOCK_WAIT_SECONDS:.0f} s without a "
+                    "pause: the transaction was rolled back and PostgreSQL still serves the "
+                    "previous version (the task's retry tries again)"
+                ) from None
+            time.sleep(LOCK_RETRY_SECONDS)
 
 
 def _copy_table(duck, pg, schema: str, table: str, scratch: Path) -> int:
