@@ -126,10 +126,35 @@ def cmd_query(args: argparse.Namespace) -> int:
     settings = load_settings()
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        con.sql(args.sql).show(max_rows=200)
+        if args.csv:
+            rows = write_csv_export(con.sql(args.sql), Path(args.csv))
+            print(f"wrote {rows} row(s) to {args.csv}")
+        else:
+            con.sql(args.sql).show(max_rows=200)
     finally:
         con.close()
     return 0
+
+
+def write_csv_export(relation, target: Path) -> int:
+    """A query result as CSV for spreadsheets: text that would run as a formula gets a leading '.
+
+    The warehouse keeps values as the source sent them; only this export boundary defuses them
+    (see DECISIONLOG "Formula-like text").
+    """
+    import csv
+
+    from marketing_warehouse.extract import neutralise_formula
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with target.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(relation.columns)
+        while batch := relation.fetchmany(10_000):
+            writer.writerows([neutralise_formula(v) for v in row] for row in batch)
+            count += len(batch)
+    return count
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
@@ -179,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=cmd_demo)
     query = sub.add_parser("query", help="run SQL against the serving warehouse (read-only)")
     query.add_argument("sql")
+    query.add_argument("--csv", help="write the result to this CSV file (formulas defused)")
     query.set_defaults(func=cmd_query)
     af = sub.add_parser("airflow", help="an airflow command with the project's environment")
     af.add_argument("airflow_args", nargs=argparse.REMAINDER)
