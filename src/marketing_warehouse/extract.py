@@ -195,21 +195,33 @@ def _find_header(path: Path, contract: Contract) -> tuple[str, str, int]:
 # --- typing SQL --------------------------------------------------------------------------------
 
 
+#: "1,234,567.89": thousands commas (a leading zero is never a thousands group).
+US_THOUSANDS = r"[+-]?[1-9][0-9]{0,2}(,[0-9]{3})+(\.[0-9]+)?"
+#: "1.234.567,89": thousands dots.
+EU_THOUSANDS = r"[+-]?[1-9][0-9]{0,2}(\.[0-9]{3})+(,[0-9]+)?"
+#: "12,5", "0,125": a decimal comma.
+EU_DECIMAL = r"[+-]?[0-9]+,[0-9]+"
+
+
 def _decimal_text(expr: str, separator: str) -> str:
-    """SQL turning a number as people type it into text DuckDB casts: "1.234,56" -> "1234.56"."""
+    """SQL turning a number as people type it into text DuckDB casts: "1.234,56" -> "1234.56".
+
+    ``auto`` reads "1,234.5" and "1.234,5" by their last separator; a lone separator followed by
+    exactly three digits after a non-zero group ("1,234", "1.234") is read as thousands, anything
+    else ("0,125", "12,3456", "0.857") as a decimal separator. Numbers that were numbers in the
+    source (xlsx cells, JSON numbers) never look like thousands (see ``formats._cell``).
+    """
     cleaned = f"regexp_replace({expr}, '{NUMBER_NOISE}', '', 'g')"
     if separator == ",":
         return f"replace(replace({cleaned}, '.', ''), ',', '.')"
     if separator == ".":
         return f"replace({cleaned}, ',', '')"
-    # auto: "1.234,56" and "12,5" are decimal-comma; "1,234" and "1,234.56" are thousands commas.
-    eu = (
-        f"regexp_full_match({cleaned}, '[+-]?[0-9]{{1,3}}(\\.[0-9]{{3}})+(,[0-9]+)?')"
-        f" or regexp_full_match({cleaned}, '[+-]?[0-9]+,[0-9]{{1,2}}')"
-    )
     return (
-        f"case when {eu} then replace(replace({cleaned}, '.', ''), ',', '.')"
-        f" else replace({cleaned}, ',', '') end"
+        f"case when regexp_full_match({cleaned}, '{US_THOUSANDS}') then replace({cleaned}, ',', '')"
+        f" when regexp_full_match({cleaned}, '{EU_THOUSANDS}')"
+        f" then replace(replace({cleaned}, '.', ''), ',', '.')"
+        f" when regexp_full_match({cleaned}, '{EU_DECIMAL}') then replace({cleaned}, ',', '.')"
+        f" else {cleaned} end"
     )
 
 
@@ -221,12 +233,32 @@ def _integer_text(expr: str) -> str:
     """
     cleaned = f"regexp_replace({expr}, '{NUMBER_NOISE}', '', 'g')"
     return (
-        f"case when regexp_full_match({cleaned}, '[+-]?[0-9]{{1,3}}(\\.[0-9]{{3}})+') "
-        f"or regexp_full_match({cleaned}, '[+-]?[0-9]{{1,3}}(,[0-9]{{3}})+') "
+        f"case when regexp_full_match({cleaned}, '[+-]?[1-9][0-9]{{0,2}}(\\.[0-9]{{3}})+') "
+        f"or regexp_full_match({cleaned}, '[+-]?[1-9][0-9]{{0,2}}(,[0-9]{{3}})+') "
         f"then regexp_replace({cleaned}, '[.,]', '', 'g') "
         f"when regexp_full_match({cleaned}, '[+-]?[0-9]+([.,]0+)?') "
         f"then regexp_extract({cleaned}, '^[+-]?[0-9]+') end"
     )
+
+
+def parse_values(column: Column, values: list[str | None], contract: Contract) -> list[object]:
+    """Type ``values`` as the extractor types ``column`` of ``contract`` (same SQL, same engine).
+
+    For tests and for checking a rule by hand: ``parse_values(col, ["1.234,56"], contract)``.
+    """
+    if not values:
+        return []
+    con = duckdb.connect()
+    try:
+        con.execute("create temp table v (i bigint, raw varchar)")
+        con.executemany("insert into v values (?, ?)", list(enumerate(values)))
+        typed, _, _ = _typed_expr(column, "raw", contract)
+        rows = con.execute(
+            f"select cast({typed} as {SQL_TYPES[column.type]}) from v order by i"
+        ).fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
 
 
 def _typed_expr(column: Column, raw: str, contract: Contract) -> tuple[str, Reason | None, str]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from decimal import Decimal
 from itertools import zip_longest
 from pathlib import Path
 
@@ -53,6 +55,11 @@ def _cell(value: object) -> str:
         return value.isoformat()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, float | Decimal):
+        # a number written "1.085" would read as 1085 to a reader guessing thousands separators:
+        # a trailing zero ("1.0850") keeps the value and removes the doubt
+        text = str(value)
+        return text + "0" if re.fullmatch(r"-?[0-9]{1,3}\.[0-9]{3}", text) else text
     if isinstance(value, list | dict):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
