@@ -258,6 +258,18 @@ def notify(event: dict[str, Any], alerts: AlertSettings) -> dict[str, str]:
     return outcome
 
 
+def _write_report(context: dict[str, Any]) -> None:
+    ds = context.get("ds")
+    if not ds:
+        return
+    try:
+        from marketing_warehouse import report
+
+        report.write(load_settings(), ds, succeeded=False)
+    except Exception as exc:  # the alert matters more than the report
+        log.error("could not write the run report for %s: %s", ds, exc)
+
+
 def on_failure(context: dict[str, Any]) -> dict[str, str]:
     """Airflow ``on_failure_callback`` for tasks and the DAG."""
     try:
@@ -265,6 +277,8 @@ def on_failure(context: dict[str, Any]) -> dict[str, str]:
     except ConfigError as exc:
         log.error("alerts are misconfigured, nothing sent: %s", exc)
         return {"email": f"failed: {exc}", "webhook": f"failed: {exc}"}
+    if "reason" in context and context.get("exception") is None:
+        _write_report(context)  # a failed run: its report, for the alert to point to
     event = failure_event(context)
     outcome = notify(event, alerts)
     log.info("failure alert %r: %s", event["text"], outcome)

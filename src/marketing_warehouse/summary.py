@@ -92,8 +92,12 @@ def build(settings: Settings, ds: str, succeeded: bool) -> str:
         finally:
             con.close()
         lines.append("  quarantine by reason: " + ", ".join(f"{r} {n}" for r, n in reasons))
+    from marketing_warehouse import report
+
+    report_path = report.write(settings, ds, succeeded)
     lines += [
         "",
+        f"Run report: {report_path}",
         f"Warehouse (serving, open read-only): {settings.warehouse_path}",
         f"Data docs: {docs or '(not generated)'}",
         f"Run details: {settings.run_dir(ds)}",

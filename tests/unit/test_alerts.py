@@ -14,6 +14,7 @@ import threading
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
 
@@ -231,6 +232,9 @@ def test_a_failed_run_is_announced_once_with_the_reason(alert_env, smtp, webhook
         "last task extract_source[4]"
     )
     assert "task_failure" in smtp.messages[0]["message"]["Subject"]
+    # the run's report is written before the alert, so the alert can point to it
+    assert payload["report"].endswith("runs/2026-11-21/report.html")
+    assert "FAILED" in Path(payload["report"]).read_text("utf-8")
 
 
 def test_smtp_login_from_an_airflow_connection(alert_env, smtp, monkeypatch):
