@@ -157,6 +157,30 @@ def write_csv_export(relation, target: Path) -> int:
     return count
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    from marketing_warehouse.erasure import ErasureError, erase
+
+    settings = load_settings()
+    try:
+        result = erase(settings, email=args.email, customer=args.customer_id)
+    except ErasureError as exc:
+        print(f"erasure failed: {exc}", file=sys.stderr)
+        return 1
+    record = result.record("")
+    print(f"erased customer {result.customer_id}:")
+    for name, rows in result.landing_files.items():
+        print(f"  landing   {name}: {rows} row(s) removed")
+    print(f"  raw       {record['raw_rows_removed']} row(s) removed")
+    print(
+        f"  quarantine {record['quarantine_rows_removed']} row(s) removed, "
+        f"{record['quarantine_previews_redacted']} file preview(s) removed"
+    )
+    for name, rows in result.warehouse_rows.items():
+        print(f"  warehouse {name}: {rows} row(s) removed")
+    print(f"recorded (hash only) in {settings.data_dir / 'audit' / 'erasures.jsonl'}")
+    return 0
+
+
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Any airflow command with the project's environment (e.g. ``mwh airflow standalone``)."""
     from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
@@ -206,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     query.add_argument("sql")
     query.add_argument("--csv", help="write the result to this CSV file (formulas defused)")
     query.set_defaults(func=cmd_query)
+    erase = sub.add_parser(
+        "erase", help="remove one person from landing, raw, quarantine and the DuckDB files"
+    )
+    who = erase.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", help="the person's e-mail address")
+    who.add_argument("--customer-id", help="the warehouse customer_id (md5 of the e-mail)")
+    erase.set_defaults(func=cmd_erase)
     af = sub.add_parser("airflow", help="an airflow command with the project's environment")
     af.add_argument("airflow_args", nargs=argparse.REMAINDER)
     af.set_defaults(func=cmd_airflow)
