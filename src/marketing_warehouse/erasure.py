@@ -47,7 +47,7 @@ from marketing_warehouse.formats import _flatten
 from marketing_warehouse.loads import Ledger, landing_folders
 from marketing_warehouse.publish import versions_dir
 
-EMAIL_TOKEN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _CUSTOMER_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -143,7 +143,7 @@ def _rewrite_json(path: Path, contract: Contract, cid: str, tmp: Path) -> int:
                     _record_is_theirs(json.loads(line), contract, cid) if line.strip() else False
                 )
             except json.JSONDecodeError:
-                theirs = any(customer_id(t) == cid for t in re.findall(EMAIL_TOKEN, line))
+                theirs = any(customer_id(t) == cid for t in re.findall(EMAIL_PATTERN, line))
             if not theirs:
                 kept.append(line)
         removed = len(lines) - len(kept)
@@ -226,7 +226,7 @@ def _theirs_sql(cid: str, column: str = "email") -> str:
 
 def _raw_content_theirs(cid: str) -> str:
     return (
-        f"coalesce(len(list_filter(regexp_extract_all(raw_content, '{EMAIL_TOKEN}'), "
+        f"coalesce(len(list_filter(regexp_extract_all(raw_content, '{EMAIL_PATTERN}'), "
         f"x -> md5(lower(trim(x))) = '{cid}')) > 0, false)"
     )
 
