@@ -15,8 +15,9 @@ folder `<landing>/<ds>/` is processed; late files in earlier folders are picked 
 | `gate_marts` | GX suites on the marts: ranges, reconciliation, freshness |
 | `publish` | atomic swap of the audited marts into the serving DuckDB file, then PostgreSQL (if `MWH_POSTGRES_DSN` is set) in one transaction; refreshes dbt docs; emits one Asset per mart |
 
-Tasks that open the build DuckDB file run in the one-slot `warehouse_writer` pool. Configuration:
-`MWH_*` environment variables (see the README).
+Tasks that open the build DuckDB file run in the one-slot `warehouse_writer` pool. A task that
+fails for good (after its retries, with exponential backoff) and a failed run send an alert by
+e-mail and/or webhook (`MWH_ALERT_*`). Configuration: `MWH_*` environment variables (see the README).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from marketing_warehouse.alerts import on_failure
 from marketing_warehouse.config import load_settings
 from marketing_warehouse.dbt_tasks import dbt_task_group
 from marketing_warehouse.pipeline import WAREHOUSE_POOL
@@ -51,7 +53,10 @@ MART_ASSETS = [
         "retries": settings.task_retries,
         "retry_delay": timedelta(minutes=5),
         "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(hours=1),
+        "on_failure_callback": on_failure,
     },
+    on_failure_callback=on_failure,
     tags=["marketing", "warehouse"],
 )
 def marketing_warehouse_nightly():

@@ -127,9 +127,58 @@ def cmd_query(args: argparse.Namespace) -> int:
     settings = load_settings()
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        con.sql(args.sql).show(max_rows=200)
+        if args.csv:
+            rows = write_csv_export(con.sql(args.sql), Path(args.csv))
+            print(f"wrote {rows} row(s) to {args.csv}")
+        else:
+            con.sql(args.sql).show(max_rows=200)
     finally:
         con.close()
+    return 0
+
+
+def write_csv_export(relation, target: Path) -> int:
+    """A query result as CSV for spreadsheets: text that would run as a formula gets a leading '.
+
+    The warehouse keeps values as the source sent them; only this export boundary defuses them
+    (see DECISIONLOG "Formula-like text").
+    """
+    import csv
+
+    from marketing_warehouse.extract import neutralise_formula
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with target.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(relation.columns)
+        while batch := relation.fetchmany(10_000):
+            writer.writerows([neutralise_formula(v) for v in row] for row in batch)
+            count += len(batch)
+    return count
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from marketing_warehouse.erasure import ErasureError, erase
+
+    settings = load_settings()
+    try:
+        result = erase(settings, email=args.email, customer=args.customer_id)
+    except ErasureError as exc:
+        print(f"erasure failed: {exc}", file=sys.stderr)
+        return 1
+    record = result.record("")
+    print(f"erased customer {result.customer_id}:")
+    for name, rows in result.landing_files.items():
+        print(f"  landing   {name}: {rows} row(s) removed")
+    print(f"  raw       {record['raw_rows_removed']} row(s) removed")
+    print(
+        f"  quarantine {record['quarantine_rows_removed']} row(s) removed, "
+        f"{record['quarantine_previews_redacted']} file preview(s) removed"
+    )
+    for name, rows in result.warehouse_rows.items():
+        print(f"  warehouse {name}: {rows} row(s) removed")
+    print(f"recorded (hash only) in {settings.data_dir / 'audit' / 'erasures.jsonl'}")
     return 0
 
 
@@ -317,7 +366,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     query = sub.add_parser("query", help="run SQL against the serving warehouse (read-only)")
     query.add_argument("sql")
+    query.add_argument("--csv", help="write the result to this CSV file (formulas defused)")
     query.set_defaults(func=cmd_query)
+    erase = sub.add_parser(
+        "erase", help="remove one person from landing, raw, quarantine and the DuckDB files"
+    )
+    who = erase.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", help="the person's e-mail address")
+    who.add_argument("--customer-id", help="the warehouse customer_id (md5 of the e-mail)")
+    erase.set_defaults(func=cmd_erase)
     af = sub.add_parser("airflow", help="an airflow command with the project's environment")
     af.add_argument("airflow_args", nargs=argparse.REMAINDER)
     af.set_defaults(func=cmd_airflow)

@@ -59,6 +59,26 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "<project>/expectations",
         "GX suites and gates.yml; point it at a copy to change severities and thresholds.",
     ),
+    "MWH_ALERT_EMAIL_TO": (
+        "(none)",
+        "Comma-separated addresses e-mailed when a task or run fails.",
+    ),
+    "MWH_ALERT_EMAIL_FROM": ("marketing-warehouse@localhost", "Sender of the failure e-mails."),
+    "MWH_SMTP_HOST": ("localhost", "SMTP server for failure e-mails."),
+    "MWH_SMTP_PORT": ("25", "Port of the SMTP server."),
+    "MWH_SMTP_SECURITY": ("none", "none, starttls or ssl."),
+    "MWH_SMTP_USER": ("(none)", "SMTP login, if the server wants one."),
+    "MWH_SMTP_PASSWORD": ("(none)", "SMTP password: set it in .env or the environment only."),
+    "MWH_SMTP_CONN_ID": (
+        "(none)",
+        "An Airflow connection (host, port, login, password) used instead of MWH_SMTP_*.",
+    ),
+    "MWH_ALERT_WEBHOOK_URL": (
+        "(none)",
+        "URL that receives a JSON POST when a task or run fails (Slack/Teams/Mattermost style).",
+    ),
+    "MWH_ALERT_WEBHOOK_CONN_ID": ("(none)", "An Airflow connection holding the webhook URL."),
+    "MWH_ALERT_TIMEOUT": ("10", "Seconds to wait for the SMTP server or the webhook."),
 }
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")

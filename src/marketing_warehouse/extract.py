@@ -16,6 +16,7 @@ import codecs
 import csv
 import hashlib
 import io
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -36,6 +37,17 @@ from marketing_warehouse.formats import (
 from marketing_warehouse.quarantine import QUARANTINE_SCHEMA, Reason
 
 SEP = chr(31)  # separates reason code from detail inside SQL error strings
+#: Longest value accepted in any cell: Excel's cell limit. A longer value is an export bug (often an
+#: unbalanced quote that swallowed the rest of the file), never a real name, subject or address.
+MAX_VALUE_CHARS = 32767
+#: Characters removed from numbers besides digits: spaces (also the no-break and thin spaces that
+#: French and Swiss spreadsheets use as thousands separators, the Swiss 1'234) and currency
+#: symbols. A regular expression in SQL-literal form (the quote doubled).
+NUMBER_NOISE = "[\\s\u00a0\u2007\u202f\u2009''€$£¥]"
+#: A text value that a spreadsheet opened on it would treat as a formula (OWASP "CSV injection"):
+#: starts with = or @ (or a tab / carriage return before one), or + / - followed by anything but a
+#: plain number or phone number ("-12.5", "+49 30 1234567" stay unflagged).
+FORMULA_LIKE = r"^[=@\t\r]|^[+-].*[^0-9 ().,/+-]"
 DELIMITERS = (",", ";", "\t", "|")
 LINEAGE_COLUMNS = {
     "_source_file": "VARCHAR",
@@ -82,6 +94,8 @@ class FileResult:
     delimiter: str = ""
     unknown_columns: list[str] = field(default_factory=list)
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    #: Loaded values a spreadsheet would run as a formula, per column header (see ``formula_like``).
+    formula_values: dict[str, int] = field(default_factory=dict)
 
 
 def file_sha256(path: Path) -> str:
@@ -104,11 +118,24 @@ def _ident(value: str) -> str:
 
 
 def _detect_encoding(path: Path) -> str:
-    """utf-8, utf-8-sig, utf-16 (BOM) or cp1252 (anything that is not valid UTF-8)."""
+    """utf-8, utf-8-sig, utf-16 (BOM), utf-16-le/be (no BOM) or cp1252 (not valid UTF-8).
+
+    A file with NUL bytes that is not UTF-16 is binary (an image, a zip, a workbook saved under a
+    .csv name) and is rejected rather than decoded into garbage.
+    """
     with path.open("rb") as handle:
-        head = handle.read(4)
+        head = handle.read(1 << 16)
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             return "utf-16"
+        if b"\x00" in head:
+            pairs = len(head) // 2 or 1
+            even = head[0::2].count(0) / pairs
+            odd = head[1::2].count(0) / pairs
+            if odd > 0.3 and even < 0.05:
+                return "utf-16-le"
+            if even > 0.3 and odd < 0.05:
+                return "utf-16-be"
+            raise UnicodeError("it holds NUL bytes: a binary file (image, archive?), not text")
         handle.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")()
         try:
@@ -168,21 +195,70 @@ def _find_header(path: Path, contract: Contract) -> tuple[str, str, int]:
 # --- typing SQL --------------------------------------------------------------------------------
 
 
+#: "1,234,567.89": thousands commas (a leading zero is never a thousands group).
+US_THOUSANDS = r"[+-]?[1-9][0-9]{0,2}(,[0-9]{3})+(\.[0-9]+)?"
+#: "1.234.567,89": thousands dots.
+EU_THOUSANDS = r"[+-]?[1-9][0-9]{0,2}(\.[0-9]{3})+(,[0-9]+)?"
+#: "12,5", "0,125": a decimal comma.
+EU_DECIMAL = r"[+-]?[0-9]+,[0-9]+"
+
+
 def _decimal_text(expr: str, separator: str) -> str:
-    cleaned = f"regexp_replace({expr}, '[\\s€$£¥]', '', 'g')"
+    """SQL turning a number as people type it into text DuckDB casts: "1.234,56" -> "1234.56".
+
+    ``auto`` reads "1,234.5" and "1.234,5" by their last separator; a lone separator followed by
+    exactly three digits after a non-zero group ("1,234", "1.234") is read as thousands, anything
+    else ("0,125", "12,3456", "0.857") as a decimal separator. Numbers that were numbers in the
+    source (xlsx cells, JSON numbers) never look like thousands (see ``formats._cell``).
+    """
+    cleaned = f"regexp_replace({expr}, '{NUMBER_NOISE}', '', 'g')"
     if separator == ",":
         return f"replace(replace({cleaned}, '.', ''), ',', '.')"
     if separator == ".":
         return f"replace({cleaned}, ',', '')"
-    # auto: "1.234,56" and "12,5" are decimal-comma; "1,234" and "1,234.56" are thousands commas.
-    eu = (
-        f"regexp_full_match({cleaned}, '-?[0-9]{{1,3}}(\\.[0-9]{{3}})+(,[0-9]+)?')"
-        f" or regexp_full_match({cleaned}, '-?[0-9]+,[0-9]{{1,2}}')"
-    )
     return (
-        f"case when {eu} then replace(replace({cleaned}, '.', ''), ',', '.')"
-        f" else replace({cleaned}, ',', '') end"
+        f"case when regexp_full_match({cleaned}, '{US_THOUSANDS}') then replace({cleaned}, ',', '')"
+        f" when regexp_full_match({cleaned}, '{EU_THOUSANDS}')"
+        f" then replace(replace({cleaned}, '.', ''), ',', '.')"
+        f" when regexp_full_match({cleaned}, '{EU_DECIMAL}') then replace({cleaned}, ',', '.')"
+        f" else {cleaned} end"
     )
+
+
+def _integer_text(expr: str) -> str:
+    """SQL for a whole number: thousands separators of either style, and "7.0" from spreadsheets.
+
+    "8.411" and "8,411" are thousands (counts are whole numbers). A fraction ("3.7") is not
+    rounded into a count: it yields null, so the row is quarantined.
+    """
+    cleaned = f"regexp_replace({expr}, '{NUMBER_NOISE}', '', 'g')"
+    return (
+        f"case when regexp_full_match({cleaned}, '[+-]?[1-9][0-9]{{0,2}}(\\.[0-9]{{3}})+') "
+        f"or regexp_full_match({cleaned}, '[+-]?[1-9][0-9]{{0,2}}(,[0-9]{{3}})+') "
+        f"then regexp_replace({cleaned}, '[.,]', '', 'g') "
+        f"when regexp_full_match({cleaned}, '[+-]?[0-9]+([.,]0+)?') "
+        f"then regexp_extract({cleaned}, '^[+-]?[0-9]+') end"
+    )
+
+
+def parse_values(column: Column, values: list[str | None], contract: Contract) -> list[object]:
+    """Type ``values`` as the extractor types ``column`` of ``contract`` (same SQL, same engine).
+
+    For tests and for checking a rule by hand: ``parse_values(col, ["1.234,56"], contract)``.
+    """
+    if not values:
+        return []
+    con = duckdb.connect()
+    try:
+        con.execute("create temp table v (i bigint, raw varchar)")
+        con.executemany("insert into v values (?, ?)", list(enumerate(values)))
+        typed, _, _ = _typed_expr(column, "raw", contract)
+        rows = con.execute(
+            f"select cast({typed} as {SQL_TYPES[column.type]}) from v order by i"
+        ).fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
 
 
 def _typed_expr(column: Column, raw: str, contract: Contract) -> tuple[str, Reason | None, str]:
@@ -195,7 +271,7 @@ def _typed_expr(column: Column, raw: str, contract: Contract) -> tuple[str, Reas
         return f"lower({text})", None, ""
     if kind == "integer":
         return (
-            f"try_cast({_decimal_text(text, '.')} as bigint)",
+            f"try_cast({_integer_text(text)} as bigint)",
             Reason.INVALID_NUMBER,
             "a whole number",
         )
@@ -259,7 +335,12 @@ def _checks(
     """SQL expressions that yield ``code<SEP>detail`` when the column's value breaks the contract."""
     label = column.header.replace("'", "''")
     text = f"nullif(trim({raw}), '')"
-    checks = []
+    shown = f"left({text}, 200)"
+    checks = [
+        f"case when length({raw}) > {MAX_VALUE_CHARS} then '{Reason.VALUE_TOO_LONG}{SEP}"
+        f"column \"{label}\": a value of ' || length({raw}) || ' characters, longer than the "
+        f"{MAX_VALUE_CHARS} a cell can hold (an unclosed quote?)' end"
+    ]
     if column.required:
         checks.append(
             f"case when {text} is null then '{Reason.MISSING_REQUIRED_VALUE}{SEP}"
@@ -268,12 +349,12 @@ def _checks(
     if reason is not None:
         checks.append(
             f"case when {text} is not null and {typed} is null then '{reason}{SEP}"
-            f"column \"{label}\": ' || {text} || ' is not {expected}' end"
+            f"column \"{label}\": ' || {shown} || ' is not {expected}' end"
         )
     if column.min is not None:
         checks.append(
             f"case when {typed} < {column.min} then '{Reason.OUT_OF_RANGE}{SEP}"
-            f"column \"{label}\": ' || {text} || ' is below the minimum {column.min}' end"
+            f"column \"{label}\": ' || {shown} || ' is below the minimum {column.min}' end"
         )
     return checks
 
@@ -306,33 +387,41 @@ def _map_header(
         raise FileRejected(
             Reason.MISSING_REQUIRED_COLUMN,
             f"{filename}: required column(s) {', '.join(repr(m) for m in missing)} missing from "
-            f"the header; found {', '.join(repr(h) for h in header[:60])}. "
+            f"the header; found {', '.join(repr(h) for h in header[:60] if h)}. "
             f"Expected the {contract.source} {contract.entity} export layout.",
         )
     return positions, unknown
 
 
+def _decode(path: Path, workdir: Path, result: FileResult) -> Path:
+    """The file as plain UTF-8 text (a temporary copy unless it already is)."""
+    try:
+        result.encoding = _detect_encoding(path)
+        return _as_plain_utf8(path, result.encoding, workdir)
+    except (UnicodeError, OSError) as exc:
+        raise FileRejected(
+            Reason.UNREADABLE_FILE, f"{path.name}: cannot be decoded as text ({exc})."
+        ) from exc
+
+
 def _prepare(path: Path, contract: Contract, workdir: Path, result: FileResult):
     """Any supported format -> (plain UTF-8 CSV path, delimiter, header, pre-rejects)."""
     pre_rejects: list[PreReject] = []
+    if path.stat().st_size == 0:
+        raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file is empty (0 bytes).")
     if contract.format == "csv":
-        try:
-            result.encoding = _detect_encoding(path)
-            text_path = _as_plain_utf8(path, result.encoding, workdir)
-        except (UnicodeError, OSError) as exc:
-            raise FileRejected(
-                Reason.UNREADABLE_FILE, f"{path.name}: cannot be decoded as text ({exc})."
-            ) from exc
+        text_path = _decode(path, workdir, result)
     else:
         text_path = workdir / (path.name + ".csv")
-        result.encoding = "xlsx" if contract.format == "xlsx" else "utf-8"
         try:
             if contract.format == "xlsx":
-                skipped = xlsx_to_csv(path, text_path, contract.sheet)
+                result.encoding = "xlsx"
+                skipped = xlsx_to_csv(path, text_path, contract.sheet, _header_test(contract))
                 if skipped:
                     result.unknown_columns.append(f"(sheets not read: {', '.join(skipped)})")
             else:
-                pre_rejects = json_to_csv(path, text_path, lines=contract.format == "jsonl")
+                source = _decode(path, workdir, result)
+                pre_rejects = json_to_csv(source, text_path, lines=contract.format == "jsonl")
         except FormatError as exc:
             raise FileRejected(Reason.UNREADABLE_FILE, f"{path.name}: {exc}") from exc
     header_line, delimiter, skip = _find_header(text_path, contract)
@@ -343,6 +432,16 @@ def _prepare(path: Path, contract: Contract, workdir: Path, result: FileResult):
     if header == [ROW_COLUMN] and not pre_rejects:
         raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file holds no records.")
     return text_path, delimiter, header, pre_rejects, skip
+
+
+def _header_test(contract: Contract):
+    """Whether a spreadsheet row is the contract's header: it names every required column."""
+    required = [c for c in contract.columns if c.required]
+
+    def is_header(cells: list[str]) -> bool:
+        return all(any(c.matches(cell) for cell in cells) for c in required)
+
+    return is_header
 
 
 def extract_file(
@@ -391,7 +490,8 @@ def extract_file(
                 )
             except duckdb.Error as exc:
                 raise FileRejected(
-                    Reason.UNREADABLE_FILE, f"{path.name}: the CSV reader failed: {exc}"
+                    Reason.UNREADABLE_FILE,
+                    f"{path.name}: the CSV reader failed: {str(exc)[:2000]}",
                 ) from exc
 
             select_typed = []
@@ -423,9 +523,14 @@ def extract_file(
                     f"{_sql_str(contract.summary_row_pattern)}) then '{Reason.SUMMARY_ROW}{SEP}"
                     f"a summary row of the report, not a record' end",
                 )
+            # the landed row as JSON; a cell too long to keep is cut, with its length
             raw_json = (
                 "json_object("
-                + ", ".join(f"{_sql_str(h)}, c{i}" for i, h in enumerate(header))
+                + ", ".join(
+                    f"{_sql_str(h)}, case when length(c{i}) > {MAX_VALUE_CHARS} then left(c{i}, 1000)"
+                    f" || '... (' || length(c{i}) || ' characters)' else c{i} end"
+                    for i, h in enumerate(header)
+                )
                 + ")"
             )
             con.execute(
@@ -496,6 +601,7 @@ def extract_file(
                 "select count(*) from typed where len(_errors) = 0"
             ).fetchone()[0]
             result.rows_quarantined = con.execute("select count(*) from quarantined").fetchone()[0]
+            result.formula_values = _formula_counts(con, contract, positions)
             result.rows_landed = result.rows_loaded + result.rows_quarantined
             result.quarantine_reasons = dict(
                 con.execute(
@@ -517,6 +623,33 @@ def extract_file(
     return result
 
 
+def _formula_counts(con, contract: Contract, positions: dict[str, int]) -> dict[str, int]:
+    """Loaded text values a spreadsheet would run as formulas, per column header.
+
+    They are loaded unchanged (the warehouse keeps what the source said); the count goes to the
+    ledger and the run log, and ``neutralise_formula`` defuses them in CSV exports.
+    """
+    texts = [c for c in contract.columns if c.type in {"string", "email"} and c.name in positions]
+    if not texts:
+        return {}
+    counts = con.execute(
+        "select "
+        + ", ".join(
+            f"count(*) filter (where regexp_matches({_ident(c.name)}, {_sql_str(FORMULA_LIKE)}))"
+            for c in texts
+        )
+        + " from typed where len(_errors) = 0"
+    ).fetchone()
+    return {c.header: n for c, n in zip(texts, counts, strict=True) if n}
+
+
+def neutralise_formula(value: object) -> object:
+    """A value safe to put in a CSV a spreadsheet will open: formula-like text gets a leading '."""
+    if isinstance(value, str) and re.search(FORMULA_LIKE, value):
+        return "'" + value
+    return value
+
+
 def write_file_rejection(
     path: Path,
     contract: Contract,
@@ -527,32 +660,35 @@ def write_file_rejection(
     loaded_at: datetime,
 ) -> None:
     """One quarantine entry for a file that could not be loaded at all (row_number is null)."""
-    with path.open("rb") as handle:
-        preview = handle.read(2000).decode("utf-8", errors="replace")
     con = duckdb.connect()
     try:
-        values = ", ".join(
-            [
-                _sql_str(contract.source),
-                _sql_str(contract.entity),
-                _sql_str(path.name),
-                _sql_str(file_hash),
-                f"date {_sql_str(load_date.isoformat())}",
-                "null::bigint",
-                _sql_str(preview),
-                _sql_str(str(rejection.reason)),
-                _sql_str(rejection.message),
-                f"timestamp {_sql_str(loaded_at.strftime('%Y-%m-%d %H:%M:%S'))}",
-            ]
-        )
-        names = ", ".join(QUARANTINE_SCHEMA)
         quarantine_file.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(
-            f"copy (select * from (values ({values})) as t({names})) to "
-            f"{_sql_str(str(quarantine_file))} (format parquet)"
-        )
+        cols = ", ".join(f"?::{t} as {n}" for n, t in QUARANTINE_SCHEMA.items())
+        con.execute(f"create temp table entry as select {cols}", [
+            contract.source,
+            contract.entity,
+            path.name,
+            file_hash,
+            load_date,
+            None,
+            file_preview(path),
+            str(rejection.reason),
+            rejection.message,
+            loaded_at,
+        ])  # fmt: skip
+        con.execute(f"copy entry to {_sql_str(str(quarantine_file))} (format parquet)")
     finally:
         con.close()
+
+
+def file_preview(path: Path, size: int = 2000) -> str:
+    """The first bytes of a file as text for the quarantine; binary content is shown in hex."""
+    with path.open("rb") as handle:
+        head = handle.read(size)
+    if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return f"(binary, {path.stat().st_size} bytes) {head[:256].hex(' ')}"
+    encoding = "utf-16" if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8"
+    return head.decode(encoding, errors="replace").replace("\x00", "")
 
 
 def empty_raw_file(contract: Contract, out_file: Path) -> None:

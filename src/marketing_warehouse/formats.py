@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from decimal import Decimal
+from itertools import zip_longest
 from pathlib import Path
 
 ROW_COLUMN = "__source_row"
@@ -51,6 +55,11 @@ def _cell(value: object) -> str:
         return value.isoformat()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, float | Decimal):
+        # a number written "1.085" would read as 1085 to a reader guessing thousands separators:
+        # a trailing zero ("1.0850") keeps the value and removes the doubt
+        text = str(value)
+        return text + "0" if re.fullmatch(r"-?[0-9]{1,3}\.[0-9]{3}", text) else text
     if isinstance(value, list | dict):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
@@ -95,8 +104,13 @@ def json_to_csv(path: Path, target: Path, lines: bool) -> list[PreReject]:
         try:
             value = json.loads(text) if text.strip() else []
         except json.JSONDecodeError as exc:
+            hint = (
+                "; it ends in the middle of a value: the file looks truncated"
+                if exc.pos >= len(text.rstrip()) - 1
+                else ""
+            )
             raise FormatError(
-                f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+                f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}"
             ) from None
         if isinstance(value, dict):  # {"data": [...]} or {"redemptions": [...]} wrappers
             lists = [v for v in value.values() if isinstance(v, list)]
@@ -118,41 +132,108 @@ def json_to_csv(path: Path, target: Path, lines: bool) -> list[PreReject]:
     return rejects
 
 
-def xlsx_to_csv(path: Path, target: Path, sheet: str | None) -> list[str]:
+def _header_cells(row: tuple) -> list[str]:
+    """Header names of a row; an empty cell right of a named one (a merged header cell keeps its
+    value in the first cell only) is named after it with its position."""
+    header, previous = [], ""
+    for index, value in enumerate(row):
+        name = _cell(value).strip()
+        if not name and previous:
+            name = f"{previous} {index}"
+        header.append(name)
+        previous = name or previous
+    return header
+
+
+def _blank(row: tuple | None) -> bool:
+    return row is None or all(v is None or (isinstance(v, str) and not v.strip()) for v in row)
+
+
+def _sheet_table(
+    rows, is_header: Callable[[list[str]], bool] | None
+) -> tuple[list[str] | None, list[tuple[int, dict[str, object]]], bool]:
+    """(header, records, whether the header passed ``is_header``) of one sheet.
+
+    The header is the first of the first 30 non-blank rows that ``is_header`` accepts (a title,
+    merged across the columns, and notes may sit above it); failing that, the first non-blank row.
+    Rows above the header are not records.
+    """
+    buffered: list[tuple[int, tuple]] = []
+    header: list[str] | None = None
+    found = False
+    records: list[tuple[int, dict[str, object]]] = []
+    for number, row in enumerate(rows, start=1):
+        if _blank(row):
+            continue
+        if header is None:
+            buffered.append((number, row))
+            if is_header is None or is_header(_header_cells(row)):
+                header, found = _header_cells(row), True
+                buffered = []
+            elif len(buffered) >= 30:  # no header in sight: the first row is the header
+                header = _header_cells(buffered[0][1])
+                records = [(n, _record(header, r)) for n, r in buffered[1:]]
+                buffered = []
+            continue
+        records.append((number, _record(header, row)))
+    if header is None and buffered:  # no row names the required columns: take the first one
+        header = _header_cells(buffered[0][1])
+        records = [(n, _record(header, r)) for n, r in buffered[1:]]
+    return header, records, found
+
+
+def _record(header: list[str], row: tuple) -> dict[str, object]:
+    return {h: v for h, v in zip(header, row, strict=False) if h}
+
+
+def xlsx_to_csv(
+    path: Path,
+    target: Path,
+    sheet: str | None,
+    is_header: Callable[[list[str]], bool] | None = None,
+) -> list[str]:
     """One sheet of a workbook -> CSV; returns the names of the sheets that were not read.
 
-    The header is the first row with any value; fully empty rows (blank trailing rows included)
-    are not records. Merged header cells keep their value in the first cell only, so an empty
-    header cell right of a merged one is named after it with a numeric suffix.
+    ``sheet`` None means the first sheet whose header ``is_header`` accepts (a "Read me" sheet in
+    front is passed over), else the first sheet. Fully empty rows (blank trailing rows included)
+    are not records. A formula cell is read as the value Excel last computed; a formula never
+    computed (a workbook written by a script) is read as its text, ``=…``, so it is seen and
+    quarantined or flagged instead of silently becoming an empty cell.
     """
     from openpyxl import load_workbook
 
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
+        formulas = load_workbook(path, read_only=True, data_only=False)
     except Exception as exc:  # openpyxl raises many types for a damaged or non-xlsx file
         raise FormatError(f"not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
     try:
         names = workbook.sheetnames
         if sheet is not None and sheet not in names:
             raise FormatError(f"sheet {sheet!r} not found; the workbook has {names}")
-        chosen = sheet or names[0]
-        rows = workbook[chosen].iter_rows(values_only=True)
-        header: list[str] | None = None
-        records: list[tuple[int, dict[str, object]]] = []
-        for number, row in enumerate(rows, start=1):
-            if row is None or all(v is None or (isinstance(v, str) and not v.strip()) for v in row):
-                continue
-            if header is None:
-                header, previous = [], ""
-                for index, value in enumerate(row):
-                    name = _cell(value).strip()
-                    if not name and previous:
-                        name = f"{previous} {index}"
-                    header.append(name)
-                    previous = name or previous
-                continue
-            records.append((number, {h: v for h, v in zip(header, row, strict=False) if h}))
+        candidates = [sheet] if sheet is not None else names
+        chosen, header, records = candidates[0], None, []
+        for index, name in enumerate(candidates):
+            rows = _with_formulas(
+                workbook[name].iter_rows(values_only=True),
+                formulas[name].iter_rows(values_only=True),
+            )
+            table = _sheet_table(rows, is_header)
+            if index == 0 or table[2]:
+                chosen, header, records = name, table[0], table[1]
+            if table[2]:
+                break
         _write(target, records, [h for h in header or [] if h])
         return [n for n in names if n != chosen]
     finally:
         workbook.close()
+        formulas.close()
+
+
+def _with_formulas(values, formulas):
+    """Cached values, with the formula text where a formula cell has no cached value."""
+    for row, source in zip_longest(values, formulas, fillvalue=()):
+        yield tuple(
+            f if v is None and isinstance(f, str) and f.startswith("=") else v
+            for v, f in zip_longest(row or (), source or ())
+        )

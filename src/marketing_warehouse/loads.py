@@ -17,13 +17,18 @@ Rules for a run of logical date ``ds`` (landing folders are ``<landing>/YYYY-MM-
   name) is skipped and recorded as ``skipped_duplicate``;
 * later folders are never touched, so dates can be backfilled in any order.
 
-Each partition is written beside the old one and swapped in by renames; the ledger entry is
-written last, and a ledger entry whose Parquet file is missing does not count as loaded.
+Each partition is written in ``<data>/raw/_staging/`` (outside every folder dbt and the gates read,
+so a crash mid-load leaves nothing half-written in sight) and swapped in by renames; the ledger
+entry is written last, and a ledger entry whose Parquet file is missing does not count as loaded.
+A file that breaks the extractor in an unforeseen way is quarantined whole (``extract_failed``) so
+the other files still load; an error of the machine (disk full, permissions) fails the task, which
+Airflow retries, and leaves the previous partition in place.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -31,6 +36,8 @@ import uuid
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
+
+import duckdb
 
 from marketing_warehouse.config import Settings
 from marketing_warehouse.contracts import Contract
@@ -43,8 +50,10 @@ from marketing_warehouse.extract import (
     file_sha256,
     write_file_rejection,
 )
+from marketing_warehouse.quarantine import Reason
 
 DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+log = logging.getLogger(__name__)
 
 
 def landing_folders(landing_dir: Path, until: date) -> list[tuple[date, Path]]:
@@ -74,15 +83,20 @@ def _write_json_atomic(path: Path, payload: object) -> None:
     os.replace(tmp, path)
 
 
-def _swap_in(new_dir: Path, target: Path) -> None:
+def _swap_in(new_dir: Path, target: Path, staging: Path) -> None:
     """Replace ``target`` by ``new_dir`` with two renames (old copy removed afterwards)."""
-    old = target.with_name(f".old-{target.name}-{uuid.uuid4().hex}")
+    old = staging / f"old-{target.parent.name}-{target.name}"
     if target.exists():
         os.replace(target, old)
     if new_dir.exists():
         os.replace(new_dir, target)
     if old.exists():
         shutil.rmtree(old)
+
+
+def staging_dir(settings: Settings, contract: Contract) -> Path:
+    """Where a partition is assembled before it is swapped in; not read by dbt or the gates."""
+    return settings.raw_dir / "_staging" / contract.key
 
 
 class Ledger:
@@ -148,19 +162,30 @@ def _load_file(
     name = f"{file_hash[:16]}.parquet"
     try:
         return extract_file(path, contract, day, raw_part / name, quarantine_part / name, loaded_at)
-    except FileRejected as rejection:
-        (raw_part / name).unlink(missing_ok=True)
-        write_file_rejection(
-            path, contract, day, rejection, file_hash, quarantine_part / name, loaded_at
+    except FileRejected as caught:
+        rejection = caught
+    except (OSError, duckdb.IOException):
+        raise  # the machine, not the file: fail the task so that Airflow retries it
+    except Exception as exc:  # a file that breaks the extractor must not stop the other files
+        log.exception("%s: extraction failed; quarantining the file whole", path.name)
+        rejection = FileRejected(
+            Reason.EXTRACT_FAILED,
+            f"{path.name}: extraction failed ({type(exc).__name__}: {str(exc)[:500]}); the file "
+            "is quarantined whole. Please report it with the file attached.",
         )
-        return FileResult(
-            source_file=path.name,
-            file_hash=file_hash,
-            load_date=day.isoformat(),
-            status="rejected",
-            message=rejection.message,
-            quarantine_reasons={str(rejection.reason): 1},
-        )
+    (raw_part / name).unlink(missing_ok=True)
+    (quarantine_part / name).unlink(missing_ok=True)
+    write_file_rejection(
+        path, contract, day, rejection, file_hash, quarantine_part / name, loaded_at
+    )
+    return FileResult(
+        source_file=path.name,
+        file_hash=file_hash,
+        load_date=day.isoformat(),
+        status="rejected",
+        message=rejection.message,
+        quarantine_reasons={str(rejection.reason): 1},
+    )
 
 
 def load_source(
@@ -177,15 +202,34 @@ def load_source(
     if not q_schema.exists():
         empty_quarantine_file(q_schema)
 
+    staging = staging_dir(settings, contract)
+    if staging.exists():  # left by a run that crashed: never swapped in, never read
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        return _load_folders(settings, contract, ds, loaded_at, ledger, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _load_folders(
+    settings: Settings,
+    contract: Contract,
+    ds: date,
+    loaded_at: datetime,
+    ledger: Ledger,
+    staging: Path,
+) -> list[FileResult]:
+    raw_base = settings.raw_dir / contract.key
+    quarantine_base = settings.quarantine_dir / contract.key
     results: list[FileResult] = []
     known = ledger.known_hashes(exclude_day=ds)
     recorded = ledger.recorded()
     for day, folder in landing_folders(settings.landing_dir, ds):
         files = sorted(p for p in folder.iterdir() if p.is_file() and contract.matches_file(p.name))
         if day == ds:
-            token = uuid.uuid4().hex
-            raw_new = raw_base / f".new-{day.isoformat()}-{token}"
-            q_new = quarantine_base / f".new-{day.isoformat()}-{token}"
+            raw_new = staging / f"raw-{day.isoformat()}"
+            q_new = staging / f"quarantine-{day.isoformat()}"
             day_results = []
             seen: set[str] = set()
             for path in files:
@@ -197,8 +241,8 @@ def load_source(
                 day_results.append(
                     _load_file(path, contract, day, raw_new, q_new, loaded_at, file_hash)
                 )
-            _swap_in(raw_new, _partition(raw_base, day))
-            _swap_in(q_new, _partition(quarantine_base, day))
+            _swap_in(raw_new, _partition(raw_base, day), staging)
+            _swap_in(q_new, _partition(quarantine_base, day), staging)
             ledger.write(day, day_results)
             results += day_results
         else:

@@ -60,6 +60,7 @@ def extract_source(key: str, ds: str, settings: Settings | None = None) -> dict:
         "rows_quarantined": sum(r.rows_quarantined for r in results),
         "rejected_files": [r.message for r in results if r.status == "rejected"],
         "duplicate_files": [r.source_file for r in results if r.status == "skipped_duplicate"],
+        "formula_values": sum(sum(r.formula_values.values()) for r in results),
     }
     target = settings.run_dir(ds) / "extract" / f"{key}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +69,14 @@ def extract_source(key: str, ds: str, settings: Settings | None = None) -> dict:
     )
     for message in summary["rejected_files"]:
         log.warning("quarantined whole file: %s", message)
+    for r in results:
+        for column, count in r.formula_values.items():
+            log.warning(
+                "%s: %d value(s) in column %r start like a spreadsheet formula (loaded as text)",
+                r.source_file,
+                count,
+                column,
+            )
     log.info(
         "%s: %s file(s), %s row(s) landed, %s loaded, %s quarantined",
         key,
@@ -120,6 +129,10 @@ def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
     target = settings.run_dir(ds) / "publish.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(payload, indent=1), "utf-8")
+    from marketing_warehouse import report
+
+    payload["report"] = str(report.write(settings, ds, succeeded=True))
+    log.info("run report: %s", payload["report"])
     return payload
 
 

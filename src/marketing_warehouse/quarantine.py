@@ -17,6 +17,7 @@ class Reason(StrEnum):
     UNREADABLE_FILE = "unreadable_file"
     MISSING_REQUIRED_COLUMN = "missing_required_column"
     DUPLICATE_COLUMN = "duplicate_column"
+    EXTRACT_FAILED = "extract_failed"
     # One row
     MALFORMED_ROW = "malformed_row"
     REPEATED_HEADER = "repeated_header"
@@ -28,6 +29,7 @@ class Reason(StrEnum):
     INVALID_BOOLEAN = "invalid_boolean"
     UNKNOWN_CURRENCY = "unknown_currency"
     OUT_OF_RANGE = "out_of_range"
+    VALUE_TOO_LONG = "value_too_long"
     INCOMPLETE_RECORD = "incomplete_record"
 
 

@@ -60,6 +60,11 @@ def build(settings: Settings, ds: str, succeeded: bool) -> str:
         )
         for message in info.get("rejected_files", []):
             lines.append(f"    rejected: {message}")
+        if info.get("formula_values"):
+            lines.append(
+                f"    {info['formula_values']} text value(s) start like a spreadsheet formula "
+                "(loaded as text; see the run report)"
+            )
         if info.get("duplicate_files"):
             lines.append(f"    skipped as duplicates: {', '.join(info['duplicate_files'])}")
     lines += ["", "Gates:"]
@@ -92,8 +97,12 @@ def build(settings: Settings, ds: str, succeeded: bool) -> str:
         finally:
             con.close()
         lines.append("  quarantine by reason: " + ", ".join(f"{r} {n}" for r, n in reasons))
+    from marketing_warehouse import report
+
+    report_path = report.write(settings, ds, succeeded)
     lines += [
         "",
+        f"Run report: {report_path}",
         f"Warehouse (serving, open read-only): {settings.warehouse_path}",
         *(
             [

@@ -41,6 +41,19 @@ def test_dag_settings(dagbag):
     assert dag.timetable.summary == "0 2 * * *"
     for task in dag.tasks:
         assert task.retries == 2, task.task_id
+        assert task.retry_exponential_backoff, task.task_id
+
+
+def test_failure_alerts_are_wired_on_the_dag_and_every_task(dagbag):
+    from marketing_warehouse.alerts import on_failure
+
+    def callbacks(value):
+        return value if isinstance(value, list) else [value]
+
+    dag = dagbag.dags[DAG_ID]
+    assert on_failure in callbacks(dag.on_failure_callback)
+    for task in dag.tasks:  # Cosmos' dbt tasks included
+        assert on_failure in callbacks(task.on_failure_callback), task.task_id
 
 
 def _downstream_closure(dag, task_id: str) -> set[str]:

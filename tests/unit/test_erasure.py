@@ -1,0 +1,220 @@
+"""``mwh erase``: one person leaves every landed file, raw and quarantine Parquet and DuckDB file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime
+
+import duckdb
+import pytest
+from conftest import order_row, write_shopify
+
+from marketing_warehouse.cli import main
+from marketing_warehouse.contracts import load_contracts
+from marketing_warehouse.demo_marketing import write_workbook
+from marketing_warehouse.erasure import ErasureError, customer_id, erase
+from marketing_warehouse.loads import Ledger, load_source
+from marketing_warehouse.publish import versions_dir
+
+AT = datetime(2026, 11, 22, 2, 0)
+ALICE, BOB = "alice@example.com", "bob@example.com"
+
+
+def land(settings):
+    day1 = settings.landing_dir / "2026-11-20"
+    day2 = settings.landing_dir / "2026-11-21"
+    write_shopify(
+        day1 / "shopify_orders_a.csv",
+        [
+            order_row("#1", "Alice@Example.com", "2026-11-20 10:00:00 +0100", Total="10,5"),
+            order_row("#1", "Alice@Example.com", "2026-11-20 10:00:00 +0100", qty="2"),
+            order_row("#2", BOB, "2026-11-20 11:00:00 +0100", **{"Billing Name": "Bøb"}),
+            order_row("#3", ALICE, "not a date"),  # quarantined: invalid_timestamp
+        ],
+        delimiter=";",
+        encoding="cp1252",
+    )
+    (day2 / "stripe_payments_x.csv").parent.mkdir(parents=True)
+    (day2 / "stripe_payments_x.csv").write_text(
+        "id,Created date (UTC),Amount,Currency,Status,Customer Email\r\n"
+        f"ch_1,2026-11-21 10:00:00,10.00,eur,Paid,{ALICE}\r\n"
+        f"ch_2,2026-11-21 11:00:00,12.00,eur,Paid,{BOB}\r\n",
+        encoding="utf-8-sig",
+    )
+    redemptions = [
+        {"id": f"r{i}", "object": "redemption", "date": "2026-11-21T10:00:00Z",
+         "result": "SUCCESS", "customer": {"email": email}}
+        for i, email in enumerate((ALICE, BOB))
+    ]  # fmt: skip
+    (day2 / "voucher_redemptions_x.json").write_text(
+        json.dumps({"redemptions": redemptions}), encoding="utf-8"
+    )
+    (day2 / "product_events_x.jsonl").write_text(
+        json.dumps(
+            {"messageId": "m1", "event": "login", "timestamp": 1763719200000, "email": ALICE}
+        )
+        + "\n"
+        + json.dumps(
+            {"messageId": "m2", "event": "login", "timestamp": 1763719200000, "email": BOB}
+        )
+        + "\n"
+        + '{"messageId": "m3", "email": "alice@example.com", \n',  # malformed: quarantined
+        encoding="utf-8",
+    )
+    write_workbook(
+        day2 / "experiments_plan.xlsx",
+        {
+            "plan": [["Experiment", "Start", "End", "Primary metric"],
+                     ["EXP-1", date(2026, 11, 1), date(2026, 11, 30), "conversion"]],
+            "assignments": [["Experiment", "Email", "Variant"], ["EXP-1", ALICE, "control"],
+                            ["EXP-1", BOB, "treatment"]],
+        },
+    )  # fmt: skip
+    # rejected whole (no Create Date): the quarantine keeps the file's first bytes, Alice's too
+    (day2 / "hubspot_contacts_x.csv").write_text(f"Record ID,Email\n1,{ALICE}\n", "utf-8")
+
+
+def load_all(settings, day: str) -> list:
+    return [
+        r for c in load_contracts() for r in load_source(settings, c, date.fromisoformat(day), AT)
+    ]
+
+
+def build_warehouses(settings):
+    """Build and serving files as dbt and publish leave them (the tables erasure must reach)."""
+    settings.build_path.parent.mkdir(parents=True, exist_ok=True)
+    q_glob = settings.quarantine_dir / "*" / "*" / "*.parquet"
+    for path in (settings.build_path, settings.warehouse_path):
+        con = duckdb.connect(str(path))
+        con.execute("create schema marts; create schema audit")
+        con.execute(
+            "create table marts.dim_customers as select md5(e) as customer_id, e as email "
+            f"from (values ('{ALICE}'), ('{BOB}')) t(e)"
+        )
+        con.execute(
+            "create table marts.fct_orders as select * from (values "
+            f"('#1', md5('{ALICE}')), ('#2', md5('{BOB}'))) t(order_name, customer_id)"
+        )
+        con.execute(
+            f"create table audit.quarantine as select * from read_parquet('{q_glob}', "
+            "union_by_name = true)"
+        )
+        con.close()
+    versions_dir(settings).mkdir(parents=True)
+    old = versions_dir(settings) / "warehouse.20261120T020000.2026-11-20.abcdef.duckdb"
+    old.write_bytes(settings.warehouse_path.read_bytes())
+
+
+def everything(settings) -> str:
+    """All data the project keeps, as lower-case text, to search for a person."""
+    from openpyxl import load_workbook
+
+    parts = []
+    for path in sorted(settings.landing_dir.rglob("*.*")):
+        if path.suffix == ".xlsx":
+            book = load_workbook(path, read_only=True)
+            parts += [repr(r) for s in book.worksheets for r in s.iter_rows(values_only=True)]
+            book.close()
+        else:
+            parts.append(path.read_bytes().decode("utf-8", "replace").replace("\0", ""))
+            parts.append(path.read_bytes().decode("cp1252", "replace"))
+    for path in sorted(settings.raw_dir.rglob("*.parquet")):
+        parts += [repr(r) for r in duckdb.sql(f"select * from read_parquet('{path}')").fetchall()]
+    for db in [settings.build_path, settings.warehouse_path, *versions_dir(settings).iterdir()]:
+        con = duckdb.connect(str(db), read_only=True)
+        for schema, table in con.execute(
+            "select schema_name, table_name from duckdb_tables()"
+        ).fetchall():
+            parts += [repr(r) for r in con.execute(f"select * from {schema}.{table}").fetchall()]
+        con.close()
+    return "\n".join(parts).lower()
+
+
+def conservation(settings) -> None:
+    """Every ledger entry: landed = loaded + quarantined, and the Parquet files agree."""
+    for contract in load_contracts():
+        for entry in Ledger(settings, contract).all_entries():
+            if entry["status"] != "loaded":
+                continue
+            part = f"load_date={entry['load_date']}/{entry['file_hash'][:16]}.parquet"
+            raw = settings.raw_dir / contract.key / part
+            q = settings.quarantine_dir / contract.key / part
+            loaded = duckdb.sql(f"select count(*) from read_parquet('{raw}')").fetchone()[0]
+            quarantined = (
+                duckdb.sql(f"select count(*) from read_parquet('{q}')").fetchone()[0]
+                if q.exists()
+                else 0
+            )
+            assert entry["rows_landed"] == entry["rows_loaded"] + entry["rows_quarantined"]
+            assert (loaded, quarantined) == (entry["rows_loaded"], entry["rows_quarantined"]), (
+                contract.key,
+                entry,
+            )
+
+
+@pytest.fixture
+def warehouse(settings):
+    land(settings)
+    load_all(settings, "2026-11-20")
+    load_all(settings, "2026-11-21")
+    build_warehouses(settings)
+    data = everything(settings)
+    assert ALICE in data and BOB in data
+    conservation(settings)
+    return settings
+
+
+def test_erasing_by_email_removes_the_person_everywhere_and_keeps_the_rest(warehouse):
+    settings = warehouse
+    result = erase(settings, email="  Alice@EXAMPLE.com ")
+
+    data = everything(settings)
+    assert ALICE not in data
+    assert BOB in data and "bøb" in data  # the others, and their encoding, untouched
+    assert result.landing_files == {
+        "2026-11-20/shopify_orders_a.csv": 3,
+        "2026-11-21/experiments_plan.xlsx": 1,
+        "2026-11-21/hubspot_contacts_x.csv": 1,
+        "2026-11-21/product_events_x.jsonl": 2,
+        "2026-11-21/stripe_payments_x.csv": 1,
+        "2026-11-21/voucher_redemptions_x.json": 1,
+    }
+    assert result.quarantine_previews == 1  # the rejected HubSpot file
+    assert result.warehouse_rows["build.duckdb:marts.dim_customers"] == 1
+    assert result.warehouse_rows["warehouse.duckdb:marts.fct_orders"] == 1
+    assert any(k.startswith("warehouse.2026") for k in result.warehouse_rows)  # old version too
+    conservation(settings)
+    shopify = (settings.landing_dir / "2026-11-20" / "shopify_orders_a.csv").read_bytes()
+    assert b";" in shopify and "Bøb".encode("cp1252") in shopify  # same delimiter and encoding
+
+    # the audit trail names no one: the hash of the customer id only
+    [line] = (settings.data_dir / "audit" / "erasures.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert "alice" not in line.lower() and customer_id(ALICE) not in line
+    assert record["subject_sha256"] == hashlib.sha256(customer_id(ALICE).encode()).hexdigest()
+    assert record["raw_rows_removed"] == result.raw_rows > 0
+
+
+def test_the_next_runs_neither_reload_rewritten_files_nor_bring_the_person_back(warehouse):
+    settings = warehouse
+    erase(settings, email=ALICE)
+    again = load_all(settings, "2026-11-21")  # the day is reloaded from its (rewritten) files
+    assert {r.load_date for r in again} == {"2026-11-21"}  # 2026-11-20 is not seen as late
+    assert all(r.status in {"loaded", "rejected"} for r in again)
+    load_all(settings, "2026-11-22")
+    assert ALICE not in everything(settings)
+    conservation(settings)
+
+
+def test_erasing_by_customer_id_and_bad_requests(warehouse, monkeypatch, capsys):
+    settings = warehouse
+    monkeypatch.setenv("MWH_DATA_DIR", str(settings.data_dir))
+    assert main(["erase", "--customer-id", customer_id(BOB).upper()]) == 0
+    out = capsys.readouterr().out
+    assert "2026-11-21/stripe_payments_x.csv: 1 row(s) removed" in out
+    assert BOB not in everything(settings)
+    assert main(["erase", "--customer-id", "bob"]) == 1
+    assert "not a customer id" in capsys.readouterr().err
+    with pytest.raises(ErasureError, match="exactly one"):
+        erase(settings, email=ALICE, customer=customer_id(ALICE))

@@ -1,0 +1,133 @@
+"""The per-run HTML report on a small fixture: real extraction results, gate results, a serving file."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from html.parser import HTMLParser
+
+import duckdb
+import pytest
+from conftest import order_row, write_shopify
+
+from marketing_warehouse import pipeline, report, summary
+
+DS = "2026-11-21"
+
+
+class Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.tags.append(tag)
+
+    def handle_data(self, data) -> None:
+        self.text.append(data)
+
+
+@pytest.fixture
+def run(settings, monkeypatch):
+    """A run of ``DS``: two Shopify files (one row quarantined, one file rejected), gates, marts."""
+    for key, value in (("MWH_DATA_DIR", str(settings.data_dir)),):
+        monkeypatch.setenv(key, value)
+    folder = settings.landing_dir / DS
+    write_shopify(
+        folder / "shopify_orders_a.csv",
+        [
+            order_row("#1", "a@x.com", f"{DS} 10:00:00 +0000", Total="10"),
+            order_row("#2", "b@x.com", "yesterday", Total="20"),
+            order_row("#3", "c@x.com", f"{DS} 11:00:00 +0000", **{"Billing Name": "=HYPERLINK(1)"}),
+        ],
+    )
+    (folder / "shopify_orders_<script>.csv").write_text("Order,Mail\n#9,x\n", "utf-8")
+    pipeline.extract_source("shopify__order_lines", DS, settings)
+    validation = settings.run_dir(DS) / "validation"
+    validation.mkdir(parents=True)
+    for stage, status, critical in (("raw", "pass", []), ("staging", "fail", ["fx <coverage>"])):
+        (validation / f"{stage}.json").write_text(
+            json.dumps(
+                {
+                    "stage": stage,
+                    "status": status,
+                    "checks": 7,
+                    "failed_critical": critical,
+                    "failed_warning": ["freshness 2 days"] if stage == "raw" else [],
+                    "docs_index": "",
+                }
+            )
+        )
+    return settings
+
+
+def serve(settings, days: int = 40) -> None:
+    settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(settings.warehouse_path))
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.kpi_daily as select d::date as date, 'EUR' as reporting_currency, "
+        "(i % 7 + 1) as orders, (i % 7 + 1) * 42.5 as revenue, i % 3 as new_customers, "
+        "42.5 as average_order_value "
+        f"from (select unnest(range(date '{DS}' - interval {days - 1} day, "
+        f"date '{DS}' + interval 1 day, interval 1 day)) as d, "
+        f"unnest(range({days})) as i)"
+    )
+    con.close()
+
+
+def parse(path) -> Collect:
+    parser = Collect()
+    parser.feed(path.read_text("utf-8"))
+    return parser
+
+
+def test_failed_run_report_counts_reasons_gates_and_charts(run):
+    serve(run)
+    path = report.write(run, DS, succeeded=False)
+    assert path == run.run_dir(DS) / "report.html"
+    html = path.read_text("utf-8")
+    page = parse(path)
+    text = " ".join(page.text)
+    assert "FAILED" in text
+    assert "shopify__order_lines" in text
+    # landed 3 (+1 rejected file), loaded 2, quarantined: one row + one file
+    assert "invalid_timestamp" in text and "missing_required_column" in text
+    assert "Billing Name" in text  # formula-like values listed
+    assert "STAGING" not in text and "FAIL" in text and "fx <coverage>" in text
+    assert "WARN" in text and "freshness 2 days" in text
+    assert "Not published this run" in text
+    assert page.tags.count("svg") == 4 and page.tags.count("rect") == 2 * 30
+    assert "last published version" in text
+    # self-contained and escaped: no script, no external resource, the odd file name is text
+    assert "script" not in page.tags and "<script>" not in html.replace("&lt;script&gt;", "")
+    assert "src=" not in html and "href=" not in html and "@import" not in html
+    assert "shopify_orders_&lt;script&gt;.csv" in html
+
+
+def test_published_run_report_and_summary_point_to_it(run):
+    serve(run)
+    (run.run_dir(DS) / "publish.json").write_text(
+        json.dumps({"row_counts": {"marts.kpi_daily": 40, "audit.quarantine": 2}})
+    )
+    text = summary.build(run, DS, True)
+    path = run.run_dir(DS) / "report.html"
+    assert f"Run report: {path}" in text
+    page = " ".join(parse(path).text)
+    assert "SUCCESS" in page and "marts.kpi_daily" in page and "from this run" in page
+    first = (date.fromisoformat(DS) - timedelta(days=report.KPI_DAYS - 1)).isoformat()
+    assert first in page and DS in page  # the charts' x labels
+
+
+def test_report_before_any_warehouse_exists(settings):
+    path = report.write(settings, DS, succeeded=None)
+    page = " ".join(parse(path).text)
+    assert "No extraction results" in page and "No serving warehouse yet" in page
+
+
+def test_chart_handles_negative_and_flat_series():
+    svg = report.svg_chart([("a", -5.0), ("b", 0.0), ("c", 5.0)], "Net", "bar")
+    assert svg.count("<rect") == 3 and 'height="-' not in svg
+    assert "no data" in report.svg_chart([], "Empty")
+    assert "<polyline" in report.svg_chart([("a", 3.0), ("b", 3.0)], "Flat")
