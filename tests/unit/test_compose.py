@@ -193,12 +193,15 @@ NOT_IN_COMPOSE = {
 
 
 def test_every_setting_is_set_by_the_stack_or_left_default_on_purpose():
-    env = COMPOSE["services"]["airflow-worker"]["environment"]
+    worker = COMPOSE["services"]["airflow-worker"]
+    env = worker["environment"]
     example = example_values()
+    # .env reaches every Airflow container whole (env_file), so a setting in .env.example is set
+    assert [f["path"] for f in worker["env_file"]] == [".env"]
     for name in SETTINGS_HELP:
-        in_stack = name in env
+        in_stack = name in env or name in example
         assert in_stack or name in NOT_IN_COMPOSE, name
         assert not (in_stack and name in NOT_IN_COMPOSE), name
         # every setting a user sets through .env is there with an example value
-        if in_stack and "${" + name in env[name]:
+        if name in env and "${" + name in env[name]:
             assert name in example, name
