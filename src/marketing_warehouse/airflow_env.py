@@ -48,6 +48,7 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
             "MWH_REPORTING_CURRENCY": settings.reporting_currency,
             "MWH_SCHEDULE": settings.schedule,
             "MWH_TASK_RETRIES": str(settings.task_retries),
+            "MWH_DBT_TASKS": settings.dbt_tasks,
         }
     )
     env.update(settings.dbt_env())

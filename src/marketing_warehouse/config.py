@@ -38,11 +38,18 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "MWH_DEMO_DAYS": ("60", "Days of history the demo generator writes when landing is empty."),
     "MWH_DEMO_SEED": ("42", "Seed of the demo generator (same seed, same files)."),
     "MWH_TASK_RETRIES": ("2", "Retries of a failed task (exponential backoff from 5 minutes)."),
+    "MWH_DBT_TASKS": (
+        "per_model",
+        "per_model: one Airflow task per dbt model; single: one dbt build task per dbt stage.",
+    ),
     "MWH_EXPECTATIONS_DIR": (
         "<project>/expectations",
         "GX suites and gates.yml; point it at a copy to change severities and thresholds.",
     ),
 }
+
+#: How dbt runs inside the DAG (MWH_DBT_TASKS).
+DBT_TASK_MODES = ("per_model", "single")
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -68,6 +75,7 @@ class Settings:
     demo_days: int
     demo_seed: int
     task_retries: int = 2
+    dbt_tasks: str = "per_model"
     expectations_override: Path | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -146,6 +154,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raise ConfigError("MWH_DEMO_DAYS must be at least 1.")
     if ints["MWH_TASK_RETRIES"] < 0:
         raise ConfigError("MWH_TASK_RETRIES must be 0 or more.")
+    dbt_tasks = env.get("MWH_DBT_TASKS", "per_model").strip().lower() or "per_model"
+    if dbt_tasks not in DBT_TASK_MODES:
+        raise ConfigError(
+            f"MWH_DBT_TASKS={dbt_tasks!r} is not one of {', '.join(DBT_TASK_MODES)} "
+            "(per_model: one Airflow task per dbt model; single: one dbt build per stage)."
+        )
     return Settings(
         project_dir=project_dir,
         data_dir=data_dir,
@@ -159,6 +173,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         demo_days=ints["MWH_DEMO_DAYS"],
         demo_seed=ints["MWH_DEMO_SEED"],
         task_retries=ints["MWH_TASK_RETRIES"],
+        dbt_tasks=dbt_tasks,
         expectations_override=(
             _path(env, "MWH_EXPECTATIONS_DIR", project_dir)
             if env.get("MWH_EXPECTATIONS_DIR")

@@ -32,8 +32,14 @@ def test_landing_dir_can_point_anywhere(tmp_path: Path):
         ({"MWH_DEMO_DAYS": "ten"}, "whole number"),
         ({"MWH_DEMO_DAYS": "0"}, "at least 1"),
         ({"MWH_TASK_RETRIES": "-1"}, "0 or more"),
+        ({"MWH_DBT_TASKS": "per_stage"}, "per_model, single"),
     ],
 )
 def test_bad_settings_are_named(env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_dbt_task_mode_defaults_to_one_task_per_model():
+    assert load_settings({}).dbt_tasks == "per_model"
+    assert load_settings({"MWH_DBT_TASKS": " Single "}).dbt_tasks == "single"
