@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 
-.PHONY: run test lint format airflow bench clean install postgres docs
+.PHONY: run test lint format airflow bench bench-extraction clean install postgres docs
 
 install: $(STAMP)
 
@@ -43,8 +43,14 @@ postgres:
 docs: $(STAMP)
 	$(BIN)/mwh docs
 
-## make bench [LINES=1000000]: extraction throughput beside DuckDB's own read_csv, same run
+## make bench [SCALE=0.1] [DAYS=n]: nightly run, dbt alone, the DuckDB floor and an incremental
+## night on demo data, one invocation; table on screen, JSON in data/bench/bench-<scale>-<time>.json
+SCALE ?= 0.1
 bench: $(STAMP)
+	$(BIN)/mwh bench full --scale $(SCALE) $(if $(DAYS),--days $(DAYS))
+
+## make bench-extraction [LINES=1000000]: extraction throughput beside DuckDB's own read_csv
+bench-extraction: $(STAMP)
 	$(BIN)/mwh bench extraction $(if $(LINES),--lines $(LINES))
 
 lint: $(STAMP)

@@ -50,6 +50,7 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
             "MWH_TASK_RETRIES": str(settings.task_retries),
             "MWH_KEEP_VERSIONS": str(settings.keep_versions),
             "MWH_POSTGRES_READER_ROLE": settings.postgres_reader_role,
+            "MWH_DBT_TASKS": settings.dbt_tasks,
         }
     )
     env.update(settings.dbt_env())

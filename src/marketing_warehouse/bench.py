@@ -3,12 +3,21 @@
 ``extraction``: Shopify exports of at least ``lines`` order lines, extracted with the contract
 (typing, quarantine checks, lineage, Parquet) and, on the same files in the same run, read by
 DuckDB's ``read_csv`` with auto-detection into Parquet. The ratio is what the contract costs.
+
+``full``: demo data at a scale factor, then in one invocation (a) the nightly run through Airflow,
+(b) ``dbt build`` alone, (c) the floor: the headline marts in hand-written DuckDB SQL straight
+from the landed files, (d) an incremental night with one new day; wall time, peak RSS of each
+process tree and rows per second, the ratios, and the floor's numbers beside the marts' numbers.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import resource
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from marketing_warehouse import demo
+from marketing_warehouse.config import Settings, load_settings
 from marketing_warehouse.contracts import contract_for
 from marketing_warehouse.extract import extract_file
 
@@ -118,3 +128,865 @@ def format_extraction(report: dict) -> str:
         )
     out.append(f"ratio contract / floor: {report['ratio_ours_to_floor']}x")
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# ``full``: the nightly pipeline, dbt alone, the raw-DuckDB floor and an incremental night.
+# --------------------------------------------------------------------------------------------
+
+#: Targets the full bench is read against (see README "Benchmarks").
+TARGETS = {
+    "full_over_floor": 5.0,
+    "dbt_over_floor": 2.5,
+    "incremental_over_full": 0.15,
+    "peak_rss_mb_at_scale_10": 6144,
+}
+#: First logical date of the bench: the generated history ends here, the incremental night is +1.
+BENCH_END = date(2026, 6, 30)
+SAMPLE_SECONDS = 0.2
+
+
+def _tree_rss_bytes(root: int, page: int) -> int:
+    """Resident memory of ``root`` and every descendant, from /proc (0 when gone)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as handle:
+                total += int(handle.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            pass
+        stack += children.get(pid, [])
+    return total
+
+
+@dataclass
+class Step:
+    key: str
+    name: str
+    seconds: float
+    peak_rss_mb: float
+    largest_process_mb: float
+    rows: int
+    exit_code: int
+    log: str
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"rows_per_second": round(self.rows_per_second)}
+
+
+def measure(
+    key: str, name: str, cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+) -> Step:
+    """Run ``cmd`` to the end; wall time and the peak total RSS of its process tree.
+
+    The tree is sampled from /proc every 0.2 s (a process living shorter than that may be missed);
+    ``largest_process_mb`` is the largest single process of the tree (``wait4``'s ru_maxrss),
+    exact but only for processes that were waited for; the peak is at least that.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    page = os.sysconf("SC_PAGE_SIZE")
+    peak = 0
+    started = time.perf_counter()
+    with log.open("w", encoding="utf-8") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        while True:
+            # wait4 gives this child's own rusage: ru_maxrss is the largest process of its tree
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, _tree_rss_bytes(proc.pid, page))
+            time.sleep(SAMPLE_SECONDS)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    largest = usage.ru_maxrss / 1024
+    return Step(
+        key=key,
+        name=name,
+        seconds=round(seconds, 2),
+        peak_rss_mb=round(max(peak / 2**20, largest), 1),
+        largest_process_mb=round(largest, 1),
+        rows=0,
+        exit_code=proc.returncode,
+        log=str(log),
+    )
+
+
+def _rows_landed(settings: Settings, ds: str) -> int:
+    folder = settings.run_dir(ds) / "extract"
+    return sum(json.loads(p.read_text("utf-8"))["rows_landed"] for p in folder.glob("*.json"))
+
+
+def _count_landed_rows(landing: Path) -> dict[str, int]:
+    """Rows per landed file kind (CSV and JSON lines: lines - header), to report volumes."""
+    counts: dict[str, int] = {}
+    for path in landing.rglob("*"):
+        if path.suffix not in (".csv", ".jsonl"):
+            continue
+        kind = path.name.split("_20")[0].removesuffix("_export").removesuffix("_report")
+        with path.open("rb") as handle:
+            lines = sum(1 for _ in handle)
+        counts[kind] = counts.get(kind, 0) + lines - (path.suffix == ".csv")
+    return dict(sorted(counts.items()))
+
+
+def _mwh(*args: str) -> list[str]:
+    return [sys.executable, "-m", "marketing_warehouse.cli", *args]
+
+
+def full(
+    workdir: Path,
+    scale: float,
+    days: int | None = None,
+    seed: int = 42,
+    compare_single: bool = True,
+    dbt_tasks: str = "per_model",
+) -> dict:
+    """The whole benchmark in one invocation, in a fresh data folder under ``workdir``.
+
+    (a) ``mwh run`` for the last generated day (every landed file is new), (b) ``dbt build`` alone
+    on the build database (a) left, (c) the floor: hand-written DuckDB SQL for the headline marts
+    straight from the landed files, (d) one more day lands and ``mwh run`` processes it, and
+    (e) with ``compare_single``, (d) again with the other ``MWH_DBT_TASKS`` mode.
+    """
+    from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
+    from marketing_warehouse.dbt_tasks import dbt_executable, manifest_is_stale, parse_project
+
+    days = days or demo.default_days(scale)
+    ds, next_ds = BENCH_END, BENCH_END + timedelta(days=1)
+    landing, held_back = workdir / "landing", workdir / "next"
+    base = {
+        **os.environ,
+        "MWH_DATA_DIR": str(workdir / "data"),
+        "MWH_LANDING_DIR": str(landing),
+        "MWH_TASK_RETRIES": "0",
+        "MWH_DBT_TASKS": dbt_tasks,
+        "AIRFLOW_HOME": str(workdir / "airflow"),
+    }
+    base.pop("MWH_WAREHOUSE_PATH", None)
+    base.pop("MWH_BUILD_PATH", None)
+    settings = load_settings(base)
+    env = airflow_env(settings, base)
+    logs = workdir / "logs"
+
+    # Generate days + 1 days in one go (the same generator state), then hold the last day back
+    # for the incremental night.
+    started = time.perf_counter()
+    demo.generate(landing, next_ds, days + 1, seed=seed, scale=scale)
+    generation_seconds = time.perf_counter() - started
+    held_back.mkdir(parents=True, exist_ok=True)
+    os.replace(landing / next_ds.isoformat(), held_back / next_ds.isoformat())
+    volumes = _count_landed_rows(landing)
+
+    ensure_airflow(settings, env)
+    if manifest_is_stale(settings):
+        parse_project(settings, env)
+
+    steps: list[Step] = []
+    run = measure("full", "(a) nightly run, all history", _mwh("run", "--date", ds.isoformat()),
+                  env, logs / "a-run.log")  # fmt: skip
+    run.rows = _rows_landed(settings, ds.isoformat())
+    steps.append(run)
+
+    dbt = measure(
+        "dbt",
+        "(b) dbt build alone",
+        [str(dbt_executable()), "build", "--project-dir", str(settings.dbt_project_dir),
+         "--vars", json.dumps({"snapshot_date": ds.isoformat()})],
+        {**env, **settings.dbt_env()},
+        logs / "b-dbt-build.log",
+        cwd=settings.dbt_project_dir,
+    )  # fmt: skip
+    dbt.rows = run.rows
+    steps.append(dbt)
+
+    floor_db = workdir / "floor.duckdb"
+    floor = measure(
+        "floor",
+        "(c) DuckDB floor, same marts",
+        [sys.executable, "-m", "marketing_warehouse.bench", "floor", str(landing),
+         ds.isoformat(), str(floor_db), settings.reporting_currency],
+        env,
+        logs / "c-floor.log",
+    )  # fmt: skip
+    floor.rows = run.rows
+    steps.append(floor)
+    comparable = run.exit_code == floor.exit_code == 0 and settings.warehouse_path.exists()
+    checks = compare_marts(floor_db, settings.warehouse_path, ds) if comparable else []
+
+    os.replace(held_back / next_ds.isoformat(), landing / next_ds.isoformat())
+    incremental = measure(
+        "incremental",
+        "(d) incremental night, one new day",
+        _mwh("run", "--date", next_ds.isoformat()),
+        env,
+        logs / "d-incremental.log",
+    )
+    incremental.rows = _rows_landed(settings, next_ds.isoformat())
+    steps.append(incremental)
+
+    if compare_single:
+        other = "single" if dbt_tasks == "per_model" else "per_model"
+        again = measure(
+            "incremental_" + other,
+            f"(e) (d) again, MWH_DBT_TASKS={other}",
+            _mwh("run", "--date", next_ds.isoformat()),
+            {**env, "MWH_DBT_TASKS": other},
+            logs / f"e-incremental-{other}.log",
+        )
+        again.rows = _rows_landed(settings, next_ds.isoformat())
+        steps.append(again)
+
+    by_key = {s.key: s for s in steps}
+
+    def ratio(a: str, b: str) -> float | None:
+        if a not in by_key or b not in by_key or not by_key[b].seconds:
+            return None
+        return round(by_key[a].seconds / by_key[b].seconds, 3)
+
+    ratios = {
+        "full_over_floor": ratio("full", "floor"),
+        "dbt_over_floor": ratio("dbt", "floor"),
+        "incremental_over_full": ratio("incremental", "full"),
+    }
+    if compare_single:
+        ratios[f"{steps[-1].key}_over_incremental"] = ratio(steps[-1].key, "incremental")
+    return {
+        "scale": scale,
+        "days": days,
+        "seed": seed,
+        "logical_date": ds.isoformat(),
+        "incremental_date": next_ds.isoformat(),
+        "dbt_tasks": dbt_tasks,
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine(),
+        "workdir": str(workdir),
+        "generation": {
+            "seconds": round(generation_seconds, 2),
+            "days": days + 1,
+            "rows": sum(volumes.values()),
+        },
+        "volumes": volumes,
+        "steps": [s.as_dict() for s in steps],
+        "ratios": ratios,
+        "targets": TARGETS,
+        "checks": checks,
+        "ok": all(s.exit_code == 0 for s in steps)
+        and bool(checks)
+        and all(c["match"] for c in checks),
+    }
+
+
+def machine() -> dict:
+    import platform
+
+    meminfo = Path("/proc/meminfo")
+    total = 0
+    if meminfo.exists():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                total = int(line.split()[1]) // 1024
+    return {
+        "cpus": os.cpu_count(),
+        "memory_mb": total,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The floor: the headline marts in hand-written DuckDB SQL, straight from the landed files.
+# --------------------------------------------------------------------------------------------
+
+#: Simplified definitions of the dbt marts (see README "Benchmarks" for what is left out).
+FLOOR_SQL = """
+create or replace temp table shopify_rows as
+select * from shopify_comma union all by name select * from shopify_semicolon;
+
+-- an order with a row the contract rejects is held back whole (per file); rows without a name go
+create or replace temp table shopify_typed as
+with typed as (
+    select
+        filename,
+        regexp_extract(filename, '(\\d{4}-\\d{2}-\\d{2})[/\\\\][^/\\\\]*$', 1)::date as load_date,
+        regexp_extract(filename, '[^/\\\\]*$') as source_file,
+        nullif(trim("Name"), '') as order_name,
+        nullif(lower(trim("Email")), '') as email,
+        nullif(trim("Financial Status"), '') as financial_status,
+        upper(nullif(trim("Currency"), '')) as currency,
+        try_cast(replace(nullif(trim("Total"), ''), ',', '.') as decimal(18, 6)) as total_amount,
+        try_cast(replace(nullif(trim("Refunded Amount"), ''), ',', '.') as decimal(18, 6))
+            as refunded_amount,
+        nullif(trim("Discount Code"), '') as discount_code,
+        try_strptime(nullif(trim("Created at"), ''), '%Y-%m-%d %H:%M:%S %z')::timestamp
+            as created_at,
+        nullif(trim("Cancelled at"), '') as cancelled_at,
+        try_cast(nullif(trim("Lineitem quantity"), '') as bigint) as quantity,
+        nullif(trim("Created at"), '') as created_raw
+    from shopify_rows
+)
+select
+    *,
+    created_at is null
+        or quantity is null or quantity < 0
+        or (currency is not null and not regexp_full_match(currency, '[A-Z]{3}'))
+        or currency = 'EURO' as is_broken
+from typed
+where order_name is not null;
+
+create or replace temp table orders as
+with held_back as (
+    select distinct filename, order_name from shopify_typed where is_broken
+),
+kept as (
+    select shopify_typed.*
+    from shopify_typed
+    anti join held_back using (filename, order_name)
+),
+first_rows as (
+    select * from kept
+    -- the order's first line: the one carrying its totals (Shopify fills them on it only)
+    qualify row_number() over (
+        partition by filename, order_name order by total_amount is null, financial_status is null
+    ) = 1
+),
+shopify as (
+    select * from first_rows
+    qualify row_number() over (
+        partition by order_name order by load_date desc, source_file desc
+    ) = 1
+),
+stripe as (
+    select
+        id as payment_id,
+        nullif(lower(trim("Customer Email")), '') as email,
+        lower(trim("Status")) as status,
+        lower(trim("Captured")) in ('true', 'yes', '1') as is_captured,
+        upper(trim("Currency")) as currency,
+        try_cast(nullif(trim("Amount"), '') as decimal(18, 6)) as amount,
+        try_cast(nullif(trim("Amount Refunded"), '') as decimal(18, 6)) as amount_refunded,
+        strptime(trim("Created date (UTC)"), '%Y-%m-%d %H:%M:%S') as created_at,
+        regexp_extract(filename, '(\\d{4}-\\d{2}-\\d{2})[/\\\\][^/\\\\]*$', 1)::date as load_date
+    from stripe_rows
+    qualify row_number() over (partition by id order by load_date desc) = 1
+),
+unioned as (
+    select
+        'shopify-' || order_name as order_id,
+        email,
+        created_at,
+        currency,
+        total_amount,
+        coalesce(refunded_amount, 0) as refunded_amount,
+        discount_code is not null as has_discount,
+        cancelled_at is null
+            and financial_status in ('paid', 'partially_paid', 'partially_refunded', 'refunded')
+            as is_revenue_order
+    from shopify
+    union all
+    select
+        'stripe-' || payment_id,
+        email,
+        created_at,
+        currency,
+        amount,
+        case when status = 'refunded' then coalesce(amount_refunded, amount)
+            else coalesce(amount_refunded, 0) end,
+        false,
+        is_captured and status in ('paid', 'refunded')
+    from stripe
+),
+rated as (
+    select unioned.*, fx.rate, fx.rate_date
+    from unioned
+    asof left join fx
+        on unioned.currency = fx.from_currency
+        and cast(unioned.created_at as date) >= fx.rate_date
+)
+select
+    order_id,
+    md5(email) as customer_id,
+    cast(created_at as date) as order_date,
+    created_at,
+    has_discount,
+    is_revenue_order,
+    cast(total_amount * case when currency = $currency then 1.0
+        when rate_date > cast(created_at as date) - 8 then rate end as decimal(18, 2))
+        as total_amount_reporting,
+    cast(refunded_amount * case when currency = $currency then 1.0
+        when rate_date > cast(created_at as date) - 8 then rate end as decimal(18, 2))
+        as refunded_amount_reporting
+from rated;
+
+create or replace temp table revenue_orders as
+select * from orders where is_revenue_order;
+
+-- every person any source names by e-mail
+create or replace temp table people as
+select distinct customer_id, email from (
+    select md5(email) as customer_id, email from (
+        select email from shopify_typed
+        union all select nullif(lower(trim("Customer Email")), '') from stripe_rows
+        union all select nullif(lower(trim("Email")), '') from hubspot_rows
+        union all select nullif(lower(trim("Email")), '') from klaviyo_rows
+        union all select nullif(lower(trim(email)), '') from product_rows
+        union all select nullif(lower(trim(email)), '') from voucher_emails
+        union all select nullif(lower(trim(email)), '') from assignments
+    )
+    where email is not null
+);
+
+create or replace table dim_customers as
+with stats as (
+    select
+        customer_id,
+        min(created_at) as first_order_at,
+        max(created_at) as last_order_at,
+        count(*) as orders_count,
+        sum(total_amount_reporting) as lifetime_revenue,
+        sum(refunded_amount_reporting) as lifetime_refunds
+    from revenue_orders
+    where customer_id is not null
+    group by customer_id
+)
+select
+    people.customer_id,
+    any_value(people.email) as email,
+    any_value(stats.first_order_at) as first_order_at,
+    any_value(stats.last_order_at) as last_order_at,
+    coalesce(any_value(stats.orders_count), 0) as orders_count,
+    coalesce(any_value(stats.lifetime_revenue), 0) as lifetime_revenue,
+    coalesce(any_value(stats.lifetime_refunds), 0) as lifetime_refunds
+from people
+left join stats using (customer_id)
+group by people.customer_id;
+
+-- product users: the customer their key leads to by e-mail, else the key itself
+create or replace temp table product_users as
+with events as (
+    select
+        coalesce(nullif(trim("userId"), ''), nullif(lower(trim(email)), '')) as source_key,
+        nullif(lower(trim(email)), '') as email,
+        case
+            when regexp_full_match(trim("timestamp"), '\\d+') then
+                make_timestamp(cast(trim("timestamp") as bigint) * 1000)
+            else strptime(trim("timestamp"), '%Y-%m-%dT%H:%M:%S.%fZ')
+        end as occurred_at
+    from product_rows
+),
+key_emails as (
+    select source_key, max(email) as email from events where email is not null group by source_key
+)
+select distinct
+    cast(events.occurred_at as date) as activity_date,
+    coalesce(md5(key_emails.email), 'product:' || events.source_key) as user_key
+from events
+left join key_emails using (source_key)
+where events.source_key is not null;
+
+create or replace table kpi_daily as
+with bounds as (
+    select min(order_date) as first_date, max(order_date) as last_date from revenue_orders
+),
+spine as (
+    select cast(unnest(generate_series(first_date, last_date, interval 1 day)) as date) as date_day
+    from bounds
+),
+first_dates as (
+    select customer_id, min(order_date) as first_order_date
+    from revenue_orders where customer_id is not null group by customer_id
+),
+daily as (
+    select
+        order_date,
+        count(*) as orders,
+        sum(total_amount_reporting) as revenue,
+        sum(refunded_amount_reporting) as refunds,
+        count(distinct case when order_date = first_order_date then revenue_orders.customer_id end)
+            as new_customers
+    from revenue_orders left join first_dates using (customer_id)
+    group by order_date
+),
+active as (
+    select
+        spine.date_day,
+        count(distinct case when activity_date = date_day then user_key end) as active_users,
+        count(distinct case when activity_date > date_day - 7 then user_key end)
+            as weekly_active_users,
+        count(distinct user_key) as monthly_active_users
+    from spine
+    inner join product_users
+        on activity_date <= date_day and activity_date > date_day - $window
+    group by spine.date_day
+)
+select
+    spine.date_day as date,
+    coalesce(orders, 0) as orders,
+    coalesce(revenue, 0) as revenue,
+    coalesce(refunds, 0) as refunds,
+    coalesce(new_customers, 0) as new_customers,
+    coalesce(active_users, 0) as active_users,
+    coalesce(weekly_active_users, 0) as weekly_active_users,
+    coalesce(monthly_active_users, 0) as monthly_active_users
+from spine
+left join daily on spine.date_day = daily.order_date
+left join active using (date_day)
+order by date;
+
+create or replace table kpi_cohort_retention as
+with customer_months as (
+    select customer_id, date_trunc('month', order_date)::date as order_month,
+        sum(total_amount_reporting) as revenue
+    from revenue_orders where customer_id is not null
+    group by all
+),
+cohorts as (
+    select customer_id, min(order_month) as cohort_month from customer_months group by all
+),
+sizes as (select cohort_month, count(*) as cohort_size from cohorts group by all),
+months as (
+    select cast(unnest(generate_series(min(order_month), max(order_month), interval 1 month))
+        as date) as activity_month
+    from customer_months
+),
+cells as (
+    select cohort_month, cohort_size, activity_month,
+        datediff('month', cohort_month, activity_month) as months_since_first_order
+    from sizes inner join months on activity_month >= cohort_month
+),
+activity as (
+    select cohort_month, datediff('month', cohort_month, order_month) as months_since_first_order,
+        count(*) as retained_customers, sum(revenue) as revenue
+    from customer_months inner join cohorts using (customer_id)
+    group by all
+)
+select
+    cells.cohort_month,
+    cells.months_since_first_order,
+    cells.activity_month,
+    cells.cohort_size,
+    coalesce(retained_customers, 0) as retained_customers,
+    coalesce(retained_customers, 0) / cells.cohort_size as retention_rate,
+    coalesce(revenue, 0) as revenue,
+    sum(coalesce(revenue, 0)) over (
+        partition by cells.cohort_month order by cells.months_since_first_order
+    ) as cumulative_revenue
+from cells left join activity using (cohort_month, months_since_first_order);
+
+create or replace table customer_segments as
+with orders_to_date as (
+    select * from revenue_orders
+    where customer_id is not null and order_date <= $snapshot
+),
+ranked as (
+    select customer_id, order_date,
+        lag(order_date) over (partition by customer_id order by created_at, order_id)
+            as previous_order_date,
+        row_number() over (partition by customer_id order by created_at desc, order_id desc)
+            as recency_rank
+    from orders_to_date
+),
+stats as (
+    select customer_id, min(order_date) as first_order_date, max(order_date) as last_order_date,
+        count(*) as frequency, sum(total_amount_reporting) as monetary
+    from orders_to_date group by customer_id
+),
+buyers as (
+    select stats.*, ranked.previous_order_date,
+        cast(ceil(5 * cume_dist() over (order by stats.monetary)) as integer) as m_score
+    from stats inner join ranked
+        on stats.customer_id = ranked.customer_id and ranked.recency_rank = 1
+),
+scored as (
+    select
+        $snapshot as snapshot_date,
+        dim_customers.customer_id,
+        datediff('day', last_order_date, $snapshot) as recency_days,
+        datediff('day', first_order_date, $snapshot) as days_since_first_order,
+        coalesce(frequency, 0) as frequency,
+        coalesce(monetary, 0) as monetary,
+        m_score,
+        previous_order_date,
+        last_order_date
+    from dim_customers left join buyers using (customer_id)
+),
+rf as (
+    select *,
+        case when frequency > 0 then 5 - (recency_days > 30)::int - (recency_days > 60)::int
+            - (recency_days > 90)::int - (recency_days > 180)::int end as r_score,
+        case when frequency > 0 then 1 + (frequency >= 2)::int + (frequency >= 3)::int
+            + (frequency >= 4)::int + (frequency >= 6)::int end as f_score
+    from scored
+)
+select
+    snapshot_date, customer_id, recency_days, frequency, monetary, r_score, f_score, m_score,
+    case
+        when frequency = 0 then null
+        when r_score = 5 and f_score >= 4 then 'champions'
+        when r_score >= 3 and f_score >= 4 then 'loyal'
+        when r_score >= 4 and f_score >= 2 then 'potential_loyalist'
+        when r_score = 5 then 'new'
+        when r_score = 4 then 'promising'
+        when r_score = 3 then 'needs_attention'
+        when f_score = 5 then 'cannot_lose'
+        when f_score >= 3 then 'at_risk'
+        when r_score = 2 then 'hibernating'
+        else 'lost'
+    end as rfm_segment,
+    case
+        when frequency = 0 then 'lead'
+        when recency_days > 90 then 'churned'
+        when recency_days > 60 then 'at_risk'
+        when days_since_first_order <= 30 then 'new'
+        when datediff('day', previous_order_date, last_order_date) > 90 then 'reactivated'
+        else 'active'
+    end as lifecycle_stage
+from rf;
+"""
+
+
+def _read_workbook_rows(path: Path, sheet: str | None = None) -> list[tuple]:
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(path, read_only=True, data_only=True)
+    try:
+        rows = workbook[sheet] if sheet else workbook.worksheets[0]
+        return [r for r in rows.iter_rows(min_row=2, values_only=True) if any(r)]
+    finally:
+        workbook.close()
+
+
+def _csv_list(files: list[Path]) -> str:
+    return "[" + ", ".join(f"'{f}'" for f in files) + "]"
+
+
+def floor(landing: Path, ds: date, db_path: Path, currency: str = "EUR") -> dict:
+    """The headline marts (dim_customers, kpi_daily, kpi_cohort_retention, customer_segments)
+    from the landed files in plain DuckDB SQL, into tables of ``db_path``; their headline numbers."""
+    db_path.unlink(missing_ok=True)
+    con = duckdb.connect(str(db_path))
+    try:
+        con.execute("set TimeZone = 'UTC'; set enable_progress_bar = false")
+        shopify = sorted(landing.glob("*/shopify_orders*.csv"))
+        by_delimiter: dict[str, list[Path]] = {",": [], ";": []}
+        for path in shopify:
+            with path.open("r", encoding="utf-8-sig") as handle:
+                header = handle.readline()
+            by_delimiter[";" if header.count(";") > header.count(",") else ","].append(path)
+        columns = ", ".join(f'"{c}"' for c in FLOOR_SHOPIFY_COLUMNS)
+        for name, delim in (("shopify_comma", ","), ("shopify_semicolon", ";")):
+            files = by_delimiter[delim]
+            if files:
+                con.execute(
+                    f"create temp table {name} as select filename, "
+                    f"{columns} "
+                    f"from read_csv({_csv_list(files)}, delim = '{delim}', header = true, "
+                    "all_varchar = true, filename = true, quote = '\"')"
+                )
+            else:
+                cols = ", ".join(f'null::varchar as "{c}"' for c in FLOOR_SHOPIFY_COLUMNS)
+                con.execute(
+                    f"create temp table {name} as select null::varchar as filename, {cols} limit 0"
+                )
+        csv = "header = true, all_varchar = true, filename = true"
+        con.execute(
+            "create temp table stripe_rows as select * from "
+            f"read_csv('{landing}/*/stripe_payments*.csv', {csv})"
+        )
+        con.execute(
+            'create temp table hubspot_rows as select "Email" from '
+            f"read_csv('{landing}/*/hubspot_contacts*.csv', {csv})"
+        )
+        con.execute(
+            'create temp table klaviyo_rows as select "Email" from '
+            f"read_csv('{landing}/*/klaviyo_events*.csv', {csv})"
+        )
+        con.execute(
+            "create temp table product_rows as select * from "
+            f"read_json('{landing}/*/product_events*.jsonl', format = 'newline_delimited', "
+            "columns = {messageId: 'VARCHAR', event: 'VARCHAR', timestamp: 'VARCHAR', "
+            "userId: 'VARCHAR', email: 'VARCHAR'})"
+        )
+        con.execute(
+            "create temp table voucher_emails as "
+            "select unnest(redemptions).customer.email as email from "
+            f"read_json('{landing}/*/voucher_redemptions*.json', maximum_object_size = 1073741824)"
+        )
+        rates = {}
+        for path in sorted(landing.glob("*/fx_rates*.xlsx")):
+            for rate_date, from_c, to_c, rate in _read_workbook_rows(path):
+                rates[(rate_date, str(from_c).upper(), str(to_c).upper())] = rate
+        con.execute(
+            "create temp table fx_all (rate_date date, from_currency varchar, "
+            "to_currency varchar, rate decimal(18, 6))"
+        )
+        con.executemany(
+            "insert into fx_all values (?, ?, ?, ?)", [(*k, v) for k, v in rates.items()]
+        )
+        con.execute(
+            "create temp table fx as select * from fx_all where to_currency = ? "
+            "order by from_currency, rate_date",
+            [currency],
+        )
+        emails = [
+            (row[1],)
+            for path in sorted(landing.glob("*/experiments*.xlsx"))
+            for row in _read_workbook_rows(path, "assignments")
+        ]
+        con.execute("create temp table assignments (email varchar)")
+        con.executemany("insert into assignments values (?)", emails)
+        sql = (
+            FLOOR_SQL.replace("$currency", f"'{currency}'")
+            .replace("$snapshot", f"date '{ds.isoformat()}'")
+            .replace("$window", "30")
+        )
+        for statement in sql.split(";\n"):
+            if statement.strip():
+                con.execute(statement)
+        return headline_numbers(con, "main", ds)
+    finally:
+        con.close()
+
+
+FLOOR_SHOPIFY_COLUMNS = [
+    "Name", "Email", "Financial Status", "Currency", "Total", "Refunded Amount", "Discount Code",
+    "Created at", "Cancelled at", "Lineitem quantity",
+]  # fmt: skip
+
+#: The numbers compared between the floor and the dbt marts: (mart, metric, SQL expression).
+HEADLINES = [
+    ("kpi_daily", "days", "count(*)"),
+    ("kpi_daily", "orders", "sum(orders)"),
+    ("kpi_daily", "revenue", "sum(revenue)"),
+    ("kpi_daily", "refunds", "sum(refunds)"),
+    ("kpi_daily", "new_customers", "sum(new_customers)"),
+    ("kpi_daily", "active_user_days", "sum(active_users)"),
+    ("kpi_daily", "peak_monthly_active_users", "max(monthly_active_users)"),
+    ("dim_customers", "customers", "count(*)"),
+    ("dim_customers", "customers_with_orders", "count(*) filter (where orders_count > 0)"),
+    ("dim_customers", "lifetime_revenue", "sum(lifetime_revenue)"),
+    ("kpi_cohort_retention", "cells", "count(*)"),
+    ("kpi_cohort_retention", "retained_customers", "sum(retained_customers)"),
+    ("kpi_cohort_retention", "revenue", "sum(revenue)"),
+    ("customer_segments", "customers", "count(*)"),
+    ("customer_segments", "champions", "count(*) filter (where rfm_segment = 'champions')"),
+    ("customer_segments", "churned", "count(*) filter (where lifecycle_stage = 'churned')"),
+    ("customer_segments", "monetary", "sum(monetary)"),
+]
+
+
+def headline_numbers(con, schema: str, ds: date) -> dict:
+    numbers = {}
+    for table, metric, expr in HEADLINES:
+        where = (
+            f" where snapshot_date = date '{ds.isoformat()}'"
+            if table == "customer_segments"
+            else ""
+        )
+        value = con.execute(f"select {expr} from {schema}.{table}{where}").fetchone()[0]
+        numbers[f"{table}.{metric}"] = float(value) if value is not None else None
+    return numbers
+
+
+def compare_marts(floor_db: Path, warehouse: Path, ds: date) -> list[dict]:
+    """The floor's headline numbers beside the published dbt marts' numbers."""
+    con = duckdb.connect(str(floor_db), read_only=True)
+    try:
+        ours = headline_numbers(con, "main", ds)
+    finally:
+        con.close()
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        theirs = headline_numbers(con, "marts", ds)
+    finally:
+        con.close()
+    checks = []
+    for key, value in theirs.items():
+        floor_value = ours.get(key)
+        match = value is not None and floor_value is not None and abs(value - floor_value) <= 0.01
+        checks.append(
+            {
+                "metric": key,
+                "dbt": value,
+                "floor": floor_value,
+                "difference": None
+                if value is None or floor_value is None
+                else round(value - floor_value, 2),
+                "match": bool(match),
+            }
+        )
+    return checks
+
+
+def _floor_main(argv: list[str]) -> int:
+    landing, ds, db_path, currency = argv
+    numbers = floor(Path(landing), date.fromisoformat(ds), Path(db_path), currency)
+    print(json.dumps(numbers, indent=1))
+    return 0
+
+
+def format_full(report: dict) -> str:
+    """The table, the ratios against their targets and the floor-versus-marts check."""
+    m = report["machine"]
+    out = [
+        f"scale {report['scale']}, {report['days']} days to {report['logical_date']} "
+        f"(+1 incremental), seed {report['seed']}, MWH_DBT_TASKS={report['dbt_tasks']}",
+        f"machine: {m['cpus']} cpus, {m['memory_mb']:,} MB, load average {m['load_average']}",
+        f"generated {report['generation']['rows']:,} rows in "
+        f"{report['generation']['seconds']:.1f}s: "
+        + ", ".join(f"{k} {v:,}" for k, v in report["volumes"].items()),
+        "",
+        f"{'step':44}{'wall s':>9}{'peak RSS MB':>13}{'rows':>12}{'rows/s':>10}{'exit':>6}",
+    ]
+    for s in report["steps"]:
+        out.append(
+            f"{s['name']:44}{s['seconds']:>9.1f}{s['peak_rss_mb']:>13,.0f}{s['rows']:>12,}"
+            f"{s['rows_per_second']:>10,}{s['exit_code']:>6}"
+        )
+    out.append("")
+    targets = {
+        "full_over_floor": ("(a)/(c)", "<= 5 at scale 1"),
+        "dbt_over_floor": ("(b)/(c)", "<= 2.5 at scale 1"),
+        "incremental_over_full": ("(d)/(a)", "<= 0.15"),
+    }
+    for key, value in report["ratios"].items():
+        label, target = targets.get(key, (key, ""))
+        shown = "n/a" if value is None else f"{value:.2f}"
+        out.append(f"ratio {label:<36}{shown:>8}   target {target}" if target else
+                   f"ratio {label:<36}{shown:>8}")  # fmt: skip
+    if report["checks"]:
+        out += ["", f"{'floor vs dbt marts':44}{'dbt':>16}{'floor':>16}{'check':>8}"]
+        for c in report["checks"]:
+            shown = [
+                "null" if v is None else f"{v:,.2f}" if v % 1 else f"{v:,.0f}"
+                for v in (c["dbt"], c["floor"])
+            ]
+            out.append(
+                f"{c['metric']:44}{shown[0]:>16}{shown[1]:>16}{'ok' if c['match'] else 'DIFF':>8}"
+            )
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "floor":
+        sys.exit(_floor_main(sys.argv[2:]))
+    sys.exit(
+        f"usage: python -m {__spec__.name if __spec__ else 'bench'} floor LANDING DS DB CURRENCY"
+    )

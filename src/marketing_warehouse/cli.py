@@ -74,6 +74,15 @@ def run_dag(settings: Settings, ds: str, env: dict[str, str], log_path: Path) ->
     return code == 0
 
 
+def _demo_days(settings: Settings, scale: float) -> int:
+    """MWH_DEMO_DAYS when set, else a year from scale 0.1 (60 days below)."""
+    from marketing_warehouse import demo
+
+    if "MWH_DEMO_DAYS" in os.environ:
+        return settings.demo_days
+    return demo.default_days(scale, settings.demo_days)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from marketing_warehouse import demo, summary
     from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
@@ -88,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         files = demo.generate(
             settings.landing_dir,
             date.fromisoformat(ds),
-            settings.demo_days,
+            _demo_days(settings, args.scale),
             seed=settings.demo_seed,
             scale=args.scale,
         )
@@ -113,7 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     files = demo.generate(
         settings.landing_dir,
         date.fromisoformat(_logical_date(args.date)),
-        args.days or settings.demo_days,
+        args.days or _demo_days(settings, args.scale),
         seed=settings.demo_seed,
         scale=args.scale,
     )
@@ -343,6 +352,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = load_settings()
     out = Path(args.out) if args.out else settings.data_dir / "bench"
     out.mkdir(parents=True, exist_ok=True)
+    if args.what == "full":
+        return _bench_full(args, out)
     with tempfile.TemporaryDirectory(prefix="mwh-bench-", dir=out) as tmp:
         report = bench.extraction(Path(tmp), args.lines)
     print(bench.format_extraction(report))
@@ -350,6 +361,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     target.write_text(json.dumps(report, indent=2), "utf-8")
     print(f"\nwritten to {target}")
     return 0
+
+
+def _bench_full(args: argparse.Namespace, out: Path) -> int:
+    import shutil
+
+    from marketing_warehouse import bench
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    workdir = out / f"run-{args.scale:g}-{stamp}"
+    workdir.mkdir(parents=True)
+    print(f"Full benchmark at scale {args.scale:g} in {workdir} ...", flush=True)
+    report = bench.full(
+        workdir,
+        args.scale,
+        days=args.days,
+        seed=args.seed,
+        compare_single=not args.no_compare,
+        dbt_tasks=args.dbt_tasks,
+    )
+    print(bench.format_full(report))
+    target = out / f"bench-{args.scale:g}-{stamp}.json"
+    target.write_text(json.dumps(report, indent=2), "utf-8")
+    print(f"\nwritten to {target}")
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if report["ok"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -361,7 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="write demo exports into the landing folder")
     demo.add_argument("--date", help="last landing date (default: yesterday, UTC)")
-    demo.add_argument("--days", type=int, help="days of history (default: MWH_DEMO_DAYS)")
+    demo.add_argument(
+        "--days", type=int, help="days of history (default: MWH_DEMO_DAYS, or 365 from scale 0.1)"
+    )
     demo.add_argument("--scale", type=float, default=0.01, help="1.0 = ~1 M order lines a year")
     demo.set_defaults(func=cmd_demo)
     query = sub.add_parser("query", help="run SQL against the serving warehouse (read-only)")
@@ -383,8 +422,21 @@ def build_parser() -> argparse.ArgumentParser:
     settings = sub.add_parser("settings", help="list the MWH_* settings and their values")
     settings.set_defaults(func=cmd_settings)
     bench = sub.add_parser("bench", help="benchmarks, each measured beside DuckDB's own floor")
-    bench.add_argument("what", choices=["extraction"])
-    bench.add_argument("--lines", type=int, default=1_000_000, help="Shopify order lines")
+    bench.add_argument("what", choices=["extraction", "full"])
+    bench.add_argument("--lines", type=int, default=1_000_000, help="extraction: order lines")
+    bench.add_argument("--scale", type=float, default=0.1, help="full: demo scale factor")
+    bench.add_argument("--days", type=int, help="full: days of history (a year from scale 0.1)")
+    bench.add_argument("--seed", type=int, default=42, help="full: demo seed")
+    bench.add_argument(
+        "--dbt-tasks",
+        choices=["per_model", "single"],
+        default=os.environ.get("MWH_DBT_TASKS", "per_model"),
+        help="full: MWH_DBT_TASKS of the measured runs (default: the setting)",
+    )
+    bench.add_argument(
+        "--no-compare", action="store_true", help="full: skip the run in the other dbt task mode"
+    )
+    bench.add_argument("--keep", action="store_true", help="full: keep the data folder")
     bench.add_argument("--out", help="folder for the JSON report (default: <data>/bench)")
     bench.set_defaults(func=cmd_bench)
     rb = sub.add_parser(

@@ -55,6 +55,10 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "(empty: role cannot log in)",
         "Password publish sets on the reader role; empty leaves the role without login.",
     ),
+    "MWH_DBT_TASKS": (
+        "per_model",
+        "per_model: one Airflow task per dbt model; single: one dbt build task per dbt stage.",
+    ),
     "MWH_EXPECTATIONS_DIR": (
         "<project>/expectations",
         "GX suites and gates.yml; point it at a copy to change severities and thresholds.",
@@ -80,6 +84,9 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "MWH_ALERT_WEBHOOK_CONN_ID": ("(none)", "An Airflow connection holding the webhook URL."),
     "MWH_ALERT_TIMEOUT": ("10", "Seconds to wait for the SMTP server or the webhook."),
 }
+
+#: How dbt runs inside the DAG (MWH_DBT_TASKS).
+DBT_TASK_MODES = ("per_model", "single")
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -110,6 +117,7 @@ class Settings:
     postgres_dsn: str = field(default="", repr=False)
     postgres_reader_role: str = "bi_reader"
     postgres_reader_password: str = field(default="", repr=False)
+    dbt_tasks: str = "per_model"
     expectations_override: Path | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -197,6 +205,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             f"MWH_POSTGRES_READER_ROLE={reader_role!r} is not a plain lower-case identifier "
             "(letters, digits, underscore; e.g. bi_reader)."
         )
+    dbt_tasks = env.get("MWH_DBT_TASKS", "per_model").strip().lower() or "per_model"
+    if dbt_tasks not in DBT_TASK_MODES:
+        raise ConfigError(
+            f"MWH_DBT_TASKS={dbt_tasks!r} is not one of {', '.join(DBT_TASK_MODES)} "
+            "(per_model: one Airflow task per dbt model; single: one dbt build per stage)."
+        )
     return Settings(
         project_dir=project_dir,
         data_dir=data_dir,
@@ -214,6 +228,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         postgres_dsn=env.get("MWH_POSTGRES_DSN", "").strip(),
         postgres_reader_role=reader_role,
         postgres_reader_password=env.get("MWH_POSTGRES_READER_PASSWORD", ""),
+        dbt_tasks=dbt_tasks,
         expectations_override=(
             _path(env, "MWH_EXPECTATIONS_DIR", project_dir)
             if env.get("MWH_EXPECTATIONS_DIR")

@@ -58,7 +58,8 @@ def parse_project(settings: Settings, env: dict[str, str]) -> Path:
 
 
 def dbt_task_group(group_id: str, select: list[str], settings: Settings):
-    """A Cosmos ``DbtTaskGroup`` building the models matched by ``select``."""
+    """The dbt models matched by ``select``: a Cosmos ``DbtTaskGroup`` with one task per model,
+    or, with ``MWH_DBT_TASKS=single``, one Cosmos ``dbt build`` task named ``group_id``."""
     from cosmos import (
         DbtTaskGroup,
         ExecutionConfig,
@@ -68,6 +69,8 @@ def dbt_task_group(group_id: str, select: list[str], settings: Settings):
     )
     from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
+    if settings.dbt_tasks == "single":
+        return _single_build_task(group_id, select, settings)
     manifest = manifest_path(settings)
     has_manifest = manifest.exists()
     project = ProjectConfig(
@@ -102,6 +105,33 @@ def dbt_task_group(group_id: str, select: list[str], settings: Settings):
         execution_config=execution,
         render_config=render,
         operator_args={"pool": WAREHOUSE_POOL, "install_deps": False, "vars": DBT_VARS},
+    )
+
+
+def _single_build_task(group_id: str, select: list[str], settings: Settings):
+    """One ``dbt build --select <select>``: models and their tests in dbt's own DAG order."""
+    from cosmos import ProfileConfig
+    from cosmos.constants import InvocationMode
+    from cosmos.operators.local import DbtBuildLocalOperator
+
+    return DbtBuildLocalOperator(
+        task_id=group_id,
+        project_dir=str(settings.dbt_project_dir),
+        profile_config=ProfileConfig(
+            profile_name=PROFILE_NAME,
+            target_name=TARGET_NAME,
+            profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml",
+        ),
+        select=" ".join(select),
+        vars=DBT_VARS,
+        env=settings.dbt_env(),
+        append_env=True,
+        install_deps=False,
+        partial_parse=True,
+        emit_datasets=False,
+        dbt_executable_path=str(dbt_executable()),
+        invocation_mode=InvocationMode.SUBPROCESS,
+        pool=WAREHOUSE_POOL,
     )
 
 

@@ -88,14 +88,36 @@ def _money(value: float) -> str:
     return f"{value:.2f}"
 
 
+#: Column positions of the Shopify export, so a row is built as a list, not a dict per line.
+_COLUMN = {h: i for i, h in enumerate(SHOPIFY_HEADER)}
+
+
+def _cum_weights(customers: list[Customer]) -> list[float]:
+    """Cumulative purchase propensities: computed once per demo, not once per day or order."""
+    return list(itertools.accumulate(c.weight for c in customers))
+
+
+def _row(values: dict[str, str]) -> list[str]:
+    row = [""] * len(SHOPIFY_HEADER)
+    for header, value in values.items():
+        row[_COLUMN[header]] = value
+    return row
+
+
 def _shopify_day(
-    rng: random.Random, day: date, customers: list[Customer], orders: int, next_number: int
+    rng: random.Random,
+    day: date,
+    customers: list[Customer],
+    orders: int,
+    next_number: int,
+    cum_weights: list[float] | None = None,
 ) -> tuple[list[list[str]], int, list]:
     from marketing_warehouse.demo_marketing import Order
 
     rows: list[list[str]] = []
     placed: list[Order] = []
-    cum_weights = list(itertools.accumulate(c.weight for c in customers))
+    if cum_weights is None:
+        cum_weights = _cum_weights(customers)
     for _ in range(orders):
         customer = rng.choices(customers, cum_weights=cum_weights)[0]
         number = next_number
@@ -125,24 +147,21 @@ def _shopify_day(
         if rng.random() < 0.08:  # typed differently at checkout
             email = f" {email.title()} " if rng.random() < 0.5 else email.upper()
         for position, ((name, sku, price), qty) in enumerate(lines):
-            row = dict.fromkeys(SHOPIFY_HEADER, "")
-            row.update(
-                {
-                    "Name": f"#{number}",
-                    "Email": email,
-                    "Created at": stamp,
-                    "Lineitem quantity": str(qty),
-                    "Lineitem name": name,
-                    "Lineitem price": _money(price),
-                    "Lineitem compare at price": "",
-                    "Lineitem sku": sku,
-                    "Lineitem requires shipping": "true",
-                    "Lineitem taxable": "true",
-                    "Lineitem fulfillment status": "fulfilled",
-                    "Vendor": "Demo Outfitters",
-                    "Lineitem discount": _money(round(price * qty * rate, 2)),
-                }
-            )
+            row = {
+                "Name": f"#{number}",
+                "Email": email,
+                "Created at": stamp,
+                "Lineitem quantity": str(qty),
+                "Lineitem name": name,
+                "Lineitem price": _money(price),
+                "Lineitem compare at price": "",
+                "Lineitem sku": sku,
+                "Lineitem requires shipping": "true",
+                "Lineitem taxable": "true",
+                "Lineitem fulfillment status": "fulfilled",
+                "Vendor": "Demo Outfitters",
+                "Lineitem discount": _money(round(price * qty * rate, 2)),
+            }
             if position == 0:
                 row.update(
                     {
@@ -176,7 +195,7 @@ def _shopify_day(
                         ),
                     }
                 )
-            rows.append([row[h] for h in SHOPIFY_HEADER])
+            rows.append(_row(row))
     return rows, next_number, placed
 
 
@@ -189,7 +208,9 @@ def _break_a_row(rng: random.Random, row: list[str]) -> list[str]:
         broken[index["Created at"]] = "31/02/2026 25:61"
     elif kind == 1:
         broken[index["Currency"]] = "EURO"
-    elif kind == 2:
+    elif kind == 2 or broken[index["Financial Status"]]:
+        # an order's first row carries its totals: without its Name the rest of the order would
+        # load without totals, so a first row gets a bad quantity instead
         broken[index["Lineitem quantity"]] = "-2"
     else:
         broken[index["Name"]] = ""
@@ -210,6 +231,12 @@ def _write_shopify(path: Path, rows: list[list[str]], eu_style: bool) -> None:
             writer.writerow(row)
 
 
+def default_days(scale: float, configured: int = 60) -> int:
+    """Days of history for a scale: a year from scale 0.1 (the volumes are per year), else
+    ``configured`` (MWH_DEMO_DAYS)."""
+    return 365 if scale >= 0.1 else configured
+
+
 def generate(
     landing_dir: Path, end_date: date, days: int, seed: int = 42, scale: float = 0.01
 ) -> list[Path]:
@@ -224,6 +251,7 @@ def generate(
     next_number = 1001
     first_day = end_date - timedelta(days=days - 1)
     subscribers = [c for c in customers if c.index % 7 == 0]
+    cum_weights = _cum_weights(customers)
     campaign_no = 0
     previous_file: Path | None = None
     for offset in range(days - 1, -1, -1):
@@ -232,7 +260,9 @@ def generate(
         folder.mkdir(parents=True, exist_ok=True)
         weekday_boost = 1.25 if day.weekday() >= 5 else 1.0
         count = max(1, round(rng.gauss(orders_per_day * weekday_boost, orders_per_day * 0.15)))
-        rows, next_number, orders = _shopify_day(rng, day, customers, count, next_number)
+        rows, next_number, orders = _shopify_day(
+            rng, day, customers, count, next_number, cum_weights
+        )
         rows = [_break_a_row(rng, r) if rng.random() < 0.003 else r for r in rows]
         target = folder / f"shopify_orders_export_{day.isoformat()}.csv"
         _write_shopify(target, rows, eu_style=offset % 10 == 5)

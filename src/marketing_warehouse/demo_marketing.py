@@ -252,7 +252,8 @@ def events_day(
     rng, day: date, customers: list, orders: list[Order], folder: Path, scale: float
 ) -> Path:
     lines = []
-    active = rng.sample(customers, k=max(1, int(len(customers) * 0.08)))
+    # 2.5 % of customers use the product on a day: ~2 M product events a year at scale 1
+    active = rng.sample(customers, k=max(1, int(len(customers) * 0.025)))
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
 
     def emit(customer_email: str | None, user_id: str | None, name: str, at: datetime, value=None):
@@ -325,7 +326,8 @@ def budgets(first_day: date, end_date: date, folder: Path, scale: float) -> Path
 
 
 def experiments(first_day: date, end_date: date, customers: list, folder: Path, rng) -> Path:
-    start = first_day + timedelta(days=7)
+    # a week after the first delivery; a short demo (fewer than 9 days) starts the day before the end
+    start = min(first_day + timedelta(days=7), end_date - timedelta(days=1))
     plan = [
         ["Experiment", "Hypothesis", "Start", "End", "Primary metric", "Minimum sample per variant", "Control variant"],
         ["EXP-001 free shipping banner", "A free-shipping banner raises conversion", start, end_date,

@@ -34,6 +34,7 @@ def test_landing_dir_can_point_anywhere(tmp_path: Path):
         ({"MWH_TASK_RETRIES": "-1"}, "0 or more"),
         ({"MWH_KEEP_VERSIONS": "0"}, "at least 1"),
         ({"MWH_POSTGRES_READER_ROLE": "bi reader; drop"}, "identifier"),
+        ({"MWH_DBT_TASKS": "per_stage"}, "per_model, single"),
     ],
 )
 def test_bad_settings_are_named(env, message):
@@ -54,3 +55,8 @@ def test_serving_defaults():
         }
     )
     assert "change-me-dsn" not in repr(secret) and "change-me-reader" not in repr(secret)
+
+
+def test_dbt_task_mode_defaults_to_one_task_per_model():
+    assert load_settings({}).dbt_tasks == "per_model"
+    assert load_settings({"MWH_DBT_TASKS": " Single "}).dbt_tasks == "single"

@@ -1,0 +1,50 @@
+"""`mwh bench full` works end to end at scale 0.01 on five days (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from marketing_warehouse.bench import HEADLINES
+from marketing_warehouse.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.timeout(900)
+def test_full_bench_smoke(tmp_path, capsys):
+    code = main(
+        ["bench", "full", "--scale", "0.01", "--days", "5", "--dbt-tasks", "single",
+         "--no-compare", "--out", str(tmp_path)]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    [report_file] = tmp_path.glob("bench-0.01-*.json")
+    report = json.loads(report_file.read_text())
+
+    assert {
+        "scale",
+        "days",
+        "machine",
+        "generation",
+        "volumes",
+        "steps",
+        "ratios",
+        "checks",
+    } <= set(report)
+    assert report["scale"] == 0.01 and report["days"] == 5
+    steps = {s["key"]: s for s in report["steps"]}
+    assert list(steps) == ["full", "dbt", "floor", "incremental"]
+    for step in steps.values():
+        assert step["exit_code"] == 0, step
+        assert step["seconds"] > 0 and step["peak_rss_mb"] > 0 and step["rows"] > 0
+        assert set(step) >= {"name", "rows_per_second", "largest_process_mb"}
+    assert steps["incremental"]["rows"] < steps["full"]["rows"]  # one day, not the history
+    for ratio in ("full_over_floor", "dbt_over_floor", "incremental_over_full"):
+        assert report["ratios"][ratio] > 0
+    # the floor computes the same headline numbers as the dbt marts
+    assert [c["metric"] for c in report["checks"]] == [f"{t}.{m}" for t, m, _ in HEADLINES]
+    assert [c for c in report["checks"] if not c["match"]] == []
+    assert code == 0
+    assert "(a)/(c)" in out and "floor vs dbt marts" in out
+    assert not list(tmp_path.glob("run-*"))  # the data folder is removed unless --keep
