@@ -63,12 +63,14 @@ class Check:
     element_count: int | None
     unexpected_count: int | None
     sample: str
+    expected: str = ""
 
     def describe(self) -> str:
         target = f"(column={self.column})" if self.column else ""
-        text = (
-            f"{self.suite}: {self.expectation}{target} [{self.severity}] observed {self.observed}"
-        )
+        text = f"{self.suite}: {self.expectation}{target} [{self.severity}]"
+        if self.expected:
+            text += f" expected {self.expected};"
+        text += f" observed {self.observed}"
         if self.unexpected_count:
             text += f"; {self.unexpected_count} of {self.element_count} rows unexpected"
         if self.sample:
@@ -242,6 +244,19 @@ def _observed(result: dict[str, Any]) -> str:
     return ""
 
 
+def _expected(kwargs: dict[str, Any]) -> str:
+    """The expectation's own thresholds, for messages: ``min_value=0, max_value=1``."""
+    parts = []
+    for key, value in kwargs.items():
+        if key in ("column", "column_A", "column_B", "batch_id") or value is None:
+            continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        text = json.dumps(value, default=str)
+        parts.append(f"{key}={text if len(text) <= 80 else text[:77] + '...'}")
+    return ", ".join(parts)
+
+
 def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResult:
     """Validate every dataset bound to ``stage``; persist results; return them (never raises on data)."""
     if stage not in STAGES:
@@ -317,6 +332,7 @@ def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResul
                         element_count=details.get("element_count"),
                         unexpected_count=details.get("unexpected_count"),
                         sample=json.dumps(sample[:5], default=str) if sample else "",
+                        expected=_expected(cfg.kwargs),
                     )
                 )
     context.build_data_docs()
