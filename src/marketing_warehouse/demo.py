@@ -282,7 +282,7 @@ def generate(
         klaviyo = marketing.klaviyo_day(rng, day, customers, folder, campaign_no)
         campaign_no += bool(klaviyo)
         written += klaviyo
-        written += marketing.ads_day(rng, day, folder)
+        written += marketing.ads_day(rng, day, folder, scale)
         vouchers = marketing.vouchers_day(rng, day, orders, folder)
         if vouchers:
             written.append(vouchers)

@@ -175,10 +175,12 @@ def klaviyo_day(rng, day: date, customers: list, folder: Path, campaign_no: int)
     return written
 
 
-def ads_day(rng, day: date, folder: Path) -> list[Path]:
+def ads_day(rng, day: date, folder: Path, scale: float = 0.01) -> list[Path]:
+    """Daily Google and Meta reports; spend sized to land near the budget workbook's plan."""
+    google_volume, meta_volume = scale * 22, scale * 28
     google_rows = []
     for name, cid in GOOGLE_CAMPAIGNS:
-        impressions = rng.randrange(2000, 9000)
+        impressions = max(1, int(rng.randrange(2000, 9000) * google_volume))
         clicks = int(impressions * rng.uniform(0.02, 0.06))
         cost = round(clicks * rng.uniform(0.4, 1.2), 2)
         conversions = round(clicks * rng.uniform(0.02, 0.05), 2)
@@ -201,10 +203,10 @@ def ads_day(rng, day: date, folder: Path) -> list[Path]:
         writer.writerows(google_rows)
     meta_rows = []
     for name, cid in META_CAMPAIGNS:
-        impressions = rng.randrange(5000, 20000)
+        impressions = max(1, int(rng.randrange(5000, 20000) * meta_volume))
         clicks = int(impressions * rng.uniform(0.008, 0.02))
         spent = round(impressions / 1000 * rng.uniform(5, 11), 2)
-        results = rng.randrange(0, 8)
+        results = int(rng.randrange(0, 8) * meta_volume + rng.random())
         meta_rows.append([day.isoformat(), day.isoformat(), name, cid, day.isoformat(), "GBP",
                           impressions, clicks, f"{spent:.2f}", results, f"{results * 61.5:.2f}"])  # fmt: skip
     meta = _write_csv(
