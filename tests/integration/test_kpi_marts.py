@@ -667,3 +667,31 @@ def test_ad_spend_without_a_rate_fails_the_build(tmp_path):
     result = run_dbt(settings, ["build", "--select", "+int_ad_spend_converted"], dict(os.environ))
     assert result.returncode != 0
     assert "FAIL 1 not_null_int_ad_spend_converted_fx_rate" in result.stdout
+
+
+def test_amounts_of_millions_convert_without_overflow(tmp_path):
+    """A yearly revenue target of 12 million USD converts exactly (1 USD = 0.9123 EUR)."""
+    from marketing_warehouse.config import load_settings
+
+    settings = load_settings({"MWH_DATA_DIR": str(tmp_path / "data")})
+    header = ["Month", "Channel", "Budget", "Currency", "Target new customers", "Target revenue"]
+    write_workbook(
+        settings.landing_dir / "2026-11-01" / "marketing_budget.xlsx",
+        {"plan": [header, ["2026-11", "Google Ads", 2_500_000, "USD", 40_000, 12_000_000.55]]},
+    )
+    write_fx_workbook(
+        settings.landing_dir / "2026-11-01" / "fx_rates.xlsx",
+        [(date(2026, 11, 1), "USD", "EUR", 0.9123)],
+    )
+    for contract in load_contracts():
+        load_source(settings, contract, date(2026, 11, 1), utc_now())
+    result = run_dbt(settings, ["build", "--select", "+int_budgets_converted"], dict(os.environ))
+    assert result.returncode == 0, result.stdout[-3000:]
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    row = con.execute(
+        "select budget_amount_reporting, target_revenue_amount_reporting "
+        "from intermediate.int_budgets_converted"
+    ).fetchone()
+    con.close()
+    # 2,500,000 x 0.9123 = 2,280,750.00; 12,000,000.55 x 0.9123 = 10,947,600.501765 -> .50
+    assert row == (Decimal("2280750.00"), Decimal("10947600.50"))

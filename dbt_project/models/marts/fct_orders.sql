@@ -87,9 +87,9 @@ enriched as (
         refunded_amount,
         reporting_currency,
         fx_rate,
-        cast(total_amount * fx_rate as decimal(18, 2)) as total_amount_reporting,
-        cast(discount_amount * fx_rate as decimal(18, 2)) as discount_amount_reporting,
-        cast(refunded_amount * fx_rate as decimal(18, 2)) as refunded_amount_reporting,
+        {{ to_reporting('total_amount', 'fx_rate') }} as total_amount_reporting,
+        {{ to_reporting('discount_amount', 'fx_rate') }} as discount_amount_reporting,
+        {{ to_reporting('refunded_amount', 'fx_rate') }} as refunded_amount_reporting,
         is_accepts_marketing,
         billing_country,
         source_file

@@ -79,8 +79,8 @@ final as (
         coalesce(conversion_value, 0) as platform_conversion_value_amount,
         {{ reporting_currency() }} as reporting_currency,
         fx_rate,
-        cast(coalesce(cost, 0) * fx_rate as decimal(18, 2)) as spend_amount_reporting,
-        cast(coalesce(conversion_value, 0) * fx_rate as decimal(18, 2))
+        {{ to_reporting('coalesce(cost, 0)', 'fx_rate') }} as spend_amount_reporting,
+        {{ to_reporting('coalesce(conversion_value, 0)', 'fx_rate') }}
             as platform_conversion_value_amount_reporting,
         source_file
     from converted

@@ -57,8 +57,8 @@ final as (
         target_revenue as target_revenue_amount,
         {{ reporting_currency() }} as reporting_currency,
         fx_rate,
-        cast(budget_amount * fx_rate as decimal(18, 2)) as budget_amount_reporting,
-        cast(target_revenue * fx_rate as decimal(18, 2)) as target_revenue_amount_reporting,
+        {{ to_reporting('budget_amount', 'fx_rate') }} as budget_amount_reporting,
+        {{ to_reporting('target_revenue', 'fx_rate') }} as target_revenue_amount_reporting,
         source_file
     from converted
 

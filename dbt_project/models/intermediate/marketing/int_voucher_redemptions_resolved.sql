@@ -89,7 +89,7 @@ final as (
         coalesce(discount_amount, 0) as discount_amount,
         {{ reporting_currency() }} as reporting_currency,
         fx_rate,
-        cast(coalesce(discount_amount, 0) * fx_rate as decimal(18, 2)) as discount_amount_reporting,
+        {{ to_reporting('coalesce(discount_amount, 0)', 'fx_rate') }} as discount_amount_reporting,
         source_file
     from resolved
 
