@@ -57,8 +57,11 @@ final as (
         target_revenue as target_revenue_amount,
         {{ reporting_currency() }} as reporting_currency,
         fx_rate,
-        cast(budget_amount * fx_rate as decimal(18, 2)) as budget_amount_reporting,
-        cast(target_revenue * fx_rate as decimal(18, 2)) as target_revenue_amount_reporting,
+        {#- widened first: DECIMAL(18, 6) x DECIMAL(18, 6) overflows from 10^6 on DuckDB -#}
+        cast(cast(budget_amount as decimal(38, 6)) * fx_rate as decimal(18, 2))
+            as budget_amount_reporting,
+        cast(cast(target_revenue as decimal(38, 6)) * fx_rate as decimal(18, 2))
+            as target_revenue_amount_reporting,
         source_file
     from converted
 
