@@ -384,8 +384,10 @@ def _bench_full(args: argparse.Namespace, out: Path) -> int:
     target = out / f"bench-{args.scale:g}-{stamp}.json"
     target.write_text(json.dumps(report, indent=2), "utf-8")
     print(f"\nwritten to {target}")
-    if not args.keep:
+    if report["ok"] and not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
+    elif not report["ok"]:
+        print(f"kept {workdir} (logs in {workdir / 'logs'})")
     return 0 if report["ok"] else 1
 
 
@@ -436,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--no-compare", action="store_true", help="full: skip the run in the other dbt task mode"
     )
-    bench.add_argument("--keep", action="store_true", help="full: keep the data folder")
+    bench.add_argument(
+        "--keep", action="store_true", help="full: keep the data folder (kept anyway on failure)"
+    )
     bench.add_argument("--out", help="folder for the JSON report (default: <data>/bench)")
     bench.set_defaults(func=cmd_bench)
     rb = sub.add_parser(

@@ -59,6 +59,10 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "per_model",
         "per_model: one Airflow task per dbt model; single: one dbt build task per dbt stage.",
     ),
+    "MWH_DUCKDB_MEMORY_LIMIT": (
+        "3GB",
+        "DuckDB memory limit of dbt's build connection; beyond it DuckDB spills to disk.",
+    ),
     "MWH_EXPECTATIONS_DIR": (
         "<project>/expectations",
         "GX suites and gates.yml; point it at a copy to change severities and thresholds.",
@@ -118,6 +122,7 @@ class Settings:
     postgres_reader_role: str = "bi_reader"
     postgres_reader_password: str = field(default="", repr=False)
     dbt_tasks: str = "per_model"
+    duckdb_memory_limit: str = "3GB"
     expectations_override: Path | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -160,6 +165,7 @@ class Settings:
             "MWH_BUILD_PATH": str(self.build_path),
             "MWH_RAW_DIR": str(self.raw_dir),
             "MWH_REPORTING_CURRENCY": self.reporting_currency,
+            "MWH_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
             "DO_NOT_TRACK": "1",
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -229,6 +235,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         postgres_reader_role=reader_role,
         postgres_reader_password=env.get("MWH_POSTGRES_READER_PASSWORD", ""),
         dbt_tasks=dbt_tasks,
+        duckdb_memory_limit=env.get("MWH_DUCKDB_MEMORY_LIMIT", "3GB").strip() or "3GB",
         expectations_override=(
             _path(env, "MWH_EXPECTATIONS_DIR", project_dir)
             if env.get("MWH_EXPECTATIONS_DIR")
