@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -127,6 +129,25 @@ def _expectations_copy(target: Path, suite: str, expectation: dict) -> Path:
     return target
 
 
+def _run_and_kill(cmd: list[str], env: dict[str, str], after_line: str, delay: float) -> str:
+    """Start ``cmd``; SIGKILL its whole process group ``delay`` s after ``after_line`` is printed."""
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    seen: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if after_line in line:
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    return "".join(seen)
+
+
 def test_full_dag_run_rerun_and_failed_gates(tmp_path, dbt_manifest):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MWH_", "AIRFLOW"))} | {
         "MWH_DATA_DIR": str(tmp_path / "data"),
@@ -147,6 +168,15 @@ def test_full_dag_run_rerun_and_failed_gates(tmp_path, dbt_manifest):
     assert all(n > 0 for n in counts.values()), counts
     assert counts["kpi_daily"] == 10
     before = _mart_fingerprints(serving)
+
+    # A run SIGKILLed during extraction, then one killed inside dbt: serving stays as it was, and
+    # the next complete run (below) publishes marts identical to the uninterrupted first run.
+    fast = env | {"MWH_DBT_TASKS": "single"}
+    for stage, after_line in (("extraction", "ok   prepare"), ("dbt", "ok   gate_raw")):
+        output = _run_and_kill(mwh, fast, after_line, delay=2.0)
+        assert after_line in output, (stage, output[-2000:])
+        assert "Marketing warehouse run" not in output, stage  # it died before its summary
+        assert _mart_fingerprints(serving) == before, stage
 
     # Rerun with a stricter copy of the suites (no code change): a failed warning-level
     # expectation publishes, is flagged in the summary and recorded in audit.validation_results.
