@@ -12,28 +12,12 @@ identity_map as (
 
 ),
 
+{#- The rate of the order's UTC date, or the latest one at most 7 days older (weekends, holidays):
+    the shared forward-filled rates. No rate in that window leaves fx_rate null, which the not_null
+    test turns into a failed run. -#}
 fx_rates as (
 
-    select * from {{ ref('int_fx_rates_deduplicated') }}
-    where to_currency = {{ reporting_currency() }}
-
-),
-
-{#- The rate of the order's UTC date, or the latest one at most 7 days older (weekends, holidays).
-    No rate in that window leaves fx_rate null, which the not_null test turns into a failed run. -#}
-rate_candidates as (
-
-    select
-        orders.order_id,
-        fx_rates.rate,
-        row_number() over (
-            partition by orders.order_id order by fx_rates.rate_date desc
-        ) as rate_rank
-    from orders
-    inner join fx_rates
-        on orders.currency = fx_rates.from_currency
-        and fx_rates.rate_date <= cast(orders.created_at as date)
-        and fx_rates.rate_date > cast({{ dbt.dateadd('day', -8, 'cast(orders.created_at as date)') }} as date)
+    select * from {{ ref('int_fx_rates_forward_filled') }}
 
 ),
 
@@ -44,13 +28,13 @@ converted as (
         {{ reporting_currency() }} as reporting_currency,
         case
             when orders.currency = {{ reporting_currency() }} then 1.0
-            else rate_candidates.rate
+            else fx_rates.rate
         end as fx_rate,
         identity_map.customer_id
     from orders
-    left join rate_candidates
-        on orders.order_id = rate_candidates.order_id
-        and rate_candidates.rate_rank = 1
+    left join fx_rates
+        on orders.currency = fx_rates.from_currency
+        and cast(orders.created_at as date) = fx_rates.rate_day
     left join identity_map
         on orders.source_system = identity_map.source
         and orders.customer_source_key = identity_map.source_key
