@@ -624,17 +624,41 @@ daily as (
     from revenue_orders left join first_dates using (customer_id)
     group by order_date
 ),
+-- a user active on day a counts for days a .. a + 6 (weekly) and a .. a + window - 1 (monthly):
+-- each activity adds only the days its window does not share with the user's previous one, so
+-- running sums of +1 / -1 give the distinct users per day without a range join
+windows as (
+    select
+        activity_date,
+        greatest(activity_date, coalesce(previous_date + 7, activity_date)) as week_start,
+        activity_date + 7 as week_after,
+        greatest(activity_date, coalesce(previous_date + $window, activity_date)) as month_start,
+        activity_date + $window as month_after
+    from (
+        select activity_date,
+            lag(activity_date) over (partition by user_key order by activity_date) as previous_date
+        from product_users
+    )
+),
+changes as (
+    select day, sum(d) as d, sum(w) as w, sum(m) as m
+    from (
+        select activity_date as day, 1 as d, 0 as w, 0 as m from windows
+        union all select week_start, 0, 1, 0 from windows
+        union all select week_after, 0, -1, 0 from windows
+        union all select month_start, 0, 0, 1 from windows
+        union all select month_after, 0, 0, -1 from windows
+    )
+    group by day
+),
 active as (
     select
-        spine.date_day,
-        count(distinct case when activity_date = date_day then user_key end) as active_users,
-        count(distinct case when activity_date > date_day - 7 then user_key end)
-            as weekly_active_users,
-        count(distinct user_key) as monthly_active_users
-    from spine
-    inner join product_users
-        on activity_date <= date_day and activity_date > date_day - $window
-    group by spine.date_day
+        date_day,
+        coalesce(d, 0) as active_users,
+        sum(coalesce(w, 0)) over (order by date_day) as weekly_active_users,
+        sum(coalesce(m, 0)) over (order by date_day) as monthly_active_users
+    from (select date_day from spine union select day from changes) as calendar
+    left join changes on calendar.date_day = changes.day
 )
 select
     spine.date_day as date,
@@ -879,6 +903,8 @@ HEADLINES = [
     ("kpi_daily", "new_customers", "sum(new_customers)"),
     ("kpi_daily", "active_user_days", "sum(active_users)"),
     ("kpi_daily", "peak_monthly_active_users", "max(monthly_active_users)"),
+    ("kpi_daily", "weekly_active_user_days", "sum(weekly_active_users)"),
+    ("kpi_daily", "monthly_active_user_days", "sum(monthly_active_users)"),
     ("dim_customers", "customers", "count(*)"),
     ("dim_customers", "customers_with_orders", "count(*) filter (where orders_count > 0)"),
     ("dim_customers", "lifetime_revenue", "sum(lifetime_revenue)"),

@@ -13,62 +13,35 @@ identities as (
 
 ),
 
-keys as (
+{#- One pass over the records: the latest e-mail and phone of each key are the values of its
+    latest record that has one (records without a timestamp count as oldest; ties go to the
+    greater value). -#}
+keyed as (
 
     select
         source,
         source_key,
         min(observed_at) as first_seen_at,
         max(observed_at) as last_seen_at,
-        count(*) as records_count
+        count(*) as records_count,
+        arg_max(
+            email,
+            struct_pack(
+                dated := observed_at is not null,
+                observed_at := coalesce(observed_at, timestamp '1970-01-01'),
+                email := email
+            )
+        ) filter (where email is not null) as email,
+        arg_max(
+            phone,
+            struct_pack(
+                dated := observed_at is not null,
+                observed_at := coalesce(observed_at, timestamp '1970-01-01'),
+                phone := phone
+            )
+        ) filter (where phone is not null) as phone
     from identities
     group by source, source_key
-
-),
-
-latest_email as (
-
-    select
-        source,
-        source_key,
-        email,
-        row_number() over (
-            partition by source, source_key order by observed_at desc, email desc
-        ) as recency
-    from identities
-    where email is not null
-
-),
-
-latest_phone as (
-
-    select
-        source,
-        source_key,
-        phone,
-        row_number() over (
-            partition by source, source_key order by observed_at desc, phone desc
-        ) as recency
-    from identities
-    where phone is not null
-
-),
-
-keyed as (
-
-    select
-        keys.*,
-        latest_email.email,
-        latest_phone.phone
-    from keys
-    left join latest_email
-        on keys.source = latest_email.source
-        and keys.source_key = latest_email.source_key
-        and latest_email.recency = 1
-    left join latest_phone
-        on keys.source = latest_phone.source
-        and keys.source_key = latest_phone.source_key
-        and latest_phone.recency = 1
 
 ),
 
@@ -100,7 +73,9 @@ final as (
         keyed.last_seen_at,
         keyed.records_count
     from keyed
-    left join phone_owners on keyed.email is null and keyed.phone = phone_owners.phone
+    -- a key's own e-mail wins over its phone's owner (the coalesces above); an equality-only
+    -- join condition keeps this a hash join
+    left join phone_owners on keyed.phone = phone_owners.phone
 
 )
 

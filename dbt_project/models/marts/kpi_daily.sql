@@ -63,22 +63,86 @@ daily_orders as (
 
 ),
 
+{#- Rolling distinct users without a range join. A user active on day a counts towards the
+    weekly (monthly) figure of days a .. a + 6 (a + window - 1). Each activity day contributes only
+    the part of its window not already covered by the user's previous activity day, so a user's
+    windows become disjoint intervals; +1 where one starts and -1 after it ends, summed over the
+    calendar, is the number of distinct users active within the window of each day. -#}
+activity_windows as (
+
+    select
+        activity_date,
+        greatest(
+            activity_date,
+            coalesce({{ dbt.dateadd('day', 7, 'previous_activity_date') }}, activity_date)
+        ) as week_start,
+        {{ dbt.dateadd('day', 7, 'activity_date') }} as week_after,
+        greatest(
+            activity_date,
+            coalesce(
+                {{ dbt.dateadd('day', var('active_window_days'), 'previous_activity_date') }},
+                activity_date
+            )
+        ) as month_start,
+        {{ dbt.dateadd('day', var('active_window_days'), 'activity_date') }} as month_after
+    from (
+        select
+            activity_date,
+            lag(activity_date) over (partition by user_key order by activity_date)
+                as previous_activity_date
+        from product_users
+    ) as sequenced
+
+),
+
+activity_changes as (
+
+    select cast(activity_date as date) as change_date, 1 as daily, 0 as weekly, 0 as monthly
+    from activity_windows
+    union all
+    select cast(week_start as date), 0, 1, 0 from activity_windows
+    union all
+    select cast(week_after as date), 0, -1, 0 from activity_windows
+    union all
+    select cast(month_start as date), 0, 0, 1 from activity_windows
+    union all
+    select cast(month_after as date), 0, 0, -1 from activity_windows
+
+),
+
+daily_changes as (
+
+    select
+        change_date,
+        sum(daily) as daily,
+        sum(weekly) as weekly,
+        sum(monthly) as monthly
+    from activity_changes
+    group by change_date
+
+),
+
+calendar as (
+
+    select date_day from spine
+    union
+    select change_date from daily_changes
+
+),
+
 active_users as (
 
     select
-        spine.date_day,
-        count(distinct case when product_users.activity_date = spine.date_day then product_users.user_key end)
-            as active_users,
-        count(distinct case
-            when product_users.activity_date > {{ dbt.dateadd('day', -7, 'spine.date_day') }}
-                then product_users.user_key
-        end) as weekly_active_users,
-        count(distinct product_users.user_key) as monthly_active_users
-    from spine
-    inner join product_users
-        on product_users.activity_date <= spine.date_day
-        and product_users.activity_date > {{ dbt.dateadd('day', -var('active_window_days'), 'spine.date_day') }}
-    group by spine.date_day
+        calendar.date_day,
+        cast(coalesce(daily_changes.daily, 0) as bigint) as active_users,
+        cast(sum(coalesce(daily_changes.weekly, 0)) over (
+            order by calendar.date_day rows between unbounded preceding and current row
+        ) as bigint) as weekly_active_users,
+        cast(sum(coalesce(daily_changes.monthly, 0)) over (
+            order by calendar.date_day rows between unbounded preceding and current row
+        ) as bigint) as monthly_active_users
+    from calendar
+    left join daily_changes on calendar.date_day = daily_changes.change_date
 
 ),
 

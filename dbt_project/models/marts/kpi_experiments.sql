@@ -56,25 +56,41 @@ latest_assignments as (
 ),
 
 {#- Each participant's revenue orders inside the experiment window (start_date to end_date, UTC
-    order dates) and not before their assignment. -#}
+    order dates) and not before their assignment. Matched with an inner join on the e-mail first:
+    the range conditions in a left join's ON clause make DuckDB fall back to a nested-loop join. -#}
+participant_orders as (
+
+    select
+        latest_assignments.experiment_id,
+        latest_assignments.email,
+        count(*) as orders,
+        sum(orders.total_amount_reporting) as revenue
+    from latest_assignments
+    inner join latest_plans on latest_assignments.experiment_id = latest_plans.experiment_id
+    inner join orders on latest_assignments.email = orders.email
+    where
+        orders.order_date between latest_plans.start_date and latest_plans.end_date
+        and (
+            latest_assignments.assigned_at is null
+            or orders.created_at >= latest_assignments.assigned_at
+        )
+    group by 1, 2
+
+),
+
 participants as (
 
     select
         latest_assignments.experiment_id,
         latest_assignments.variant,
         latest_assignments.email,
-        count(orders.email) as orders,
-        coalesce(sum(orders.total_amount_reporting), 0) as revenue
+        coalesce(participant_orders.orders, 0) as orders,
+        coalesce(participant_orders.revenue, 0) as revenue
     from latest_assignments
     inner join latest_plans on latest_assignments.experiment_id = latest_plans.experiment_id
-    left join orders
-        on latest_assignments.email = orders.email
-        and orders.order_date between latest_plans.start_date and latest_plans.end_date
-        and (
-            latest_assignments.assigned_at is null
-            or orders.created_at >= latest_assignments.assigned_at
-        )
-    group by 1, 2, 3
+    left join participant_orders
+        on latest_assignments.experiment_id = participant_orders.experiment_id
+        and latest_assignments.email = participant_orders.email
 
 ),
 
