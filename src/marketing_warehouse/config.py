@@ -63,6 +63,10 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "3GB",
         "DuckDB memory limit of dbt's build connection; beyond it DuckDB spills to disk.",
     ),
+    "MWH_EXTRACT_WORKERS": (
+        "the number of CPUs",
+        "Landed files of one source extracted at the same time (each on one DuckDB thread).",
+    ),
     "MWH_EXPECTATIONS_DIR": (
         "<project>/expectations",
         "GX suites and gates.yml; point it at a copy to change severities and thresholds.",
@@ -118,6 +122,7 @@ class Settings:
     demo_seed: int
     task_retries: int = 2
     keep_versions: int = 5
+    extract_workers: int = 1
     postgres_dsn: str = field(default="", repr=False)
     postgres_reader_role: str = "bi_reader"
     postgres_reader_password: str = field(default="", repr=False)
@@ -193,6 +198,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ("MWH_DEMO_SEED", "42"),
         ("MWH_TASK_RETRIES", "2"),
         ("MWH_KEEP_VERSIONS", "5"),
+        ("MWH_EXTRACT_WORKERS", str(os.cpu_count() or 1)),
     ):
         value = env.get(name, default)
         try:
@@ -205,6 +211,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raise ConfigError("MWH_TASK_RETRIES must be 0 or more.")
     if ints["MWH_KEEP_VERSIONS"] < 1:
         raise ConfigError("MWH_KEEP_VERSIONS must be at least 1 (the version being served).")
+    if ints["MWH_EXTRACT_WORKERS"] < 1:
+        raise ConfigError("MWH_EXTRACT_WORKERS must be at least 1.")
     reader_role = env.get("MWH_POSTGRES_READER_ROLE", "bi_reader").strip()
     if not _IDENTIFIER.match(reader_role):
         raise ConfigError(
@@ -231,6 +239,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         demo_seed=ints["MWH_DEMO_SEED"],
         task_retries=ints["MWH_TASK_RETRIES"],
         keep_versions=ints["MWH_KEEP_VERSIONS"],
+        extract_workers=ints["MWH_EXTRACT_WORKERS"],
         postgres_dsn=env.get("MWH_POSTGRES_DSN", "").strip(),
         postgres_reader_role=reader_role,
         postgres_reader_password=env.get("MWH_POSTGRES_READER_PASSWORD", ""),

@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
@@ -220,61 +221,70 @@ def _load_folders(
     ledger: Ledger,
     staging: Path,
 ) -> list[FileResult]:
+    """Decide file by file, in date and name order, what to load; then extract the files to load
+    on ``settings.extract_workers`` threads (each file has its own single-threaded DuckDB
+    connection, which releases the GIL) and record the results day by day, in order."""
     raw_base = settings.raw_dir / contract.key
     quarantine_base = settings.quarantine_dir / contract.key
-    results: list[FileResult] = []
     known = ledger.known_hashes(exclude_day=ds)
     recorded = ledger.recorded()
+    # (day, its results, or None for a file that still has to be extracted, with its arguments)
+    plan: list[tuple[date, list[FileResult | None], list[tuple]]] = []
     for day, folder in landing_folders(settings.landing_dir, ds):
         files = sorted(p for p in folder.iterdir() if p.is_file() and contract.matches_file(p.name))
         if day == ds:
-            raw_new = staging / f"raw-{day.isoformat()}"
-            q_new = staging / f"quarantine-{day.isoformat()}"
-            day_results = []
-            seen: set[str] = set()
-            for path in files:
-                file_hash = file_sha256(path)
-                if file_hash in known or file_hash in seen:
-                    day_results.append(_duplicate(path, file_hash, day))
-                    continue
-                seen.add(file_hash)
-                day_results.append(
-                    _load_file(path, contract, day, raw_new, q_new, loaded_at, file_hash)
-                )
-            _swap_in(raw_new, _partition(raw_base, day), staging)
-            _swap_in(q_new, _partition(quarantine_base, day), staging)
-            ledger.write(day, day_results)
-            results += day_results
+            raw_part = staging / f"raw-{day.isoformat()}"
+            q_part = staging / f"quarantine-{day.isoformat()}"
         else:
-            late = []
-            for path in files:
-                file_hash = file_sha256(path)
-                if (day.isoformat(), path.name, file_hash) in recorded:
-                    continue  # dealt with by an earlier run
-                if file_hash in known:
-                    late.append(_duplicate(path, file_hash, day))
-                    continue
+            raw_part, q_part = _partition(raw_base, day), _partition(quarantine_base, day)
+        slots: list[FileResult | None] = []
+        jobs: list[tuple] = []
+        seen: set[str] = set()
+        for path in files:
+            file_hash = file_sha256(path)
+            if day != ds and (day.isoformat(), path.name, file_hash) in recorded:
+                continue  # dealt with by an earlier run
+            if file_hash in known or file_hash in seen:
+                slots.append(_duplicate(path, file_hash, day))
+                continue
+            if day == ds:
+                seen.add(file_hash)
+            else:
                 known.add(file_hash)
-                late.append(
-                    _load_file(
-                        path,
-                        contract,
-                        day,
-                        _partition(raw_base, day),
-                        _partition(quarantine_base, day),
-                        loaded_at,
-                        file_hash,
-                    )
+            slots.append(None)
+            jobs.append((path, contract, day, raw_part, q_part, loaded_at, file_hash))
+        if day == ds or slots:
+            plan.append((day, slots, jobs))
+
+    all_jobs = [job for _, _, jobs in plan for job in jobs]
+    workers = max(1, min(settings.extract_workers, len(all_jobs)))
+    results: list[FileResult] = []
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="extract")
+    try:
+        extracted = pool.map(lambda job: _load_file(*job), all_jobs)
+        for day, slots, _ in plan:
+            day_results = [slot if slot is not None else next(extracted) for slot in slots]
+            if day == ds:
+                _swap_in(staging / f"raw-{day.isoformat()}", _partition(raw_base, day), staging)
+                _swap_in(
+                    staging / f"quarantine-{day.isoformat()}",
+                    _partition(quarantine_base, day),
+                    staging,
                 )
-            if late:
+                ledger.write(day, day_results)
+            else:
                 previous = [
                     e
                     for e in ledger.entries(day)
                     if (e["source_file"], e["file_hash"])
-                    not in {(r.source_file, r.file_hash) for r in late}
+                    not in {(r.source_file, r.file_hash) for r in day_results}
                 ]
-                ledger.write(day, [FileResult(**e) for e in previous] + late)
-                results += late
+                ledger.write(day, [FileResult(**e) for e in previous] + day_results)
+            results += day_results
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # a machine error: stop, do not go on
+        raise
+    pool.shutdown(wait=True)
     return results
 
 

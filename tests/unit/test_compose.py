@@ -189,6 +189,7 @@ NOT_IN_COMPOSE = {
     "MWH_WAREHOUSE_PATH": "derived from MWH_DATA_DIR",
     "MWH_BUILD_PATH": "derived from MWH_DATA_DIR",
     "MWH_EXPECTATIONS_DIR": "the image's expectations/ (mount a copy and set it to override)",
+    "MWH_EXTRACT_WORKERS": "the worker container's CPU count is the right default",
 }
 
 

@@ -8,6 +8,7 @@ from datetime import date, datetime
 import duckdb
 from conftest import order_row, write_shopify
 
+from marketing_warehouse.config import load_settings
 from marketing_warehouse.contracts import contract_for
 from marketing_warehouse.loads import Ledger, load_source
 
@@ -139,3 +140,43 @@ def test_a_duplicate_in_an_earlier_folder_is_recorded_once(settings):
         ("shopify_orders_a_again.csv", "skipped_duplicate")
     ]
     assert raw_orders(settings) == [("2026-11-19", "#1"), ("2026-11-21", "#2")]
+
+
+def _landing_with_late_duplicate_and_broken_files(settings) -> None:
+    for day in range(10, 20):
+        day_file(settings, f"2026-11-{day}", "shopify_orders_a.csv", [f"#{day}1", f"#{day}2"])
+    resent = settings.landing_dir / "2026-11-15" / "shopify_orders_resent.csv"
+    resent.write_bytes((settings.landing_dir / "2026-11-12" / "shopify_orders_a.csv").read_bytes())
+    broken = settings.landing_dir / "2026-11-17" / "shopify_orders_broken.csv"
+    broken.write_bytes(b"\x00\x01binary")
+    day_file(settings, "2026-11-19", "shopify_orders_b.csv", ["#193"])
+
+
+def _loaded_state(settings, results) -> tuple:
+    ledger = Ledger(settings, CONTRACT)
+    entries = sorted(
+        (e["load_date"], e["source_file"], e["status"], e["rows_loaded"], e["rows_quarantined"])
+        for e in ledger.all_entries()
+    )
+    return [(r.load_date, r.source_file, r.status) for r in results], entries, raw_orders(settings)
+
+
+def test_files_extracted_in_parallel_load_exactly_as_one_at_a_time(tmp_path):
+    """Ten days of files (a first night: nine late folders and the run's own), a re-sent file and
+    an unreadable one: four extraction threads give the results, ledger and raw rows, in the same
+    order, of one thread."""
+    states = []
+    for workers in ("1", "4"):
+        settings = load_settings(
+            {"MWH_DATA_DIR": str(tmp_path / workers), "MWH_EXTRACT_WORKERS": workers}
+        )
+        _landing_with_late_duplicate_and_broken_files(settings)
+        states.append(
+            _loaded_state(settings, load_source(settings, CONTRACT, date(2026, 11, 19), AT))
+        )
+    assert states[0] == states[1]
+    results, entries, rows = states[1]
+    assert len(entries) == 13
+    assert len(results) == 13 and len(rows) == 21
+    assert ("2026-11-15", "shopify_orders_resent.csv", "skipped_duplicate") in results
+    assert ("2026-11-17", "shopify_orders_broken.csv", "rejected") in results
