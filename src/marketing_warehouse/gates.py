@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -203,19 +205,111 @@ def render_sql(settings: Settings, sql: str, ds: date) -> str:
     return sql.replace("{ds}", ds.isoformat())
 
 
-def _frame(settings: Settings, binding: dict[str, Any], stage: str, ds: date):
+#: Raw batches above this many rows reach GX in chunks of whole landed files (see _frames).
+CHUNK_ROWS = 500_000
+#: Lineage column that keeps a landed file's rows together in one chunk.
+FILE_COLUMN = "_file_hash"
+
+
+def _frames(settings: Settings, binding: dict[str, Any], stage: str, ds: date):
+    """The binding's batch as pandas frames of at most ``CHUNK_ROWS`` rows where possible.
+
+    The whole batch is computed by DuckDB first (window columns such as repeated keys see every
+    file the run loaded), then handed to GX in chunks of whole landed files, so a first night that
+    loads a year of history never sits in pandas at once. A single file larger than a chunk is one
+    chunk; batches without the file column, and suites whose uniqueness check spans files, are one
+    frame. ``_combine`` merges the chunks' results into one result per expectation."""
     sql = binding.get("sql") or f"select * from {binding['table']}"
     if binding.get("where"):
         sql = f"select * from ({sql}) as t where {binding['where']}"
     sql = render_sql(settings, sql, ds)
+    spill = None
     if stage == "raw":
         con = duckdb.connect()
+        spill = tempfile.TemporaryDirectory(prefix="mwh-gate-")
+        con.execute(f"set memory_limit = {_sql_literal(settings.duckdb_memory_limit)}")
+        con.execute(f"set temp_directory = {_sql_literal(spill.name)}")
     else:
         con = duckdb.connect(str(settings.build_path), read_only=True)
     try:
-        return con.execute(sql).df()
+        if stage != "raw" or not _chunkable(load_suite_dict(settings, binding["suite"])):
+            yield con.execute(sql).df()
+            return
+        con.execute(f"create temp table batch as {sql}")
+        columns = [r[0] for r in con.execute("describe batch").fetchall()]
+        total = con.execute("select count(*) from batch").fetchone()[0]
+        if total <= CHUNK_ROWS or FILE_COLUMN not in columns:
+            yield con.execute("select * from batch").df()
+            return
+        files = con.execute(
+            f"select {FILE_COLUMN}, count(*) from batch group by 1 order by 1"
+        ).fetchall()
+        chunks: list[list[str]] = [[]]
+        size = 0
+        for file_hash, rows in files:
+            if chunks[-1] and size + rows > CHUNK_ROWS:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(file_hash)
+            size += rows
+        for chunk in chunks:
+            yield con.execute(
+                f"select * from batch where {FILE_COLUMN} in (select unnest(?))", [chunk]
+            ).df()
     finally:
         con.close()
+        if spill is not None:
+            spill.cleanup()
+
+
+def _chunkable(suite_dict: dict[str, Any]) -> bool:
+    """A suite whose expectations give the same verdict on file-sized chunks as on the whole."""
+    for exp in suite_dict.get("expectations", []):
+        if exp["type"] == "expect_compound_columns_to_be_unique":
+            if FILE_COLUMN not in exp.get("kwargs", {}).get("column_list", []):
+                return False
+        elif not exp["type"].startswith(
+            ("expect_column_values_", "expect_column_pair_values_", "expect_table_columns_")
+        ):
+            return False
+    return True
+
+
+def _combine(cfg, items: list) -> tuple[bool, dict[str, Any], Any]:
+    """One verdict from the results of several chunks of one batch.
+
+    Row-wise expectations add up their counts and apply ``mostly`` to the sums (nulls are not
+    counted against a column's values, except by ``not_be_null``); schema checks must hold in
+    every chunk. Returns (success, result details, exception info of the first failing chunk)."""
+    failing = next((i for i in items if not i.success), None)
+    exception = failing.exception_info if failing is not None else None
+    raised = any(
+        (i.exception_info or {}).get("raised_exception")
+        for i in items
+        if isinstance(i.exception_info, dict)
+    )
+    if len(items) == 1:
+        return bool(items[0].success), dict(items[0].result or {}), exception
+    results = [dict(i.result or {}) for i in items]
+    if raised or not all("unexpected_count" in r for r in results):
+        chosen = results[items.index(failing)] if failing is not None else results[0]
+        return failing is None, chosen, exception
+    element = sum(int(r.get("element_count") or 0) for r in results)
+    unexpected = sum(int(r.get("unexpected_count") or 0) for r in results)
+    missing = sum(int(r.get("missing_count") or 0) for r in results)
+    counted = element if cfg.type == "expect_column_values_to_not_be_null" else element - missing
+    share = unexpected / counted if counted else 0.0
+    mostly = cfg.kwargs.get("mostly")
+    success = unexpected == 0 if mostly is None else (1 - share) >= float(mostly)
+    sample = [v for r in results for v in (r.get("partial_unexpected_list") or [])][:5]
+    details = {
+        "element_count": element,
+        "unexpected_count": unexpected,
+        "missing_count": missing,
+        "unexpected_percent": 100 * share,
+        "partial_unexpected_list": sample,
+    }
+    return success, details, exception
 
 
 # --- GX --------------------------------------------------------------------------------------
@@ -276,7 +370,6 @@ def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResul
     for binding in load_bindings(settings)[stage]:
         suite_name = binding["suite"]
         suite_dict = load_suite_dict(settings, suite_name)
-        frame = _frame(settings, binding, stage, ds)
         asset_name = suite_name.replace("/", ".")
         try:
             asset = datasource.get_asset(asset_name)
@@ -308,33 +401,43 @@ def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResul
                 result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
             )
         )
-        result = checkpoint.run(
-            batch_parameters={"dataframe": frame}, expectation_parameters=params
-        )
-        for run_result in result.run_results.values():
-            for item in run_result.results:
-                cfg = item.expectation_config
-                details = item.result or {}
-                sample = details.get("partial_unexpected_list") or []
-                outcome.checks.append(
-                    Check(
-                        suite=suite_name,
-                        expectation=cfg.type,
-                        column=cfg.kwargs.get("column")
-                        or ",".join(
-                            str(cfg.kwargs[k]) for k in ("column_A", "column_B") if k in cfg.kwargs
-                        )
-                        or None,
-                        severity=str(getattr(cfg.severity, "value", cfg.severity)),
-                        success=bool(item.success),
-                        observed=_observed(details)
-                        or ("exception: " + str(item.exception_info) if not item.success else ""),
-                        element_count=details.get("element_count"),
-                        unexpected_count=details.get("unexpected_count"),
-                        sample=json.dumps(sample[:5], default=str) if sample else "",
-                        expected=_expected(cfg.kwargs),
+        per_expectation: dict[int, list] = {}
+        configs: dict[int, Any] = {}
+        for frame in _frames(settings, binding, stage, ds):
+            result = checkpoint.run(
+                batch_parameters={"dataframe": frame}, expectation_parameters=params
+            )
+            del frame
+            for run_result in result.run_results.values():
+                for index, item in enumerate(run_result.results):
+                    configs.setdefault(index, item.expectation_config)
+                    per_expectation.setdefault(index, []).append(item)
+        for index, items in sorted(per_expectation.items()):
+            cfg = configs[index]
+            success, details, exception = _combine(cfg, items)
+            sample = [  # pandas shows a missing value as NaN, which is not JSON
+                None if isinstance(v, float) and math.isnan(v) else v
+                for v in details.get("partial_unexpected_list") or []
+            ]
+            outcome.checks.append(
+                Check(
+                    suite=suite_name,
+                    expectation=cfg.type,
+                    column=cfg.kwargs.get("column")
+                    or ",".join(
+                        str(cfg.kwargs[k]) for k in ("column_A", "column_B") if k in cfg.kwargs
                     )
+                    or None,
+                    severity=str(getattr(cfg.severity, "value", cfg.severity)),
+                    success=success,
+                    observed=_observed(details)
+                    or ("exception: " + str(exception) if not success else ""),
+                    element_count=details.get("element_count"),
+                    unexpected_count=details.get("unexpected_count"),
+                    sample=json.dumps(sample[:5], default=str) if sample else "",
+                    expected=_expected(cfg.kwargs),
                 )
+            )
     context.build_data_docs()
     sites = context.get_docs_sites_urls()
     outcome.docs_index = sites[0]["site_url"] if sites else ""

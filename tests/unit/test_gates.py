@@ -79,3 +79,80 @@ def test_only_warnings_pass_the_gate(settings):
     outcome = run_gate(settings, "raw", date(2026, 11, 21), "run-2")
     assert outcome.status == "warn"
     enforce(outcome)  # warnings never raise
+
+
+CHUNKED_SUITE = [
+    # 3 of 12 quantities out of range, all in file f2: fails with or without chunks
+    {"type": "expect_column_values_to_be_between", "severity": "critical",
+     "kwargs": {"column": "quantity", "min_value": 0, "max_value": 5}},
+    # 2 unknown codes of 10 non-null (80 % known >= 75 %): passes on the whole batch, although
+    # file f3 alone (1 of 3 known) would fail it
+    {"type": "expect_column_values_to_be_in_set", "severity": "warning",
+     "kwargs": {"column": "code", "value_set": ["a", "b"], "mostly": 0.75}},
+    # 2 nulls of 12 rows (83 % > 80 %): passes; f4 alone (1 of 2) would not
+    {"type": "expect_column_values_to_not_be_null", "severity": "warning",
+     "kwargs": {"column": "code", "mostly": 0.8}},
+    {"type": "expect_compound_columns_to_be_unique", "severity": "warning",
+     "kwargs": {"column_list": ["_file_hash", "line"]}},
+    {"type": "expect_table_columns_to_match_set", "severity": "critical",
+     "kwargs": {"column_set": ["_file_hash", "line", "quantity", "code"]}},
+]  # fmt: skip
+
+CHUNKED_ROWS = (
+    "('f1', 1, 1, 'a'), ('f1', 2, 2, 'b'), ('f1', 3, 3, 'a'), "
+    "('f2', 1, 9, 'a'), ('f2', 2, 8, 'b'), ('f2', 3, 7, 'a'), ('f2', 3, 1, 'b'), "
+    "('f3', 1, 1, 'x'), ('f3', 2, 1, 'y'), ('f3', 3, 1, 'a'), "
+    "('f4', 1, 1, null), ('f4', 2, 1, null)"
+)
+
+
+def test_a_large_raw_batch_is_validated_in_file_chunks_with_the_verdicts_of_one_batch(
+    tmp_path, monkeypatch
+):
+    """Twelve rows in four landed files, validated whole and in chunks of at most three rows
+    (whole files): the same verdicts, counts and samples; ``mostly`` applies to the sums."""
+    from marketing_warehouse import gates
+
+    suites = tmp_path / "expectations"
+    (suites / "raw").mkdir(parents=True)
+    (suites / "gates.yml").write_text(
+        "raw:\n"
+        "  - suite: raw/lines\n"
+        f"    sql: select * from (values {CHUNKED_ROWS}) as t(_file_hash, line, quantity, code)\n"
+    )
+    (suites / "raw" / "lines.json").write_text(
+        json.dumps({"name": "raw/lines", "expectations": CHUNKED_SUITE})
+    )
+    settings = load_settings(
+        {"MWH_DATA_DIR": str(tmp_path / "data"), "MWH_EXPECTATIONS_DIR": str(suites)}
+    )
+    frames: list[int] = []
+    original = gates._frames
+
+    def counting(*args):
+        for frame in original(*args):
+            frames.append(len(frame))
+            yield frame
+
+    monkeypatch.setattr(gates, "_frames", counting)
+
+    def summary(outcome):
+        return [
+            (c.expectation, c.success, c.element_count, c.unexpected_count, c.sample)
+            for c in outcome.checks
+        ]
+
+    whole = summary(run_gate(settings, "raw", date(2026, 11, 21), "run-whole"))
+    assert frames == [12]
+    monkeypatch.setattr(gates, "CHUNK_ROWS", 3)
+    frames.clear()
+    chunked = summary(run_gate(settings, "raw", date(2026, 11, 21), "run-chunked"))
+    assert sorted(frames) == [2, 3, 3, 4]  # f2 (4 rows) is larger than a chunk: one chunk
+    assert chunked == whole
+    assert [(e, ok, n, bad) for e, ok, n, bad, _ in chunked] == [
+        ("expect_column_values_to_be_between", False, 12, 3),
+        ("expect_column_values_to_be_in_set", True, 12, 2),
+        ("expect_column_values_to_not_be_null", True, 12, 2),
+        ("expect_compound_columns_to_be_unique", False, 12, 2),
+        ("expect_table_columns_to_match_set", True, None, None),
+    ]
