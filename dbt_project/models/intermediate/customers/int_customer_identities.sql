@@ -24,15 +24,10 @@ contacts as (
 
 ),
 
+{#- Klaviyo events are deduplicated once, in int_klaviyo_events_deduplicated. -#}
 message_events as (
 
-    select
-        *,
-        row_number() over (
-            partition by event_id
-            order by load_date desc, source_file desc, source_row_number desc
-        ) as copy_rank
-    from {{ ref('stg_klaviyo__events') }}
+    select * from {{ ref('int_klaviyo_events_deduplicated') }}
 
 ),
 
@@ -143,16 +138,15 @@ from_message_events as (
                 then occurred_at
         end as activity_at,
         case
-            when metric = 'unsubscribed' and coalesce(channel, 'email') = 'email' then false
+            when metric = 'unsubscribed' and coalesce(event_channel, 'email') = 'email' then false
             when metric in ('bounced email', 'marked email as spam') then false
         end as email_consent,
-        case when metric = 'unsubscribed' and channel = 'sms' then false end as sms_consent,
+        case when metric = 'unsubscribed' and event_channel = 'sms' then false end as sms_consent,
         case
-            when metric = 'unsubscribed' and channel = 'push' then false
+            when metric = 'unsubscribed' and event_channel = 'push' then false
             when metric in ('received push', 'opened push') then true
         end as push_consent
     from message_events
-    where copy_rank = 1
 
 ),
 

@@ -37,6 +37,8 @@ final as (
         coalesce(ranked.profile_id, ranked.email, ranked.phone) as recipient_key,
         ranked.profile_id,
         ranked.email,
+        ranked.phone,
+        ranked.channel as event_channel,
         ranked.occurred_at,
         ranked.source_file
     from ranked
