@@ -6,7 +6,9 @@ read-only and every table's row count is checked against what was copied. Publis
 renamed over the serving file in one ``os.replace`` (atomic on POSIX), then hard-linked into
 ``versions/``, so a BI tool sees yesterday's complete data or today's, never a mix. A reader holding the
 old file open keeps reading the old version undisturbed (the rename does not touch the old inode),
-and a run killed at any point before the rename leaves the serving file as it was.
+and a run killed at any point before the rename leaves the serving file as it was. A new connection
+sees the new version once its process holds no other connection to the file: DuckDB's Python client
+shares one open database among a process's connections to the same path.
 
 The last ``MWH_KEEP_VERSIONS`` versions are kept; ``rollback`` swaps one of them back in the same
 way. Publish and rollback take an exclusive lock on ``<warehouse dir>/.publish.lock`` so they never

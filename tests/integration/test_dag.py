@@ -1,7 +1,9 @@
-"""The nightly DAG: it imports cleanly, its stages are in order, and a real Airflow run works."""
+"""The nightly DAG: it imports cleanly, its stages are in order, and real Airflow runs work: reruns,
+killed runs, failed gates, an out-of-order backfill, and BI readers through a run."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,7 +11,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -104,16 +109,31 @@ def test_published_marts_list_matches_the_dbt_models():
     assert set(PUBLISHED_MARTS) == models
 
 
-def _mart_fingerprints(path: Path) -> dict[str, str]:
+#: Marts that keep one snapshot per run date (a backfill adds snapshots), and their date column.
+SNAPSHOT_MARTS = {"customer_segments": "snapshot_date", "kpi_channel_coverage": "date"}
+
+
+def _mart_fingerprints(path: Path, snapshot: str | None = None) -> dict[str, str]:
+    """A hash of every published mart's sorted rows; with ``snapshot``, the snapshot marts are
+    hashed for that one date."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         prints = {}
         for mart in PUBLISHED_MARTS:
-            rows = con.execute(f"select * from marts.{mart} order by all").fetchall()
+            where = ""
+            if snapshot and mart in SNAPSHOT_MARTS:
+                where = f" where {SNAPSHOT_MARTS[mart]} = date '{snapshot}'"
+            rows = con.execute(f"select * from marts.{mart}{where} order by all").fetchall()
             prints[mart] = hashlib.sha256(repr(rows).encode()).hexdigest()
         return prints
     finally:
         con.close()
+
+
+def _version_digest(path: Path) -> str:
+    """One hash of all published marts: tells versions of the serving file apart."""
+    prints = _mart_fingerprints(path)
+    return hashlib.sha256(json.dumps(prints, sort_keys=True).encode()).hexdigest()
 
 
 RUN = {"capture_output": True, "text": True, "timeout": 900}
@@ -148,18 +168,48 @@ def _run_and_kill(cmd: list[str], env: dict[str, str], after_line: str, delay: f
     return "".join(seen)
 
 
-def test_full_dag_run_rerun_and_failed_gates(tmp_path, dbt_manifest):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MWH_", "AIRFLOW"))} | {
-        "MWH_DATA_DIR": str(tmp_path / "data"),
+def _env(root: Path) -> dict[str, str]:
+    """A clean environment on ``root``: its own data folder and Airflow home, ten demo days."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MWH_", "AIRFLOW"))}
+    return base | {
+        "MWH_DATA_DIR": str(root / "data"),
         "MWH_DEMO_DAYS": "10",
         "MWH_TASK_RETRIES": "0",
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW_HOME": str(root / "airflow"),
     }
-    mwh = [str(Path(sys.executable).parent / "mwh"), "run", "--date", "2026-11-21"]
-    first = subprocess.run(mwh, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _mwh_run(ds: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "mwh"), "run", "--date", ds]
+
+
+@dataclass
+class FirstRun:
+    """One clean run of 2026-11-21 on an empty landing folder (ten demo days written)."""
+
+    root: Path
+    env: dict[str, str]
+    stdout: str
+    landing: Path  # a copy of the landing folder as the run found it
+    serving: Path  # a copy of the serving file the run published
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, dbt_manifest) -> FirstRun:
+    root = tmp_path_factory.mktemp("first_run")
+    env = _env(root)
+    first = subprocess.run(_mwh_run("2026-11-21"), env=env, **RUN)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "SUCCESS" in first.stdout and "raw      PASS" in first.stdout
-    serving = tmp_path / "data" / "warehouse" / "warehouse.duckdb"
+    landing = shutil.copytree(root / "data" / "landing", root / "landing-as-run")
+    serving = root / "served-by-first-run.duckdb"
+    shutil.copyfile(root / "data" / "warehouse" / "warehouse.duckdb", serving)
+    return FirstRun(root, env, first.stdout, landing, serving)
+
+
+def test_full_dag_run_rerun_and_failed_gates(first_run):
+    root, env, mwh = first_run.root, first_run.env, _mwh_run("2026-11-21")
+    assert "SUCCESS" in first_run.stdout and "raw      PASS" in first_run.stdout
+    serving = root / "data" / "warehouse" / "warehouse.duckdb"
     con = duckdb.connect(str(serving), read_only=True)
     counts = {
         m: con.execute(f"select count(*) from marts.{m}").fetchone()[0] for m in PUBLISHED_MARTS
@@ -181,7 +231,7 @@ def test_full_dag_run_rerun_and_failed_gates(tmp_path, dbt_manifest):
     # Rerun with a stricter copy of the suites (no code change): a failed warning-level
     # expectation publishes, is flagged in the summary and recorded in audit.validation_results.
     strict = _expectations_copy(
-        tmp_path / "strict",
+        root / "strict",
         "marts/kpi_daily",
         {
             "type": "expect_column_values_to_be_between",
@@ -227,7 +277,7 @@ def test_full_dag_run_rerun_and_failed_gates(tmp_path, dbt_manifest):
             },
         ),
     ):
-        overrides = _expectations_copy(tmp_path / stage, suite, expectation)
+        overrides = _expectations_copy(root / stage, suite, expectation)
         failed = subprocess.run(mwh, env=env | {"MWH_EXPECTATIONS_DIR": str(overrides)}, **RUN)
         assert failed.returncode != 0, stage
         assert f"{stage:8} FAIL" in failed.stdout and "Not published this run." in failed.stdout
@@ -243,7 +293,7 @@ def test_full_dag_run_rerun_and_failed_gates(tmp_path, dbt_manifest):
     # Next day an order arrives in a currency the FX workbook has no rate for: the critical
     # staging gate stops the run before the marts and publish; BI keeps yesterday's data.
     write_shopify(
-        tmp_path / "data" / "landing" / "2026-11-22" / "shopify_orders_export_2026-11-22.csv",
+        root / "data" / "landing" / "2026-11-22" / "shopify_orders_export_2026-11-22.csv",
         [
             order_row(
                 "#90001",
@@ -267,3 +317,186 @@ def test_full_dag_run_rerun_and_failed_gates(tmp_path, dbt_manifest):
     dates = con.execute("select distinct logical_date::varchar from audit.publish_log").fetchall()
     con.close()
     assert dates == [("2026-11-21",)]
+
+
+#: A BI tool in its own process, printing one JSON line per query round: a hash of every mart, the
+#: newest logical date in audit.publish_log and the problems found by checks that fail on a mix of
+#: versions. Mode "fresh" opens a new read-only connection for each round (as BI tools do per
+#: query); mode "held" keeps the one it opened at start. Stops when a line arrives on stdin.
+#: (Two processes, because DuckDB shares one open database among a process's connections to a
+#: file: a new connection beside a held one would see the held one's version.)
+READER = textwrap.dedent(
+    """
+    import hashlib, json, select, sys, traceback
+    import duckdb
+
+    path, marts, mode = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+    pause = 0.2 if mode == "fresh" else 1.0  # seconds between rounds
+    CHECKS = {
+        "kpi_daily orders = revenue orders in fct_orders": (
+            "select (select sum(orders) from marts.kpi_daily)"
+            " = (select count(*) from marts.fct_orders where is_revenue_order)"
+        ),
+        "kpi_daily revenue = revenue of fct_orders": (
+            "select (select sum(revenue) from marts.kpi_daily)"
+            " = (select sum(total_amount_reporting) from marts.fct_orders where is_revenue_order)"
+        ),
+        "kpi_daily new customers = buying customers of fct_orders": (
+            "select (select sum(new_customers) from marts.kpi_daily) = (select count(distinct"
+            " customer_id) from marts.fct_orders where is_revenue_order)"
+        ),
+        "the run's customer_segments snapshot covers dim_customers": (
+            "select (select count(*) from marts.customer_segments where snapshot_date ="
+            " (select max_by(logical_date, published_at) from audit.publish_log))"
+            " = (select count(*) from marts.dim_customers)"
+        ),
+    }
+
+    def digest(con):
+        prints = {}
+        for mart in marts:
+            rows = con.execute(f"select * from marts.{mart} order by all").fetchall()
+            prints[mart] = hashlib.sha256(repr(rows).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(prints, sort_keys=True).encode()).hexdigest()
+
+    def problems(con):
+        found = [name for name, sql in CHECKS.items() if not con.execute(sql).fetchone()[0]]
+        # the last publish's log lists every table of this file with its row count
+        logged = con.execute(
+            "select relation, row_count from audit.publish_log"
+            " where run_id = (select max_by(run_id, published_at) from audit.publish_log)"
+        ).fetchall()
+        for relation, rows in logged:
+            counted = con.execute(f"select count(*) from {relation}").fetchone()[0]
+            if counted != rows:
+                found.append(f"{relation}: {counted} rows, publish_log says {rows}")
+        return found
+
+    def seen(con):
+        date = "select max_by(logical_date, published_at) from audit.publish_log"
+        return {
+            "digest": digest(con),
+            "date": str(con.execute(date).fetchone()[0]),
+            "problems": problems(con),
+        }
+
+    held = duckdb.connect(path, read_only=True) if mode == "held" else None
+    while True:
+        try:
+            if held is not None:
+                line = seen(held)
+            else:
+                con = duckdb.connect(path, read_only=True)
+                try:
+                    line = seen(con)
+                finally:
+                    con.close()
+        except Exception:
+            line = {"error": traceback.format_exc()}
+        print(json.dumps(line), flush=True)
+        if select.select([sys.stdin], [], [], pause)[0]:
+            break
+    """
+)
+
+
+@contextlib.contextmanager
+def _readers(serving: Path, folder: Path) -> Iterator[dict[str, list[dict]]]:
+    """Run the two ``READER`` processes on ``serving`` through the ``with`` block; yield the rounds
+    each saw (filled in on exit). Each has done its first round when the block starts."""
+    rounds: dict[str, list[dict]] = {}
+    procs, outputs = {}, {}
+    try:
+        for mode in ("fresh", "held"):
+            outputs[mode] = folder / f"reader-{mode}.jsonl"
+            with outputs[mode].open("w") as out:
+                procs[mode] = subprocess.Popen(
+                    [sys.executable, "-c", READER, str(serving), json.dumps(PUBLISHED_MARTS), mode],
+                    stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True,
+                )  # fmt: skip
+        for mode, proc in procs.items():
+            while not outputs[mode].read_text():
+                assert proc.poll() is None, outputs[mode].read_text()
+                time.sleep(0.1)
+        yield rounds
+    finally:
+        for proc in procs.values():
+            assert proc.stdin is not None
+            with contextlib.suppress(BrokenPipeError):  # a reader that died: its output says why
+                proc.stdin.write("stop\n")
+                proc.stdin.close()
+        for mode, proc in procs.items():
+            assert proc.wait(timeout=60) == 0, outputs[mode].read_text()[-3000:]
+            rounds[mode] = [json.loads(line) for line in outputs[mode].read_text().splitlines()]
+
+
+@dataclass
+class Backfill:
+    """The backfill's serving file, and what readers saw during its run of 21 November."""
+
+    serving: Path
+    old: tuple[str, str] = ("", "")  # (digest, logical date) served before the run of the 21st
+    new: tuple[str, str] = ("", "")  # ... and after it
+    rounds: dict[str, list[dict]] = field(default_factory=dict)  # what readers saw during it
+
+
+#: The backfill: 20 and 21 November as two nightly runs, then 19 November backfilled. 19 November
+#: is first loaded as a late file by the run of the 20th, then reloaded by its own run after later
+#: dates exist, and the last run's logical date is not the newest. Raw partitions are keyed by
+#: landing date and the marts are rebuilt from all of them whatever the run's date, so "the marts
+#: of one clean run" are those of the module's first run (the newest date, every file loaded at
+#: once): after the backfill every mart must equal them, except that the two snapshot marts keep
+#: one snapshot per run date by design (the backfill adds those of the 19th and 20th) and are
+#: compared on the 21st. The first run builds dbt model by model, these runs as one task each.
+BACKFILL = ("2026-11-20", "2026-11-21", "2026-11-19")
+
+
+@pytest.fixture(scope="module")
+def backfill(first_run, tmp_path_factory) -> Backfill:
+    """The backfill on the first run's landing files (byte for byte), with BI reader processes
+    querying the serving file through the whole nightly run of 21 November, which publishes over
+    the version of the 20th."""
+    root = tmp_path_factory.mktemp("backfill")
+    shutil.copytree(first_run.landing, root / "data" / "landing")
+    env = _env(root) | {"MWH_DBT_TASKS": "single"}
+    result = Backfill(serving=root / "data" / "warehouse" / "warehouse.duckdb")
+    for ds in BACKFILL:
+        if ds == "2026-11-21":
+            result.old = (_version_digest(result.serving), BACKFILL[0])
+            with _readers(result.serving, root) as result.rounds:
+                run = subprocess.run(_mwh_run(ds), env=env, **RUN)
+            result.new = (_version_digest(result.serving), ds)
+        else:
+            run = subprocess.run(_mwh_run(ds), env=env, **RUN)
+        assert run.returncode == 0, (ds, run.stdout[-3000:] + run.stderr[-3000:])
+    return result
+
+
+def test_backfilling_dates_out_of_order_gives_the_marts_of_one_clean_run(first_run, backfill):
+    con = duckdb.connect(str(backfill.serving), read_only=True)
+    snapshots = {
+        mart: sorted(
+            str(d) for (d,) in con.execute(f"select distinct {column} from marts.{mart}").fetchall()
+        )
+        for mart, column in SNAPSHOT_MARTS.items()
+    }
+    con.close()
+    assert snapshots == dict.fromkeys(SNAPSHOT_MARTS, sorted(BACKFILL))
+    newest = max(BACKFILL)
+    clean = _mart_fingerprints(first_run.serving, snapshot=newest)
+    assert clean == _mart_fingerprints(first_run.serving)  # one run, one snapshot
+    assert _mart_fingerprints(backfill.serving, snapshot=newest) == clean
+
+
+def test_a_reader_through_a_whole_run_only_sees_complete_versions(backfill):
+    fresh, held = backfill.rounds["fresh"], backfill.rounds["held"]
+    assert [r for r in fresh + held if "error" in r or r["problems"]] == []
+    assert backfill.old[0] != backfill.new[0]
+    # a new connection per round: the old version until the swap, then the new one, nothing else
+    seen = [(r["digest"], r["date"]) for r in fresh]
+    assert backfill.new in seen
+    switch = seen.index(backfill.new)
+    assert seen == [backfill.old] * switch + [backfill.new] * (len(seen) - switch)
+    assert switch >= 20 and len(seen) - switch >= 3  # many rounds before and after the swap
+    # a connection opened before the run keeps reading the old version undisturbed
+    assert len(held) >= 20 and {(r["digest"], r["date"]) for r in held} == {backfill.old}
