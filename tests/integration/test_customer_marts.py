@@ -155,6 +155,8 @@ def write_fixture(landing: Path) -> None:
         {"messageId": "m5", "event": "order_placed", "timestamp": "2026-06-25T15:00:00Z",
          "email": "eve@example.com", "properties": {"value": 70}},
         {"messageId": "m6", "event": "page_view", "timestamp": "2026-06-25T16:00:00Z"},
+        # u_anon's earlier visit: alone in the weekly and monthly windows, which then run out
+        {"messageId": "m7", "event": "login", "timestamp": "2026-05-20T12:00:00Z", "userId": "u_anon"},
     ]  # fmt: skip
     (jun30 / "product_events.jsonl").write_text(
         "\n".join(json.dumps(e) for e in events) + "\n", "utf-8"
@@ -472,12 +474,24 @@ def test_kpi_daily_active_users_by_hand(warehouse):
         "select date::varchar as d, orders, revenue, new_customers as new, "
         "returning_customers as ret, discount_cost as disc, active_users as dau, "
         "weekly_active_users as wau, monthly_active_users as mau from marts.kpi_daily "
-        "where date in ('2026-01-10', '2026-06-20', '2026-06-24', '2026-06-25', '2026-06-28') "
+        "where date in ('2026-01-10', '2026-05-20', '2026-05-26', '2026-05-27', '2026-06-18', "
+        "'2026-06-19', '2026-06-20', '2026-06-24', '2026-06-25', '2026-06-28') "
         "order by date",
     )
     assert got == [
         {"d": "2026-01-10", "orders": 1, "revenue": D("100.00"), "new": 1, "ret": 0,
          "disc": D("10.00"), "dau": 0, "wau": 0, "mau": 0},
+        # u_anon visits on May 20: counted that week (May 20-26) and for 30 days (to Jun 18)
+        {"d": "2026-05-20", "orders": 0, "revenue": D("0"), "new": 0, "ret": 0,
+         "disc": D("0"), "dau": 1, "wau": 1, "mau": 1},
+        {"d": "2026-05-26", "orders": 0, "revenue": D("0"), "new": 0, "ret": 0,
+         "disc": D("0"), "dau": 0, "wau": 1, "mau": 1},
+        {"d": "2026-05-27", "orders": 0, "revenue": D("0"), "new": 0, "ret": 0,
+         "disc": D("0"), "dau": 0, "wau": 0, "mau": 1},
+        {"d": "2026-06-18", "orders": 0, "revenue": D("0"), "new": 0, "ret": 0,
+         "disc": D("0"), "dau": 0, "wau": 0, "mau": 1},
+        {"d": "2026-06-19", "orders": 0, "revenue": D("0"), "new": 0, "ret": 0,
+         "disc": D("0"), "dau": 0, "wau": 0, "mau": 0},
         # u_ann logs in (and adds to cart): one user
         {"d": "2026-06-20", "orders": 1, "revenue": D("80.00"), "new": 0, "ret": 1,
          "disc": D("0.00"), "dau": 1, "wau": 1, "mau": 1},
