@@ -214,15 +214,17 @@ FILE_COLUMN = "_file_hash"
 def _frames(settings: Settings, binding: dict[str, Any], stage: str, ds: date):
     """The binding's batch as pandas frames of at most ``CHUNK_ROWS`` rows where possible.
 
-    The whole batch is computed by DuckDB first (window columns such as repeated keys see every
-    file the run loaded), then handed to GX in chunks of whole landed files, so a first night that
-    loads a year of history never sits in pandas at once. A single file larger than a chunk is one
-    chunk; batches without the file column, and suites whose uniqueness check spans files, are one
-    frame. ``_combine`` merges the chunks' results into one result per expectation."""
+    DuckDB computes the whole batch (window columns such as repeated keys see every file the run
+    loaded); GX gets it in chunks, so neither a first night that loads a year of history nor a
+    million-row mart sits in pandas at once. Suites of row-wise checks get consecutive chunks of
+    the result; suites checking keys unique within a landed file get chunks of whole files (a
+    file larger than a chunk is one chunk); suites with any other kind of check get one frame.
+    ``_combine`` merges the chunks' results into one result per expectation."""
     sql = binding.get("sql") or f"select * from {binding['table']}"
     if binding.get("where"):
         sql = f"select * from ({sql}) as t where {binding['where']}"
     sql = render_sql(settings, sql, ds)
+    chunking = _chunking(load_suite_dict(settings, binding["suite"]))
     spill = None
     if stage == "raw":
         con = duckdb.connect()
@@ -231,48 +233,69 @@ def _frames(settings: Settings, binding: dict[str, Any], stage: str, ds: date):
         con.execute(f"set temp_directory = {_sql_literal(spill.name)}")
     else:
         con = duckdb.connect(str(settings.build_path), read_only=True)
+        if chunking == "files":
+            chunking = None  # no temporary table on a read-only connection
     try:
-        if stage != "raw" or not _chunkable(load_suite_dict(settings, binding["suite"])):
+        if chunking is None:
             yield con.execute(sql).df()
-            return
-        con.execute(f"create temp table batch as {sql}")
-        columns = [r[0] for r in con.execute("describe batch").fetchall()]
-        total = con.execute("select count(*) from batch").fetchone()[0]
-        if total <= CHUNK_ROWS or FILE_COLUMN not in columns:
-            yield con.execute("select * from batch").df()
-            return
-        files = con.execute(
-            f"select {FILE_COLUMN}, count(*) from batch group by 1 order by 1"
-        ).fetchall()
-        chunks: list[list[str]] = [[]]
-        size = 0
-        for file_hash, rows in files:
-            if chunks[-1] and size + rows > CHUNK_ROWS:
-                chunks.append([])
-                size = 0
-            chunks[-1].append(file_hash)
-            size += rows
-        for chunk in chunks:
-            yield con.execute(
-                f"select * from batch where {FILE_COLUMN} in (select unnest(?))", [chunk]
-            ).df()
+        elif chunking == "rows":
+            con.execute(sql)
+            vectors = max(1, CHUNK_ROWS // 2048)  # DuckDB hands out rows 2,048 at a time
+            frame = con.fetch_df_chunk(vectors)
+            yield frame
+            while len(frame):
+                frame = con.fetch_df_chunk(vectors)
+                if len(frame):
+                    yield frame
+        else:
+            yield from _file_chunks(con, sql)
     finally:
         con.close()
         if spill is not None:
             spill.cleanup()
 
 
-def _chunkable(suite_dict: dict[str, Any]) -> bool:
-    """A suite whose expectations give the same verdict on file-sized chunks as on the whole."""
+def _file_chunks(con, sql: str):
+    con.execute(f"create temp table batch as {sql}")
+    columns = [r[0] for r in con.execute("describe batch").fetchall()]
+    total = con.execute("select count(*) from batch").fetchone()[0]
+    if total <= CHUNK_ROWS or FILE_COLUMN not in columns:
+        yield con.execute("select * from batch").df()
+        return
+    files = con.execute(
+        f"select {FILE_COLUMN}, count(*) from batch group by 1 order by 1"
+    ).fetchall()
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for file_hash, rows in files:
+        if chunks[-1] and size + rows > CHUNK_ROWS:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(file_hash)
+        size += rows
+    for chunk in chunks:
+        yield con.execute(
+            f"select * from batch where {FILE_COLUMN} in (select unnest(?))", [chunk]
+        ).df()
+
+
+#: Expectations whose verdict on a whole batch follows from their results on its chunks.
+ROW_WISE = ("expect_column_values_", "expect_column_pair_values_", "expect_table_columns_")
+ROW_COUNT = "expect_table_row_count_to_be_between"
+
+
+def _chunking(suite_dict: dict[str, Any]) -> str | None:
+    """How a suite's batch may be split: "rows", "files" (keys unique within a landed file) or
+    None (one frame: a check that needs every row at once)."""
+    chunking = "rows"
     for exp in suite_dict.get("expectations", []):
         if exp["type"] == "expect_compound_columns_to_be_unique":
             if FILE_COLUMN not in exp.get("kwargs", {}).get("column_list", []):
-                return False
-        elif not exp["type"].startswith(
-            ("expect_column_values_", "expect_column_pair_values_", "expect_table_columns_")
-        ):
-            return False
-    return True
+                return None
+            chunking = "files"
+        elif not (exp["type"].startswith(ROW_WISE) or exp["type"] == ROW_COUNT):
+            return None
+    return chunking
 
 
 def _combine(cfg, items: list) -> tuple[bool, dict[str, Any], Any]:
@@ -291,6 +314,12 @@ def _combine(cfg, items: list) -> tuple[bool, dict[str, Any], Any]:
     if len(items) == 1:
         return bool(items[0].success), dict(items[0].result or {}), exception
     results = [dict(i.result or {}) for i in items]
+    if not raised and cfg.type == ROW_COUNT:
+        rows = sum(int(r.get("observed_value") or 0) for r in results)
+        low, high = cfg.kwargs.get("min_value"), cfg.kwargs.get("max_value")
+        below = low is not None and (rows <= low if cfg.kwargs.get("strict_min") else rows < low)
+        above = high is not None and (rows >= high if cfg.kwargs.get("strict_max") else rows > high)
+        return not (below or above), {"observed_value": rows}, exception
     if raised or not all("unexpected_count" in r for r in results):
         chosen = results[items.index(failing)] if failing is not None else results[0]
         return failing is None, chosen, exception

@@ -156,3 +156,66 @@ def test_a_large_raw_batch_is_validated_in_file_chunks_with_the_verdicts_of_one_
         ("expect_compound_columns_to_be_unique", False, 12, 2),
         ("expect_table_columns_to_match_set", True, None, None),
     ]
+
+
+def test_a_large_batch_of_row_wise_checks_is_validated_in_consecutive_chunks(tmp_path, monkeypatch):
+    """5,000 rows (a mart, say) in chunks of 2,048 rows: row counts add up (each chunk alone is
+    below the minimum), ``mostly`` applies to the sums, and the verdicts equal those of one
+    frame."""
+    from marketing_warehouse import gates
+
+    suites = tmp_path / "expectations"
+    (suites / "raw").mkdir(parents=True)
+    (suites / "gates.yml").write_text(
+        "raw:\n"
+        "  - suite: raw/numbers\n"
+        "    sql: select range as n, case when range % 1000 = 999 then null else range % 7 end"
+        " as r from range(5000)\n"
+    )
+    expectations = [
+        {"type": "expect_table_row_count_to_be_between", "severity": "critical",
+         "kwargs": {"min_value": 4000, "max_value": 6000}},
+        # r = 6 on 714 of the 4,995 non-null rows: 85.7 % <= 5, over the 85 % asked for
+        {"type": "expect_column_values_to_be_between", "severity": "critical",
+         "kwargs": {"column": "r", "max_value": 5, "mostly": 0.85}},
+        {"type": "expect_column_values_to_not_be_null", "severity": "warning",
+         "kwargs": {"column": "r"}},
+        {"type": "expect_column_pair_values_a_to_be_greater_than_b", "severity": "warning",
+         "kwargs": {"column_A": "n", "column_B": "r", "or_equal": True,
+                    "ignore_row_if": "either_value_is_missing"}},
+    ]  # fmt: skip
+    (suites / "raw" / "numbers.json").write_text(
+        json.dumps({"name": "raw/numbers", "expectations": expectations})
+    )
+    settings = load_settings(
+        {"MWH_DATA_DIR": str(tmp_path / "data"), "MWH_EXPECTATIONS_DIR": str(suites)}
+    )
+    frames: list[int] = []
+    original = gates._frames
+
+    def counting(*args):
+        for frame in original(*args):
+            frames.append(len(frame))
+            yield frame
+
+    monkeypatch.setattr(gates, "_frames", counting)
+
+    def summary(outcome):
+        return [
+            (c.expectation, c.success, c.observed, c.element_count, c.unexpected_count)
+            for c in outcome.checks
+        ]
+
+    whole = summary(run_gate(settings, "raw", date(2026, 11, 21), "run-whole"))
+    assert frames == [5000]
+    monkeypatch.setattr(gates, "CHUNK_ROWS", 2048)
+    frames.clear()
+    chunked = summary(run_gate(settings, "raw", date(2026, 11, 21), "run-chunked"))
+    assert frames == [2048, 2048, 904]
+    assert chunked == whole
+    assert sorted(chunked) == [
+        ("expect_column_pair_values_a_to_be_greater_than_b", True, "0% unexpected", 5000, 0),
+        ("expect_column_values_to_be_between", True, "14.29% unexpected", 5000, 714),
+        ("expect_column_values_to_not_be_null", False, "0.1% unexpected", 5000, 5),
+        ("expect_table_row_count_to_be_between", True, "5000", None, None),
+    ]
