@@ -215,7 +215,7 @@ def measure(
         proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     largest = usage.ru_maxrss / 1024
-    return Step(
+    step = Step(
         key=key,
         name=name,
         seconds=round(seconds, 2),
@@ -225,6 +225,13 @@ def measure(
         exit_code=proc.returncode,
         log=str(log),
     )
+    # a long run (scale 10) shows each step as it ends, and an interrupted one keeps what it measured
+    print(
+        f"{name}: {step.seconds:.1f} s, peak RSS {step.peak_rss_mb:,.0f} MB "
+        f"(largest process {step.largest_process_mb:,.0f} MB), exit {step.exit_code}",
+        flush=True,
+    )
+    return step
 
 
 def _rows_landed(settings: Settings, ds: str) -> int:

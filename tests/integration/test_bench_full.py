@@ -47,4 +47,6 @@ def test_full_bench_smoke(tmp_path, capsys):
     assert [c for c in report["checks"] if not c["match"]] == []
     assert code == 0
     assert "(a)/(c)" in out and "floor vs dbt marts" in out
+    # each step is reported as it ends, before the table
+    assert out.index("(a) nightly run, all history: ") < out.index("(d) incremental night")
     assert not list(tmp_path.glob("run-*"))  # the data folder is removed unless --keep
