@@ -451,9 +451,12 @@ def extract_file(
     out_file: Path,
     quarantine_file: Path,
     loaded_at: datetime,
+    file_hash: str | None = None,
 ) -> FileResult:
-    """Type one landed file into ``out_file`` (Parquet) and its rejects into ``quarantine_file``."""
-    file_hash = file_sha256(path)
+    """Type one landed file into ``out_file`` (Parquet) and its rejects into ``quarantine_file``.
+
+    ``file_hash``: the file's SHA-256 when the caller has already computed it."""
+    file_hash = file_hash or file_sha256(path)
     result = FileResult(
         source_file=path.name, file_hash=file_hash, load_date=load_date.isoformat(), status="loaded"
     )

@@ -211,7 +211,9 @@ CHUNK_ROWS = 500_000
 FILE_COLUMN = "_file_hash"
 
 
-def _frames(settings: Settings, binding: dict[str, Any], stage: str, ds: date):
+def _frames(
+    settings: Settings, binding: dict[str, Any], suite_dict: dict[str, Any], stage: str, ds: date
+):
     """The binding's batch as pandas frames of at most ``CHUNK_ROWS`` rows where possible.
 
     DuckDB computes the whole batch (window columns such as repeated keys see every file the run
@@ -224,7 +226,7 @@ def _frames(settings: Settings, binding: dict[str, Any], stage: str, ds: date):
     if binding.get("where"):
         sql = f"select * from ({sql}) as t where {binding['where']}"
     sql = render_sql(settings, sql, ds)
-    chunking = _chunking(load_suite_dict(settings, binding["suite"]))
+    chunking = _chunking(suite_dict)
     spill = None
     if stage == "raw":
         con = duckdb.connect()
@@ -432,7 +434,7 @@ def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResul
         )
         per_expectation: dict[int, list] = {}
         configs: dict[int, Any] = {}
-        for frame in _frames(settings, binding, stage, ds):
+        for frame in _frames(settings, binding, suite_dict, stage, ds):
             result = checkpoint.run(
                 batch_parameters={"dataframe": frame}, expectation_parameters=params
             )

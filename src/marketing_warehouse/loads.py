@@ -162,7 +162,9 @@ def _load_file(
 ) -> FileResult:
     name = f"{file_hash[:16]}.parquet"
     try:
-        return extract_file(path, contract, day, raw_part / name, quarantine_part / name, loaded_at)
+        return extract_file(
+            path, contract, day, raw_part / name, quarantine_part / name, loaded_at, file_hash
+        )
     except FileRejected as caught:
         rejection = caught
     except (OSError, duckdb.IOException):
