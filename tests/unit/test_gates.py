@@ -81,6 +81,35 @@ def test_only_warnings_pass_the_gate(settings):
     enforce(outcome)  # warnings never raise
 
 
+def _one_suite_settings(tmp_path, name: str, sql: str, expectations: list[dict]):
+    """Settings whose raw gate runs one suite, ``raw/<name>``, on ``sql``."""
+    suites = tmp_path / "expectations"
+    (suites / "raw").mkdir(parents=True)
+    (suites / "gates.yml").write_text(f"raw:\n  - suite: raw/{name}\n    sql: {sql}\n")
+    (suites / "raw" / f"{name}.json").write_text(
+        json.dumps({"name": f"raw/{name}", "expectations": expectations})
+    )
+    return load_settings(
+        {"MWH_DATA_DIR": str(tmp_path / "data"), "MWH_EXPECTATIONS_DIR": str(suites)}
+    )
+
+
+def _count_frames(monkeypatch) -> list[int]:
+    """The sizes of the frames the gate hands to GX, appended as they go."""
+    from marketing_warehouse import gates
+
+    frames: list[int] = []
+    original = gates._frames
+
+    def counting(*args):
+        for frame in original(*args):
+            frames.append(len(frame))
+            yield frame
+
+    monkeypatch.setattr(gates, "_frames", counting)
+    return frames
+
+
 CHUNKED_SUITE = [
     # 3 of 12 quantities out of range, all in file f2: fails with or without chunks
     {"type": "expect_column_values_to_be_between", "severity": "critical",
@@ -113,28 +142,13 @@ def test_a_large_raw_batch_is_validated_in_file_chunks_with_the_verdicts_of_one_
     (whole files): the same verdicts, counts and samples; ``mostly`` applies to the sums."""
     from marketing_warehouse import gates
 
-    suites = tmp_path / "expectations"
-    (suites / "raw").mkdir(parents=True)
-    (suites / "gates.yml").write_text(
-        "raw:\n"
-        "  - suite: raw/lines\n"
-        f"    sql: select * from (values {CHUNKED_ROWS}) as t(_file_hash, line, quantity, code)\n"
+    settings = _one_suite_settings(
+        tmp_path,
+        "lines",
+        f"select * from (values {CHUNKED_ROWS}) as t(_file_hash, line, quantity, code)",
+        CHUNKED_SUITE,
     )
-    (suites / "raw" / "lines.json").write_text(
-        json.dumps({"name": "raw/lines", "expectations": CHUNKED_SUITE})
-    )
-    settings = load_settings(
-        {"MWH_DATA_DIR": str(tmp_path / "data"), "MWH_EXPECTATIONS_DIR": str(suites)}
-    )
-    frames: list[int] = []
-    original = gates._frames
-
-    def counting(*args):
-        for frame in original(*args):
-            frames.append(len(frame))
-            yield frame
-
-    monkeypatch.setattr(gates, "_frames", counting)
+    frames = _count_frames(monkeypatch)
 
     def summary(outcome):
         return [
@@ -164,14 +178,6 @@ def test_a_large_batch_of_row_wise_checks_is_validated_in_consecutive_chunks(tmp
     frame."""
     from marketing_warehouse import gates
 
-    suites = tmp_path / "expectations"
-    (suites / "raw").mkdir(parents=True)
-    (suites / "gates.yml").write_text(
-        "raw:\n"
-        "  - suite: raw/numbers\n"
-        "    sql: select range as n, case when range % 1000 = 999 then null else range % 7 end"
-        " as r from range(5000)\n"
-    )
     expectations = [
         {"type": "expect_table_row_count_to_be_between", "severity": "critical",
          "kwargs": {"min_value": 4000, "max_value": 6000}},
@@ -184,21 +190,14 @@ def test_a_large_batch_of_row_wise_checks_is_validated_in_consecutive_chunks(tmp
          "kwargs": {"column_A": "n", "column_B": "r", "or_equal": True,
                     "ignore_row_if": "either_value_is_missing"}},
     ]  # fmt: skip
-    (suites / "raw" / "numbers.json").write_text(
-        json.dumps({"name": "raw/numbers", "expectations": expectations})
+    settings = _one_suite_settings(
+        tmp_path,
+        "numbers",
+        "select range as n, case when range % 1000 = 999 then null else range % 7 end as r"
+        " from range(5000)",
+        expectations,
     )
-    settings = load_settings(
-        {"MWH_DATA_DIR": str(tmp_path / "data"), "MWH_EXPECTATIONS_DIR": str(suites)}
-    )
-    frames: list[int] = []
-    original = gates._frames
-
-    def counting(*args):
-        for frame in original(*args):
-            frames.append(len(frame))
-            yield frame
-
-    monkeypatch.setattr(gates, "_frames", counting)
+    frames = _count_frames(monkeypatch)
 
     def summary(outcome):
         return [
