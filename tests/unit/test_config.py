@@ -33,6 +33,7 @@ def test_landing_dir_can_point_anywhere(tmp_path: Path):
         ({"MWH_DEMO_DAYS": "0"}, "at least 1"),
         ({"MWH_TASK_RETRIES": "-1"}, "0 or more"),
         ({"MWH_KEEP_VERSIONS": "0"}, "at least 1"),
+        ({"MWH_EXTRACT_WORKERS": "0"}, "MWH_EXTRACT_WORKERS must be at least 1"),
         ({"MWH_POSTGRES_READER_ROLE": "bi reader; drop"}, "identifier"),
         ({"MWH_DBT_TASKS": "per_stage"}, "per_model, single"),
     ],
