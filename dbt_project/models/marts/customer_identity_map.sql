@@ -13,35 +13,71 @@ identities as (
 
 ),
 
-{#- One pass over the records: the latest e-mail and phone of each key are the values of its
-    latest record that has one (records without a timestamp count as oldest; ties go to the
-    greater value). -#}
-keyed as (
+{#- The latest e-mail and phone of each key are the values of its latest record that has one
+    (records without a timestamp count as oldest; ties go to the greater value). The records are
+    first reduced to one row per key and distinct (e-mail, phone) pair with fixed-size aggregates
+    only, which DuckDB can spill to disk, so the map builds within the memory limit at any scale;
+    the latest values are then ranked on that much smaller set. -#}
+values_seen as (
 
     select
         source,
         source_key,
+        email,
+        phone,
         min(observed_at) as first_seen_at,
         max(observed_at) as last_seen_at,
-        count(*) as records_count,
-        arg_max(
-            email,
-            struct_pack(
-                dated := observed_at is not null,
-                observed_at := coalesce(observed_at, timestamp '1970-01-01'),
-                email := email
-            )
-        ) filter (where email is not null) as email,
-        arg_max(
-            phone,
-            struct_pack(
-                dated := observed_at is not null,
-                observed_at := coalesce(observed_at, timestamp '1970-01-01'),
-                phone := phone
-            )
-        ) filter (where phone is not null) as phone
+        count(*) as records_count
     from identities
+    group by source, source_key, email, phone
+
+),
+
+key_counts as (
+
+    select
+        source,
+        source_key,
+        min(first_seen_at) as first_seen_at,
+        max(last_seen_at) as last_seen_at,
+        cast(sum(records_count) as bigint) as records_count
+    from values_seen
     group by source, source_key
+
+),
+
+{% for value in ['email', 'phone'] -%}
+latest_{{ value }} as (
+
+    select source, source_key, {{ value }}
+    from values_seen
+    where {{ value }} is not null
+    qualify row_number() over (
+        partition by source, source_key
+        order by last_seen_at desc nulls last, {{ value }} desc
+    ) = 1
+
+),
+
+{% endfor -%}
+
+keyed as (
+
+    select
+        key_counts.source,
+        key_counts.source_key,
+        key_counts.first_seen_at,
+        key_counts.last_seen_at,
+        key_counts.records_count,
+        latest_email.email,
+        latest_phone.phone
+    from key_counts
+    left join latest_email
+        on key_counts.source = latest_email.source
+        and key_counts.source_key = latest_email.source_key
+    left join latest_phone
+        on key_counts.source = latest_phone.source
+        and key_counts.source_key = latest_phone.source_key
 
 ),
 
