@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from marketing_warehouse import demo
+from marketing_warehouse import demo, duck
 from marketing_warehouse.config import Settings, load_settings
 from marketing_warehouse.contracts import contract_for
 from marketing_warehouse.extract import extract_file
@@ -327,7 +327,8 @@ def full(
         "floor",
         "(c) DuckDB floor, same marts",
         [sys.executable, "-m", "marketing_warehouse.bench", "floor", str(landing),
-         ds.isoformat(), str(floor_db), settings.reporting_currency],
+         ds.isoformat(), str(floor_db), settings.reporting_currency,
+         settings.duckdb_memory_limit],
         env,
         logs / "c-floor.log",
     )  # fmt: skip
@@ -808,11 +809,16 @@ def _csv_list(files: list[Path]) -> str:
     return "[" + ", ".join(f"'{f}'" for f in files) + "]"
 
 
-def floor(landing: Path, ds: date, db_path: Path, currency: str = "EUR") -> dict:
+def floor(
+    landing: Path, ds: date, db_path: Path, currency: str = "EUR", memory_limit: str = "3GB"
+) -> dict:
     """The headline marts (dim_customers, kpi_daily, kpi_cohort_retention, customer_segments)
-    from the landed files in plain DuckDB SQL, into tables of ``db_path``; their headline numbers."""
+    from the landed files in plain DuckDB SQL, into tables of ``db_path``; their headline numbers.
+
+    The connection has the pipeline's DuckDB memory limit (``MWH_DUCKDB_MEMORY_LIMIT``), so the
+    floor is held to the same memory as the marts it is compared with."""
     db_path.unlink(missing_ok=True)
-    con = duckdb.connect(str(db_path))
+    con = duck.connect(memory_limit, db_path)
     try:
         con.execute("set TimeZone = 'UTC'; set enable_progress_bar = false")
         shopify = sorted(landing.glob("*/shopify_orders*.csv"))
@@ -858,7 +864,7 @@ def floor(landing: Path, ds: date, db_path: Path, currency: str = "EUR") -> dict
         con.execute(
             "create temp table voucher_emails as "
             "select unnest(redemptions).customer.email as email from "
-            f"read_json('{landing}/*/voucher_redemptions*.json', maximum_object_size = 1073741824)"
+            f"read_json('{landing}/*/voucher_redemptions*.json', maximum_object_size = 268435456)"
         )
         rates = {}
         for path in sorted(landing.glob("*/fx_rates*.xlsx")):
@@ -969,8 +975,8 @@ def compare_marts(floor_db: Path, warehouse: Path, ds: date) -> list[dict]:
 
 
 def _floor_main(argv: list[str]) -> int:
-    landing, ds, db_path, currency = argv
-    numbers = floor(Path(landing), date.fromisoformat(ds), Path(db_path), currency)
+    landing, ds, db_path, currency, memory_limit = argv
+    numbers = floor(Path(landing), date.fromisoformat(ds), Path(db_path), currency, memory_limit)
     print(json.dumps(numbers, indent=1))
     return 0
 

@@ -61,7 +61,8 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     ),
     "MWH_DUCKDB_MEMORY_LIMIT": (
         "3GB",
-        "DuckDB memory limit of dbt's build connection; beyond it DuckDB spills to disk.",
+        "DuckDB memory limit of dbt's connection, each gate and the publish; extraction's "
+        "connections share it. Beyond it DuckDB spills to disk.",
     ),
     "MWH_EXTRACT_WORKERS": (
         "the number of CPUs",
@@ -177,6 +178,20 @@ class Settings:
         }
 
 
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_LIMIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)\s*$", re.IGNORECASE)
+
+
+def memory_bytes(limit: str) -> int:
+    """``"3GB"`` -> 3,000,000,000 (DuckDB's units: KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB
+    powers of 1024); ValueError when ``limit`` is not such a size."""
+    match = _LIMIT.match(limit)
+    if not match:
+        raise ValueError(f"{limit!r} is not a memory size such as 3GB or 2500MiB")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read settings from ``env`` (default: the process environment) and validate them."""
     env = dict(os.environ if env is None else env)
@@ -219,6 +234,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             f"MWH_POSTGRES_READER_ROLE={reader_role!r} is not a plain lower-case identifier "
             "(letters, digits, underscore; e.g. bi_reader)."
         )
+    memory_limit = env.get("MWH_DUCKDB_MEMORY_LIMIT", "3GB").strip() or "3GB"
+    try:
+        if memory_bytes(memory_limit) < 2**27:
+            raise ConfigError(f"MWH_DUCKDB_MEMORY_LIMIT={memory_limit!r} is below 128MiB.")
+    except ValueError as exc:
+        raise ConfigError(f"MWH_DUCKDB_MEMORY_LIMIT: {exc}.") from None
     dbt_tasks = env.get("MWH_DBT_TASKS", "per_model").strip().lower() or "per_model"
     if dbt_tasks not in DBT_TASK_MODES:
         raise ConfigError(
@@ -244,7 +265,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         postgres_reader_role=reader_role,
         postgres_reader_password=env.get("MWH_POSTGRES_READER_PASSWORD", ""),
         dbt_tasks=dbt_tasks,
-        duckdb_memory_limit=env.get("MWH_DUCKDB_MEMORY_LIMIT", "3GB").strip() or "3GB",
+        duckdb_memory_limit=memory_limit,
         expectations_override=(
             _path(env, "MWH_EXPECTATIONS_DIR", project_dir)
             if env.get("MWH_EXPECTATIONS_DIR")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from marketing_warehouse import duck
 from marketing_warehouse.contracts import Column, Contract
 from marketing_warehouse.currencies import ISO_4217
 from marketing_warehouse.formats import (
@@ -452,10 +453,12 @@ def extract_file(
     quarantine_file: Path,
     loaded_at: datetime,
     file_hash: str | None = None,
+    memory_limit: str = "3GB",
 ) -> FileResult:
     """Type one landed file into ``out_file`` (Parquet) and its rejects into ``quarantine_file``.
 
-    ``file_hash``: the file's SHA-256 when the caller has already computed it."""
+    ``file_hash``: the file's SHA-256 when the caller has already computed it. ``memory_limit``:
+    the DuckDB memory limit of this file's connection (it spills beyond)."""
     file_hash = file_hash or file_sha256(path)
     result = FileResult(
         source_file=path.name, file_hash=file_hash, load_date=load_date.isoformat(), status="loaded"
@@ -472,7 +475,7 @@ def extract_file(
         )
         result.unknown_columns = unknown + result.unknown_columns
 
-        con = duckdb.connect()
+        con = duck.connect(memory_limit, spill_dir=workdir / "spill")
         try:
             con.execute("set threads = 1")  # one thread keeps row_number() in file order
             con.execute("set preserve_insertion_order = true")

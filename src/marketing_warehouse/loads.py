@@ -40,6 +40,7 @@ from pathlib import Path
 
 import duckdb
 
+from marketing_warehouse import duck
 from marketing_warehouse.config import Settings
 from marketing_warehouse.contracts import Contract
 from marketing_warehouse.extract import (
@@ -159,15 +160,23 @@ def _load_file(
     quarantine_part: Path,
     loaded_at: datetime,
     file_hash: str,
+    memory_limit: str,
 ) -> FileResult:
     name = f"{file_hash[:16]}.parquet"
     try:
         return extract_file(
-            path, contract, day, raw_part / name, quarantine_part / name, loaded_at, file_hash
+            path,
+            contract,
+            day,
+            raw_part / name,
+            quarantine_part / name,
+            loaded_at,
+            file_hash,
+            memory_limit,
         )
     except FileRejected as caught:
         rejection = caught
-    except (OSError, duckdb.IOException):
+    except (OSError, duckdb.IOException, duckdb.OutOfMemoryException):
         raise  # the machine, not the file: fail the task so that Airflow retries it
     except Exception as exc:  # a file that breaks the extractor must not stop the other files
         log.exception("%s: extraction failed; quarantining the file whole", path.name)
@@ -260,10 +269,11 @@ def _load_folders(
 
     all_jobs = [job for _, _, jobs in plan for job in jobs]
     workers = max(1, min(settings.extract_workers, len(all_jobs)))
+    memory_limit = duck.share(settings.duckdb_memory_limit, workers)
     results: list[FileResult] = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="extract")
     try:
-        extracted = pool.map(lambda job: _load_file(*job), all_jobs)
+        extracted = pool.map(lambda job: _load_file(*job, memory_limit), all_jobs)
         for day, slots, _ in plan:
             day_results = [slot if slot is not None else next(extracted) for slot in slots]
             if day == ds:

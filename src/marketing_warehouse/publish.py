@@ -29,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 
+from marketing_warehouse import duck
 from marketing_warehouse.config import Settings
 from marketing_warehouse.extract import utc_now
 from marketing_warehouse.gates import RESULT_COLUMNS
@@ -126,7 +127,7 @@ def _write(settings: Settings, tmp: Path, ds: date, run_id: str, stamp) -> dict[
     """Assemble the new serving file at ``tmp``; return the row count of every table copied."""
     serving = settings.warehouse_path
     counts: dict[str, int] = {}
-    con = duckdb.connect(str(tmp))
+    con = duck.connect(settings.duckdb_memory_limit, tmp)
     try:
         con.execute(f"attach {_sql_literal(str(settings.build_path))} as build (read_only)")
         for schema in PUBLISHED_SCHEMAS:

@@ -34,6 +34,9 @@ def test_landing_dir_can_point_anywhere(tmp_path: Path):
         ({"MWH_TASK_RETRIES": "-1"}, "0 or more"),
         ({"MWH_KEEP_VERSIONS": "0"}, "at least 1"),
         ({"MWH_EXTRACT_WORKERS": "0"}, "MWH_EXTRACT_WORKERS must be at least 1"),
+        ({"MWH_DUCKDB_MEMORY_LIMIT": "3"}, "MWH_DUCKDB_MEMORY_LIMIT: '3' is not a memory size"),
+        ({"MWH_DUCKDB_MEMORY_LIMIT": "lots"}, "not a memory size such as 3GB"),
+        ({"MWH_DUCKDB_MEMORY_LIMIT": "100MB"}, "MWH_DUCKDB_MEMORY_LIMIT='100MB' is below 128MiB"),
         ({"MWH_POSTGRES_READER_ROLE": "bi reader; drop"}, "identifier"),
         ({"MWH_DBT_TASKS": "per_stage"}, "per_model, single"),
     ],
@@ -61,3 +64,22 @@ def test_serving_defaults():
 def test_dbt_task_mode_defaults_to_one_task_per_model():
     assert load_settings({}).dbt_tasks == "per_model"
     assert load_settings({"MWH_DBT_TASKS": " Single "}).dbt_tasks == "single"
+
+
+def test_the_duckdb_memory_limit_bounds_every_connection_and_is_shared_by_extraction(tmp_path):
+    from marketing_warehouse import duck
+
+    settings = load_settings({"MWH_DUCKDB_MEMORY_LIMIT": "2GiB"})
+    con = duck.connect(settings.duckdb_memory_limit, tmp_path / "w.duckdb", spill_dir=tmp_path)
+    try:
+        limit, spill = con.execute(
+            "select current_setting('memory_limit'), current_setting('temp_directory')"
+        ).fetchone()
+    finally:
+        con.close()
+    assert limit == "2.0 GiB"
+    assert spill == str(tmp_path)
+    # DuckDB's units: GB is 1000**3 bytes, GiB 1024**3
+    assert duck.share("3GB", 2) == f"{3 * 10**9 // 2 // 2**20}MiB"
+    assert duck.share("2GiB", 4) == "512MiB"
+    assert duck.share("256MiB", 8) == "64MiB"  # never below 64 MiB
