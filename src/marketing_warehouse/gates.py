@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 import yaml
 
+from marketing_warehouse import duck
 from marketing_warehouse.config import Settings
 from marketing_warehouse.extract import utc_now
 
@@ -205,38 +206,43 @@ def render_sql(settings: Settings, sql: str, ds: date) -> str:
     return sql.replace("{ds}", ds.isoformat())
 
 
-#: Raw batches above this many rows reach GX in chunks of whole landed files (see _frames).
+#: Batches above this many rows reach GX in chunks of about this many rows (see _frames).
 CHUNK_ROWS = 500_000
-#: Lineage column that keeps a landed file's rows together in one chunk.
-FILE_COLUMN = "_file_hash"
+#: Expectations whose verdict on a whole batch follows from their results on its chunks.
+ROW_WISE = ("expect_column_values_", "expect_column_pair_values_", "expect_table_columns_")
+ROW_COUNT = "expect_table_row_count_to_be_between"
+UNIQUE = {
+    "expect_compound_columns_to_be_unique": "column_list",
+    "expect_column_values_to_be_unique": "column",
+}
 
 
 def _frames(
     settings: Settings, binding: dict[str, Any], suite_dict: dict[str, Any], stage: str, ds: date
 ):
-    """The binding's batch as pandas frames of at most ``CHUNK_ROWS`` rows where possible.
+    """The binding's batch as pandas frames of at most about ``CHUNK_ROWS`` rows where possible.
 
     DuckDB computes the whole batch (window columns such as repeated keys see every file the run
-    loaded); GX gets it in chunks, so neither a first night that loads a year of history nor a
-    million-row mart sits in pandas at once. Suites of row-wise checks get consecutive chunks of
-    the result; suites checking keys unique within a landed file get chunks of whole files (a
-    file larger than a chunk is one chunk); suites with any other kind of check get one frame.
+    loaded), within the DuckDB memory limit; GX gets it in chunks, so neither a first night that
+    loads a year of history nor a million-row mart sits in pandas at once.
+    - Suites of row-wise checks get consecutive chunks of the result.
+    - Suites that also check keys for uniqueness get chunks split by a hash of the columns every
+      such key shares (e.g. the landed file and its row's key): all rows of one key value meet in
+      one chunk, so a duplicate is found wherever it is.
+    - Suites with any other kind of check get one frame.
     ``_combine`` merges the chunks' results into one result per expectation."""
     sql = binding.get("sql") or f"select * from {binding['table']}"
     if binding.get("where"):
         sql = f"select * from ({sql}) as t where {binding['where']}"
     sql = render_sql(settings, sql, ds)
     chunking = _chunking(suite_dict)
-    spill = None
+    spill = tempfile.TemporaryDirectory(prefix="mwh-gate-")
     if stage == "raw":
-        con = duckdb.connect()
-        spill = tempfile.TemporaryDirectory(prefix="mwh-gate-")
-        con.execute(f"set memory_limit = {_sql_literal(settings.duckdb_memory_limit)}")
-        con.execute(f"set temp_directory = {_sql_literal(spill.name)}")
+        con = duck.connect(settings.duckdb_memory_limit, spill_dir=spill.name)
     else:
-        con = duckdb.connect(str(settings.build_path), read_only=True)
-        if chunking == "files":
-            chunking = None  # no temporary table on a read-only connection
+        con = duck.connect(
+            settings.duckdb_memory_limit, settings.build_path, read_only=True, spill_dir=spill.name
+        )
     try:
         if chunking is None:
             yield con.execute(sql).df()
@@ -250,51 +256,53 @@ def _frames(
                 if len(frame):
                     yield frame
         else:
-            yield from _file_chunks(con, sql)
+            yield from _key_chunks(con, sql, _shared_key(suite_dict))
     finally:
         con.close()
-        if spill is not None:
-            spill.cleanup()
+        spill.cleanup()
 
 
-def _file_chunks(con, sql: str):
-    con.execute(f"create temp table batch as {sql}")
-    columns = [r[0] for r in con.execute("describe batch").fetchall()]
-    total = con.execute("select count(*) from batch").fetchone()[0]
-    if total <= CHUNK_ROWS or FILE_COLUMN not in columns:
-        yield con.execute("select * from batch").df()
+def _key_chunks(con, sql: str, key: list[str]):
+    """The batch in ``ceil(rows / CHUNK_ROWS)`` chunks by a hash of the ``key`` columns. The
+    batch is stored once, sorted by chunk, so each chunk is read without scanning the others."""
+    total = con.execute(f"select count(*) from ({sql}) as batch").fetchone()[0]
+    parts = -(-total // CHUNK_ROWS)
+    if parts <= 1:
+        yield con.execute(sql).df()
         return
-    files = con.execute(
-        f"select {FILE_COLUMN}, count(*) from batch group by 1 order by 1"
-    ).fetchall()
-    chunks: list[list[str]] = [[]]
-    size = 0
-    for file_hash, rows in files:
-        if chunks[-1] and size + rows > CHUNK_ROWS:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(file_hash)
-        size += rows
-    for chunk in chunks:
+    hashed = ", ".join('"' + c.replace('"', '""') + '"' for c in key)
+    con.execute(
+        f"create temp table batch as select *, hash({hashed}) % {parts} as _mwh_chunk "
+        f"from ({sql}) as batch order by _mwh_chunk"
+    )
+    for chunk in range(parts):
         yield con.execute(
-            f"select * from batch where {FILE_COLUMN} in (select unnest(?))", [chunk]
+            "select * exclude (_mwh_chunk) from batch where _mwh_chunk = ?", [chunk]
         ).df()
 
 
-#: Expectations whose verdict on a whole batch follows from their results on its chunks.
-ROW_WISE = ("expect_column_values_", "expect_column_pair_values_", "expect_table_columns_")
-ROW_COUNT = "expect_table_row_count_to_be_between"
+def _shared_key(suite_dict: dict[str, Any]) -> list[str]:
+    """The columns that every key a suite checks for uniqueness contains (in the first key's
+    order); [] when the suite checks no key, or its keys have no column in common."""
+    keys = []
+    for exp in suite_dict.get("expectations", []):
+        if exp["type"] in UNIQUE:
+            value = exp.get("kwargs", {}).get(UNIQUE[exp["type"]])
+            keys.append(value if isinstance(value, list) else [value])
+    if not keys:
+        return []
+    return [c for c in keys[0] if all(c in k for k in keys[1:])]
 
 
 def _chunking(suite_dict: dict[str, Any]) -> str | None:
-    """How a suite's batch may be split: "rows", "files" (keys unique within a landed file) or
-    None (one frame: a check that needs every row at once)."""
+    """How a suite's batch may be split: "rows", "keys" (by a hash of the columns its unique keys
+    share) or None (one frame: a check that needs every row at once)."""
     chunking = "rows"
     for exp in suite_dict.get("expectations", []):
-        if exp["type"] == "expect_compound_columns_to_be_unique":
-            if FILE_COLUMN not in exp.get("kwargs", {}).get("column_list", []):
+        if exp["type"] in UNIQUE:
+            if not _shared_key(suite_dict):
                 return None
-            chunking = "files"
+            chunking = "keys"
         elif not (exp["type"].startswith(ROW_WISE) or exp["type"] == ROW_COUNT):
             return None
     return chunking

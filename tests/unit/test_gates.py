@@ -135,11 +135,12 @@ CHUNKED_ROWS = (
 )
 
 
-def test_a_large_raw_batch_is_validated_in_file_chunks_with_the_verdicts_of_one_batch(
+def test_a_large_batch_with_a_unique_key_is_validated_in_key_chunks_with_the_verdicts_of_one_batch(
     tmp_path, monkeypatch
 ):
-    """Twelve rows in four landed files, validated whole and in chunks of at most three rows
-    (whole files): the same verdicts, counts and samples; ``mostly`` applies to the sums."""
+    """Twelve rows in four landed files, validated whole and in four chunks split by a hash of
+    the unique key: the same verdicts and counts (the duplicate key is found wherever its rows
+    are), and ``mostly`` applies to the sums."""
     from marketing_warehouse import gates
 
     settings = _one_suite_settings(
@@ -152,23 +153,35 @@ def test_a_large_raw_batch_is_validated_in_file_chunks_with_the_verdicts_of_one_
 
     def summary(outcome):
         return [
-            (c.expectation, c.success, c.element_count, c.unexpected_count, c.sample)
-            for c in outcome.checks
+            (c.expectation, c.success, c.element_count, c.unexpected_count) for c in outcome.checks
         ]
 
-    whole = summary(run_gate(settings, "raw", date(2026, 11, 21), "run-whole"))
+    whole_outcome = run_gate(settings, "raw", date(2026, 11, 21), "run-whole")
     assert frames == [12]
     monkeypatch.setattr(gates, "CHUNK_ROWS", 3)
     frames.clear()
-    chunked = summary(run_gate(settings, "raw", date(2026, 11, 21), "run-chunked"))
-    assert sorted(frames) == [2, 3, 3, 4]  # f2 (4 rows) is larger than a chunk: one chunk
-    assert chunked == whole
-    assert [(e, ok, n, bad) for e, ok, n, bad, _ in chunked] == [
-        ("expect_column_values_to_be_between", False, 12, 3),
-        ("expect_column_values_to_be_in_set", True, 12, 2),
-        ("expect_column_values_to_not_be_null", True, 12, 2),
-        ("expect_compound_columns_to_be_unique", False, 12, 2),
-        ("expect_table_columns_to_match_set", True, None, None),
+    chunked_outcome = run_gate(settings, "raw", date(2026, 11, 21), "run-chunked")
+    assert len(frames) == 4 and sum(frames) == 12
+    assert max(frames) < 12
+    assert (
+        summary(chunked_outcome)
+        == summary(whole_outcome)
+        == [
+            ("expect_column_values_to_be_between", False, 12, 3),
+            ("expect_column_values_to_be_in_set", True, 12, 2),
+            ("expect_column_values_to_not_be_null", True, 12, 2),
+            ("expect_compound_columns_to_be_unique", False, 12, 2),
+            ("expect_table_columns_to_match_set", True, None, None),
+        ]
+    )
+    samples = {
+        c.expectation: sorted(json.loads(c.sample or "[]"), key=str) for c in chunked_outcome.checks
+    }
+    assert samples["expect_column_values_to_be_between"] == [7, 8, 9]
+    assert samples["expect_column_values_to_be_in_set"] == ["x", "y"]
+    assert samples["expect_compound_columns_to_be_unique"] == [
+        {"_file_hash": "f2", "line": 3},
+        {"_file_hash": "f2", "line": 3},
     ]
 
 
