@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 from dataclasses import asdict
 from datetime import date
 
@@ -20,6 +21,15 @@ log = logging.getLogger(__name__)
 
 #: Airflow pool with one slot for every task that opens the build DuckDB file (one writer at a time).
 WAREHOUSE_POOL = "warehouse_writer"
+
+
+def log_peak_memory(stage: str) -> float:
+    """Log (and return) the peak RSS of this process so far, in MB. Under ``airflow dags test``
+    every task runs in one process: the first stage whose line shows the peak is the one that
+    set it. Under a scheduler each task has its own process and the figure is the task's own."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    log.info("%s: peak RSS of this process so far %.0f MB", stage, peak)
+    return peak
 
 
 def prepare(ds: str | None = None, settings: Settings | None = None) -> list[str]:
@@ -85,6 +95,7 @@ def extract_source(key: str, ds: str, settings: Settings | None = None) -> dict:
         summary["rows_loaded"],
         summary["rows_quarantined"],
     )
+    log_peak_memory(f"extract {key}")
     return summary
 
 
@@ -101,6 +112,7 @@ def gate(stage: str, ds: str, run_id: str, settings: Settings | None = None) -> 
         len(outcome.checks),
         outcome.docs_index,
     )
+    log_peak_memory(f"{stage} gate")
     enforce(outcome)
     return {"stage": stage, "status": outcome.status, "checks": len(outcome.checks)}
 
@@ -133,6 +145,7 @@ def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
 
     payload["report"] = str(report.write(settings, ds, succeeded=True))
     log.info("run report: %s", payload["report"])
+    log_peak_memory("publish")
     return payload
 
 
