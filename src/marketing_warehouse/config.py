@@ -61,8 +61,8 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     ),
     "MWH_DUCKDB_MEMORY_LIMIT": (
         "3GB",
-        "DuckDB memory limit of dbt's connection, each gate and the publish; extraction's "
-        "connections share it. Beyond it DuckDB spills to disk.",
+        "DuckDB memory limit of dbt's connection, each gate, the publish and each source's "
+        "extraction. Beyond it DuckDB spills to disk.",
     ),
     "MWH_EXTRACT_WORKERS": (
         "the number of CPUs",

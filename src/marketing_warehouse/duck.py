@@ -1,7 +1,8 @@
 """DuckDB connections bounded by ``MWH_DUCKDB_MEMORY_LIMIT``.
 
-Every connection that reads or writes whole tables gets the limit (or its share of it, when
-several connections work at once) and a folder to spill to, so no stage grows with the data:
+Every connection that reads or writes whole tables gets the limit and a folder to spill to (the
+files extracted at the same time share one database, and so one limit), so no stage grows with
+the data:
 beyond the limit DuckDB spills to disk, and an operation that cannot spill fails with DuckDB's
 "Out of Memory" error instead of taking the machine's memory.
 """
@@ -13,11 +14,6 @@ from pathlib import Path
 import duckdb
 
 from marketing_warehouse.config import memory_bytes
-
-
-def share(limit: str, parts: int) -> str:
-    """The limit for one of ``parts`` connections working at the same time."""
-    return f"{max(memory_bytes(limit) // max(parts, 1) // 2**20, 64)}MiB"
 
 
 def connect(

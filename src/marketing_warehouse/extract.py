@@ -453,12 +453,14 @@ def extract_file(
     quarantine_file: Path,
     loaded_at: datetime,
     file_hash: str | None = None,
-    memory_limit: str = "3GB",
+    database: duckdb.DuckDBPyConnection | None = None,
 ) -> FileResult:
     """Type one landed file into ``out_file`` (Parquet) and its rejects into ``quarantine_file``.
 
-    ``file_hash``: the file's SHA-256 when the caller has already computed it. ``memory_limit``:
-    the DuckDB memory limit of this file's connection (it spills beyond)."""
+    ``file_hash``: the file's SHA-256 when the caller has already computed it. ``database``: an
+    in-memory DuckDB database from ``extraction_database``, shared by the files extracted at the
+    same time (each file gets its own connection to it, so its temporary tables are its own);
+    by default a new one for this file."""
     file_hash = file_hash or file_sha256(path)
     result = FileResult(
         source_file=path.name, file_hash=file_hash, load_date=load_date.isoformat(), status="loaded"
@@ -475,10 +477,11 @@ def extract_file(
         )
         result.unknown_columns = unknown + result.unknown_columns
 
-        con = duck.connect(memory_limit, spill_dir=workdir / "spill")
+        own = database is None
+        if own:
+            database = extraction_database("3GB", workdir / "spill")
+        con = database.cursor()
         try:
-            con.execute("set threads = 1")  # one thread keeps row_number() in file order
-            con.execute("set preserve_insertion_order = true")
             raw_cols = {f"c{i}": "VARCHAR" for i in range(len(header))}
             columns_sql = "{" + ", ".join(f"'{k}': 'VARCHAR'" for k in raw_cols) + "}"
             try:
@@ -626,7 +629,21 @@ def extract_file(
                 )
         finally:
             con.close()
+            if own:
+                database.close()
     return result
+
+
+def extraction_database(memory_limit: str, spill_dir: Path | str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB database for extracting files, bounded by ``memory_limit`` in all.
+
+    One thread per query keeps ``row_number()`` in file order; files extracted at the same time
+    each run on their own thread. Opening a connection to it costs far less than a new database
+    per file (thousands of small daily exports on a first night)."""
+    database = duck.connect(memory_limit, spill_dir=spill_dir)
+    database.execute("set threads = 1")
+    database.execute("set preserve_insertion_order = true")
+    return database
 
 
 def _formula_counts(con, contract: Contract, positions: dict[str, int]) -> dict[str, int]:

@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -40,7 +41,6 @@ from pathlib import Path
 
 import duckdb
 
-from marketing_warehouse import duck
 from marketing_warehouse.config import Settings
 from marketing_warehouse.contracts import Contract
 from marketing_warehouse.extract import (
@@ -49,6 +49,7 @@ from marketing_warehouse.extract import (
     empty_quarantine_file,
     empty_raw_file,
     extract_file,
+    extraction_database,
     file_sha256,
     write_file_rejection,
 )
@@ -160,7 +161,7 @@ def _load_file(
     quarantine_part: Path,
     loaded_at: datetime,
     file_hash: str,
-    memory_limit: str,
+    database: duckdb.DuckDBPyConnection,
 ) -> FileResult:
     name = f"{file_hash[:16]}.parquet"
     try:
@@ -172,7 +173,7 @@ def _load_file(
             quarantine_part / name,
             loaded_at,
             file_hash,
-            memory_limit,
+            database,
         )
     except FileRejected as caught:
         rejection = caught
@@ -269,11 +270,12 @@ def _load_folders(
 
     all_jobs = [job for _, _, jobs in plan for job in jobs]
     workers = max(1, min(settings.extract_workers, len(all_jobs)))
-    memory_limit = duck.share(settings.duckdb_memory_limit, workers)
     results: list[FileResult] = []
+    spill = tempfile.TemporaryDirectory(prefix="mwh-extract-spill-")
+    database = extraction_database(settings.duckdb_memory_limit, spill.name)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="extract")
     try:
-        extracted = pool.map(lambda job: _load_file(*job, memory_limit), all_jobs)
+        extracted = pool.map(lambda job: _load_file(*job, database), all_jobs)
         for day, slots, _ in plan:
             day_results = [slot if slot is not None else next(extracted) for slot in slots]
             if day == ds:
@@ -296,7 +298,10 @@ def _load_folders(
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)  # a machine error: stop, do not go on
         raise
-    pool.shutdown(wait=True)
+    finally:
+        pool.shutdown(wait=True)
+        database.close()
+        spill.cleanup()
     return results
 
 
