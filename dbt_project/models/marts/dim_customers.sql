@@ -55,6 +55,9 @@ customers as (
 
 ),
 
+{#- The rankings below first reduce the records to one row per customer and ranked value, with
+    the value's latest observed_at (max, a fixed-size state DuckDB can spill): the same winners as
+    ranking every record, on a far smaller set (identity records run to tens of millions). -#}
 latest_phone as (
 
     select
@@ -63,8 +66,12 @@ latest_phone as (
         row_number() over (
             partition by customer_id order by observed_at desc, phone desc
         ) as recency
-    from identities
-    where phone is not null
+    from (
+        select customer_id, phone, max(observed_at) as observed_at
+        from identities
+        where phone is not null
+        group by customer_id, phone
+    ) as phones
 
 ),
 
@@ -81,8 +88,12 @@ ranked_countries as (
                 observed_at desc,
                 country_code
         ) as preference
-    from identities
-    where country_code is not null
+    from (
+        select customer_id, source, country_code, max(observed_at) as observed_at
+        from identities
+        where country_code is not null
+        group by customer_id, source, country_code
+    ) as countries
 
 ),
 
@@ -94,23 +105,33 @@ latest_original_source as (
         row_number() over (
             partition by customer_id order by observed_at desc, original_source
         ) as recency
-    from identities
-    where source = 'hubspot' and original_source is not null
+    from (
+        select customer_id, original_source, max(observed_at) as observed_at
+        from identities
+        where source = 'hubspot' and original_source is not null
+        group by customer_id, original_source
+    ) as original_sources
 
 ),
 
 {#- Consent per channel: each source key's latest statement counts (a later opt-in replaces an
-    earlier opt-out within the same tool). Reachable needs at least one consent and no refusal. -#}
+    earlier opt-out within the same tool; at the same time a refusal wins). Reachable needs at
+    least one consent and no refusal. -#}
 statements as (
 
-    select customer_id, source, source_key, observed_at, 'email' as channel, email_consent as consent
-    from identities where email_consent is not null
-    union all
-    select customer_id, source, source_key, observed_at, 'sms' as channel, sms_consent as consent
-    from identities where sms_consent is not null
-    union all
-    select customer_id, source, source_key, observed_at, 'push' as channel, push_consent as consent
-    from identities where push_consent is not null
+    {% for channel in ['email', 'sms', 'push'] -%}
+    {% if not loop.first %}union all{% endif %}
+    select
+        customer_id,
+        source,
+        source_key,
+        '{{ channel }}' as channel,
+        {{ channel }}_consent as consent,
+        max(observed_at) as observed_at
+    from identities
+    where {{ channel }}_consent is not null
+    group by customer_id, source, source_key, {{ channel }}_consent
+    {% endfor %}
 
 ),
 
