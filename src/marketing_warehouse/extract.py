@@ -497,6 +497,8 @@ def extract_file(
                         max_line_size = 10000000)
                     """
                 )
+            except (duckdb.OutOfMemoryException, duckdb.FatalException):
+                raise  # not the file's fault
             except duckdb.Error as exc:
                 raise FileRejected(
                     Reason.UNREADABLE_FILE,

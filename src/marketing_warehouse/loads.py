@@ -177,8 +177,10 @@ def _load_file(
         )
     except FileRejected as caught:
         rejection = caught
-    except (OSError, duckdb.IOException, duckdb.OutOfMemoryException):
-        raise  # the machine, not the file: fail the task so that Airflow retries it
+    except (OSError, duckdb.IOException, duckdb.OutOfMemoryException, duckdb.FatalException):
+        # the machine, or a DuckDB database the source's files share that a fatal error has
+        # invalidated, not the file: fail the task so that Airflow retries it
+        raise
     except Exception as exc:  # a file that breaks the extractor must not stop the other files
         log.exception("%s: extraction failed; quarantining the file whole", path.name)
         rejection = FileRejected(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
 
 import duckdb
@@ -76,6 +77,16 @@ def test_a_machine_error_fails_the_task_and_keeps_the_previous_partition(setting
     monkeypatch.setattr(loads, "extract_file", real)  # the retry succeeds
     assert {r.status for r in load_source(settings, CONTRACT, DAY, AT)} == {"loaded"}
     assert dbt_view(settings) == ["#1", "#2"]
+
+
+def test_duckdb_out_of_memory_in_extraction_fails_the_task_instead_of_quarantining(settings):
+    """Not the file's fault: the task fails (Airflow retries it) and nothing is quarantined."""
+    landed(settings, "shopify_orders_a.csv", [f"#{i}" for i in range(20000)])
+    starved = dataclasses.replace(settings, duckdb_memory_limit="1MiB")
+    with pytest.raises(duckdb.OutOfMemoryException):
+        load_source(starved, CONTRACT, DAY, AT)
+    assert Ledger(settings, CONTRACT).entries(DAY) == []
+    assert {r.status for r in load_source(settings, CONTRACT, DAY, AT)} == {"loaded"}
 
 
 def test_leftovers_of_a_killed_run_are_never_read_and_are_cleared(settings):
