@@ -2,9 +2,8 @@
 
 Every connection that reads or writes whole tables gets the limit and a folder to spill to (the
 files extracted at the same time share one database, and so one limit), so no stage grows with
-the data:
-beyond the limit DuckDB spills to disk, and an operation that cannot spill fails with DuckDB's
-"Out of Memory" error instead of taking the machine's memory.
+the data: beyond the limit DuckDB spills to disk, and an operation that cannot spill fails with
+DuckDB's "Out of Memory" error instead of taking the machine's memory.
 """
 
 from __future__ import annotations

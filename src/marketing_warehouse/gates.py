@@ -298,9 +298,10 @@ def _chunking(suite_dict: dict[str, Any]) -> str | None:
     """How a suite's batch may be split: "rows", "keys" (by a hash of the columns its unique keys
     share) or None (one frame: a check that needs every row at once)."""
     chunking = "rows"
+    key = _shared_key(suite_dict)
     for exp in suite_dict.get("expectations", []):
         if exp["type"] in UNIQUE:
-            if not _shared_key(suite_dict):
+            if not key:
                 return None
             chunking = "keys"
         elif not (exp["type"].startswith(ROW_WISE) or exp["type"] == ROW_COUNT):
