@@ -445,6 +445,11 @@ def _header_test(contract: Contract):
     return is_header
 
 
+#: DuckDB errors that are not a file's fault: out of memory, or a fatal error that invalidated the
+#: database the files of a source share. Extraction fails the task on them (Airflow retries).
+DUCKDB_RESOURCE_ERRORS = (duckdb.OutOfMemoryException, duckdb.FatalException)
+
+
 def extract_file(
     path: Path,
     contract: Contract,
@@ -497,7 +502,7 @@ def extract_file(
                         max_line_size = 10000000)
                     """
                 )
-            except (duckdb.OutOfMemoryException, duckdb.FatalException):
+            except DUCKDB_RESOURCE_ERRORS:
                 raise  # not the file's fault
             except duckdb.Error as exc:
                 raise FileRejected(

@@ -44,6 +44,7 @@ import duckdb
 from marketing_warehouse.config import Settings
 from marketing_warehouse.contracts import Contract
 from marketing_warehouse.extract import (
+    DUCKDB_RESOURCE_ERRORS,
     FileRejected,
     FileResult,
     empty_quarantine_file,
@@ -177,10 +178,8 @@ def _load_file(
         )
     except FileRejected as caught:
         rejection = caught
-    except (OSError, duckdb.IOException, duckdb.OutOfMemoryException, duckdb.FatalException):
-        # the machine, or a DuckDB database the source's files share that a fatal error has
-        # invalidated, not the file: fail the task so that Airflow retries it
-        raise
+    except (OSError, duckdb.IOException, *DUCKDB_RESOURCE_ERRORS):
+        raise  # the machine, not the file: fail the task so that Airflow retries it
     except Exception as exc:  # a file that breaks the extractor must not stop the other files
         log.exception("%s: extraction failed; quarantining the file whole", path.name)
         rejection = FileRejected(
