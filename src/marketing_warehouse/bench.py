@@ -26,7 +26,7 @@ from pathlib import Path
 import duckdb
 
 from marketing_warehouse import demo, duck
-from marketing_warehouse.config import Settings, load_settings
+from marketing_warehouse.config import DEFAULT_DUCKDB_MEMORY_LIMIT, Settings, load_settings
 from marketing_warehouse.contracts import contract_for
 from marketing_warehouse.extract import extract_file
 
@@ -810,7 +810,11 @@ def _csv_list(files: list[Path]) -> str:
 
 
 def floor(
-    landing: Path, ds: date, db_path: Path, currency: str = "EUR", memory_limit: str = "3GB"
+    landing: Path,
+    ds: date,
+    db_path: Path,
+    currency: str = "EUR",
+    memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT,
 ) -> dict:
     """The headline marts (dim_customers, kpi_daily, kpi_cohort_retention, customer_segments)
     from the landed files in plain DuckDB SQL, into tables of ``db_path``; their headline numbers.

@@ -17,6 +17,9 @@ PREFIX = "MWH_"
 #: The repository root when the package is installed from a checkout (editable install).
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: MWH_DUCKDB_MEMORY_LIMIT when unset (dbt's profiles.yml repeats it as its env_var default).
+DEFAULT_DUCKDB_MEMORY_LIMIT = "3GB"
+
 #: Documented settings: name -> (default description, help). The README table is built from this.
 SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "MWH_PROJECT_DIR": ("the repository root", "Where dags/, dbt_project/ and expectations/ live."),
@@ -60,7 +63,7 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "per_model: one Airflow task per dbt model; single: one dbt build task per dbt stage.",
     ),
     "MWH_DUCKDB_MEMORY_LIMIT": (
-        "3GB",
+        DEFAULT_DUCKDB_MEMORY_LIMIT,
         "DuckDB memory limit of dbt's connection, each gate, the publish and each source's "
         "extraction. Beyond it DuckDB spills to disk.",
     ),
@@ -128,7 +131,7 @@ class Settings:
     postgres_reader_role: str = "bi_reader"
     postgres_reader_password: str = field(default="", repr=False)
     dbt_tasks: str = "per_model"
-    duckdb_memory_limit: str = "3GB"
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     expectations_override: Path | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -234,7 +237,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             f"MWH_POSTGRES_READER_ROLE={reader_role!r} is not a plain lower-case identifier "
             "(letters, digits, underscore; e.g. bi_reader)."
         )
-    memory_limit = env.get("MWH_DUCKDB_MEMORY_LIMIT", "3GB").strip() or "3GB"
+    memory_limit = env.get("MWH_DUCKDB_MEMORY_LIMIT", "").strip() or DEFAULT_DUCKDB_MEMORY_LIMIT
     try:
         if memory_bytes(memory_limit) < 2**27:
             raise ConfigError(f"MWH_DUCKDB_MEMORY_LIMIT={memory_limit!r} is below 128MiB.")

@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from marketing_warehouse import duck
+from marketing_warehouse.config import DEFAULT_DUCKDB_MEMORY_LIMIT
 from marketing_warehouse.contracts import Column, Contract
 from marketing_warehouse.currencies import ISO_4217
 from marketing_warehouse.formats import (
@@ -484,7 +485,7 @@ def extract_file(
 
         own = database is None
         if own:
-            database = extraction_database("3GB", workdir / "spill")
+            database = extraction_database(DEFAULT_DUCKDB_MEMORY_LIMIT, workdir / "spill")
         con = database.cursor()
         try:
             raw_cols = {f"c{i}": "VARCHAR" for i in range(len(header))}
