@@ -2,7 +2,9 @@
 # marketing_warehouse_nightly
 
 The nightly marketing warehouse run for one logical date (`ds`, the UTC date whose landing
-folder `<landing>/<ds>/` is processed; late files in earlier folders are picked up too).
+folder `<landing>/<ds>/` is processed; late files in earlier folders are picked up too). Any date
+from the start date (1990-01-01) on runs, so history can be loaded date by date; `catchup=False`
+keeps the scheduler to the latest interval.
 
 | stage | what it does |
 |---|---|
@@ -22,7 +24,7 @@ e-mail and/or webhook (`MWH_ALERT_*`). Configuration: `MWH_*` environment variab
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from airflow.sdk import Asset, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -30,7 +32,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from marketing_warehouse.alerts import on_failure
 from marketing_warehouse.config import load_settings
 from marketing_warehouse.dbt_tasks import dbt_task_group
-from marketing_warehouse.pipeline import WAREHOUSE_POOL
+from marketing_warehouse.pipeline import EARLIEST_LOGICAL_DATE, WAREHOUSE_POOL
 from marketing_warehouse.publish import PUBLISHED_MARTS
 
 settings = load_settings()
@@ -45,7 +47,7 @@ MART_ASSETS = [
     dag_id="marketing_warehouse_nightly",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable(settings.schedule, timezone="UTC"),
-    start_date=datetime(2024, 1, 1),
+    start_date=datetime.combine(EARLIEST_LOGICAL_DATE, time(), tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args={

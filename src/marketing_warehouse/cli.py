@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -26,22 +27,55 @@ def _yesterday() -> str:
 
 
 def _logical_date(value: str | None) -> str:
+    from marketing_warehouse.pipeline import EARLIEST_LOGICAL_DATE
+
     if not value:
         return _yesterday()
     try:
-        return date.fromisoformat(value).isoformat()
+        day = date.fromisoformat(value)
     except ValueError:
         raise SystemExit(f"--date {value!r} is not a date in YYYY-MM-DD form") from None
+    if day < EARLIEST_LOGICAL_DATE:
+        raise SystemExit(
+            f"--date {value}: the DAG runs dates from {EARLIEST_LOGICAL_DATE} on (its start date); "
+            "Airflow would run no task for an earlier one"
+        )
+    return day.isoformat()
 
 
-def run_dag(settings: Settings, ds: str, env: dict[str, str], log_path: Path) -> bool:
-    """``airflow dags test`` for ``ds``, printing one line per finished task; True on success."""
+@dataclass
+class DagRunOutcome:
+    """What ``airflow dags test`` did: its exit code and the final state of each task it ran."""
+
+    code: int
+    states: dict[str, str] = field(default_factory=dict)
+
+    def problem(self) -> str:
+        """Why the run must not count as a success ("" when it published)."""
+        if not self.states:
+            return (
+                "no task ran: Airflow found nothing to run for this date (see the full log); "
+                "nothing was extracted or published"
+            )
+        failed = sorted(t for t, s in self.states.items() if s != "success")
+        if failed:
+            return f"task(s) not successful: {', '.join(failed)}"
+        if self.states.get("publish") != "success":
+            return "the run ended without publishing (no publish task succeeded)"
+        if self.code:
+            return f"airflow dags test exited with code {self.code}"
+        return ""
+
+
+def run_dag(settings: Settings, ds: str, env: dict[str, str], log_path: Path) -> DagRunOutcome:
+    """``airflow dags test`` for ``ds``, printing one line per finished task."""
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"Running {DAG_ID} for {ds} through Airflow (full log: {log_path})", flush=True)
     exe = Path(sys.executable).parent / "airflow"
     started = time.monotonic()
     current, task_started = None, started
+    states: dict[str, str] = {}
     with (
         log_path.open("w", encoding="utf-8") as log,
         subprocess.Popen(
@@ -68,10 +102,11 @@ def run_dag(settings: Settings, ds: str, env: dict[str, str], log_path: Path) ->
                     state.group(1), state.group(1)
                 )
                 print(f"  {mark} {current:<70} {time.monotonic() - task_started:6.1f}s", flush=True)
+                states[current] = state.group(1)
                 current = None
         code = proc.wait()
     print(f"DAG run finished in {time.monotonic() - started:.1f}s (exit code {code})", flush=True)
-    return code == 0
+    return DagRunOutcome(code, states)
 
 
 def _demo_days(settings: Settings, scale: float) -> int:
@@ -110,9 +145,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     ensure_airflow(settings, env)
     if manifest_is_stale(settings):
         parse_project(settings, env)
-    ok = run_dag(settings, ds, env, settings.run_dir(ds) / "airflow.log")
-    print(summary.build(settings, ds, ok))
-    return 0 if ok else 1
+    outcome = run_dag(settings, ds, env, settings.run_dir(ds) / "airflow.log")
+    problem = outcome.problem()
+    print(summary.build(settings, ds, not problem, problem))
+    return 1 if problem else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

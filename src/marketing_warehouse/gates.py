@@ -170,6 +170,151 @@ def _ledger_reader(settings: Settings, key: str, ds: date) -> str:
     )
 
 
+def _values_relation(rows: list[dict], columns: dict[str, str]) -> str:
+    """``rows`` as a SQL relation with ``columns`` (name -> DuckDB type), empty when no rows."""
+
+    def literal(value: object, kind: str) -> str:
+        if value is None:
+            return f"cast(null as {kind})"
+        if isinstance(value, bool | int | float):
+            return f"cast({value!r} as {kind})"
+        return f"cast({_sql_literal(str(value))} as {kind})"
+
+    names = ", ".join(columns)
+    if not rows:
+        nulls = ", ".join(f"cast(null as {kind}) as {name}" for name, kind in columns.items())
+        return f"(select {nulls} where false)"
+    values = ", ".join(
+        "(" + ", ".join(literal(row.get(n), k) for n, k in columns.items()) + ")" for row in rows
+    )
+    return f"(select * from (values {values}) as t({names}))"
+
+
+#: Columns of ``{quarantine_share}``: one row per file the run dealt with and one per source.
+SHARE_COLUMNS = {
+    "level": "VARCHAR",  # file | source
+    "subject": "VARCHAR",  # <source>__<entity>/<load date>/<file name>, or <source>__<entity>
+    "status": "VARCHAR",  # a file's ledger status; "files" for a source
+    "files": "BIGINT",
+    "rows_landed": "BIGINT",
+    "rows_quarantined": "BIGINT",
+    "quarantine_share": "DOUBLE",  # rows quarantined / rows landed; 1 for a file rejected whole
+    "rejected_reason": "VARCHAR",
+    "top_reasons": "VARCHAR",
+    "label": "VARCHAR",  # what a failed check names: subject, share, top reasons, what to do
+}
+
+
+def _top_reasons(counts: dict[str, int], top: int = 3) -> str:
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
+    return ", ".join(f"{reason} {count:,}" for reason, count in ranked)
+
+
+def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
+    """The quarantined share of every file the run of ``ds`` dealt with (its own date and late
+    files; duplicates skipped unread are left out), then of every source over those files.
+
+    A file rejected whole counts as wholly quarantined (share 1), whatever its rows. Read from
+    the run's extraction summaries, so the rows are exactly what ``mwh run`` reports."""
+    rows: list[dict] = []
+    folder = settings.run_dir(ds.isoformat()) / "extract"
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        summary = json.loads(path.read_text("utf-8"))
+        key = summary["source"]
+        files = [e for e in summary.get("detail", []) if e["status"] != "skipped_duplicate"]
+        reasons: dict[str, int] = {}
+        for entry in files:
+            landed, quarantined = int(entry["rows_landed"]), int(entry["rows_quarantined"])
+            counts = entry.get("quarantine_reasons") or {}
+            rejected = entry["status"] == "rejected"
+            share = 1.0 if rejected else (quarantined / landed if landed else 0.0)
+            subject = f"{key}/{entry['load_date']}/{entry['source_file']}"
+            if rejected:
+                reason = next(iter(counts), "rejected")
+                label = f"{subject}: rejected whole ({reason}); no row of it is in the warehouse"
+            else:
+                reason = None
+                label = f"{subject}: {quarantined:,} of {landed:,} rows quarantined ({share:.2%})"
+                if quarantined:
+                    label += f"; top reasons {_top_reasons(counts)}"
+                    for name, count in counts.items():
+                        reasons[name] = reasons.get(name, 0) + count
+            quarantine_file = (
+                settings.quarantine_dir
+                / key
+                / f"load_date={entry['load_date']}"
+                / f"{entry['file_hash'][:16]}.parquet"
+            )
+            rows.append(
+                {
+                    "level": "file",
+                    "subject": subject,
+                    "quarantine_file": str(quarantine_file) if quarantine_file.exists() else "",
+                    "message": entry.get("message", ""),
+                    "status": entry["status"],
+                    "files": 1,
+                    "rows_landed": landed,
+                    "rows_quarantined": quarantined,
+                    "quarantine_share": share,
+                    "rejected_reason": reason,
+                    "top_reasons": _top_reasons(counts),
+                    "label": label,
+                }
+            )
+        if files:
+            landed = sum(int(e["rows_landed"]) for e in files)
+            quarantined = sum(int(e["rows_quarantined"]) for e in files)
+            share = quarantined / landed if landed else 0.0
+            label = (
+                f"{key}: {quarantined:,} of {landed:,} rows quarantined ({share:.2%}) "
+                f"over {len(files)} file(s)"
+            )
+            if quarantined:
+                label += f"; top reasons {_top_reasons(reasons)}"
+            rows.append(
+                {
+                    "level": "source",
+                    "subject": key,
+                    "status": "files",
+                    "files": len(files),
+                    "rows_landed": landed,
+                    "rows_quarantined": quarantined,
+                    "quarantine_share": share,
+                    "rejected_reason": None,
+                    "top_reasons": _top_reasons(reasons),
+                    "label": label,
+                }
+            )
+    return rows
+
+
+#: Columns of ``{landing_scan}``: one row per landing entry the run looked at.
+SCAN_COLUMNS = {"path": "VARCHAR", "ignored_reason": "VARCHAR", "label": "VARCHAR"}
+
+
+def landing_scan_path(settings: Settings, ds: str) -> Path:
+    """Where the run's landing scan is written (by ``pipeline.prepare``)."""
+    return settings.run_dir(ds) / "landing_scan.json"
+
+
+def landing_scan(settings: Settings, ds: date) -> list[dict]:
+    """The run's landing scan (see ``loads.scan_landing``), each row with a label naming the
+    entry, why it was ignored and what to do."""
+    from marketing_warehouse.loads import IGNORED_REASONS
+
+    path = landing_scan_path(settings, ds.isoformat())
+    rows = json.loads(path.read_text("utf-8")) if path.exists() else []
+    for row in rows:
+        reason = row["ignored_reason"]
+        row["label"] = (
+            f"{row['path']}: ignored, {IGNORED_REASONS[reason]} ({reason}); move it into "
+            f"<landing>/{ds.isoformat()}/ under a name its source's contract matches, or remove it"
+            if reason
+            else f"{row['path']}: read"
+        )
+    return rows
+
+
 def _published_rows(settings: Settings, relation: str) -> str:
     """Row count of ``relation`` in the version BI tools see now (``null`` before the first publish)."""
     if not settings.warehouse_path.exists():
@@ -194,8 +339,9 @@ def _published_rows(settings: Settings, relation: str) -> str:
 def render_sql(settings: Settings, sql: str, ds: date) -> str:
     """Expand the placeholders of a binding's SQL.
 
-    ``{ds}``, ``{reporting_currency}``, ``{raw:<key>}`` (what the run loaded), ``{ledger:<key>}``
-    and ``{published_rows:<schema.relation>}`` (its row count in the currently served version).
+    ``{ds}``, ``{reporting_currency}``, ``{raw:<key>}`` (what the run loaded), ``{ledger:<key>}``,
+    ``{published_rows:<schema.relation>}`` (its row count in the currently served version),
+    ``{quarantine_share}`` (see ``quarantine_shares``) and ``{landing_scan}`` (``landing_scan``).
     """
     sql = re.sub(
         r"\{published_rows:([a-z0-9_.]+)\}", lambda m: _published_rows(settings, m[1]), sql
@@ -203,7 +349,15 @@ def render_sql(settings: Settings, sql: str, ds: date) -> str:
     sql = re.sub(r"\{raw:([a-z0-9_]+)\}", lambda m: _partition_reader(settings, m[1], ds), sql)
     sql = re.sub(r"\{ledger:([a-z0-9_*]+)\}", lambda m: _ledger_reader(settings, m[1], ds), sql)
     sql = sql.replace("{reporting_currency}", settings.reporting_currency)
-    return sql.replace("{ds}", ds.isoformat())
+    sql = sql.replace("{ds}", ds.isoformat())
+    # last: these carry file names, which must not be taken for placeholders
+    if "{quarantine_share}" in sql:
+        shares = _values_relation(quarantine_shares(settings, ds), SHARE_COLUMNS)
+        sql = sql.replace("{quarantine_share}", shares)
+    if "{landing_scan}" in sql:
+        scan = _values_relation(landing_scan(settings, ds), SCAN_COLUMNS)
+        sql = sql.replace("{landing_scan}", scan)
+    return sql
 
 
 #: Batches above this many rows reach GX in chunks of about this many rows (see _frames).
@@ -342,12 +496,14 @@ def _combine(cfg, items: list) -> tuple[bool, dict[str, Any], Any]:
     mostly = cfg.kwargs.get("mostly")
     success = unexpected == 0 if mostly is None else (1 - share) >= float(mostly)
     sample = [v for r in results for v in (r.get("partial_unexpected_list") or [])][:5]
+    labels = [v for r in results for v in (r.get("partial_unexpected_index_list") or [])][:5]
     details = {
         "element_count": element,
         "unexpected_count": unexpected,
         "missing_count": missing,
         "unexpected_percent": 100 * share,
         "partial_unexpected_list": sample,
+        "partial_unexpected_index_list": labels,
     }
     return success, details, exception
 
@@ -382,7 +538,14 @@ def _expected(kwargs: dict[str, Any]) -> str:
     """The expectation's own thresholds, for messages: ``min_value=0, max_value=1``."""
     parts = []
     for key, value in kwargs.items():
-        if key in ("column", "column_A", "column_B", "batch_id") or value is None:
+        if (
+            key in ("column", "column_A", "column_B", "batch_id", "condition_parser")
+            or value is None
+        ):
+            continue
+        if key == "row_condition":  # GX keeps a pandas condition as {"pass_through_filter": …}
+            condition = value.get("pass_through_filter") if isinstance(value, dict) else value
+            parts.append(f"where {condition or value}")
             continue
         if isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -434,11 +597,15 @@ def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResul
         validation = context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=asset_name, data=batch_def, suite=suite)
         )
+        result_format: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
+        row_label = suite_dict.get("meta", {}).get("row_label")
+        if row_label:  # failed rows are named by this column instead of the values checked
+            result_format["unexpected_index_column_names"] = [row_label]
         checkpoint = context.checkpoints.add_or_update(
             gx.Checkpoint(
                 name=asset_name,
                 validation_definitions=[validation],
-                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+                result_format=result_format,
             )
         )
         per_expectation: dict[int, list] = {}
@@ -459,6 +626,8 @@ def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResul
                 None if isinstance(v, float) and math.isnan(v) else v
                 for v in details.get("partial_unexpected_list") or []
             ]
+            if row_label and details.get("partial_unexpected_index_list"):
+                sample = [r[row_label] for r in details["partial_unexpected_index_list"]]
             outcome.checks.append(
                 Check(
                     suite=suite_name,

@@ -27,6 +27,7 @@ Airflow retries, and leaves the previous partition in place.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -74,6 +75,66 @@ def landing_folders(landing_dir: Path, until: date) -> list[tuple[date, Path]]:
             if day <= until:
                 found.append((day, entry))
     return sorted(found)
+
+
+def _inside(path: Path, landing_dir: Path) -> bool:
+    """Whether ``path``, with every symlink followed, stays inside the landing folder."""
+    return path.resolve().is_relative_to(landing_dir.resolve())
+
+
+def landing_files(folder: Path, landing_dir: Path, contract: Contract) -> tuple[list, list]:
+    """The files of a dated ``folder`` that ``contract`` claims, by name: (files to load, files
+    that resolve outside ``landing_dir``). A symlink whose target is inside the landing folder is
+    an ordinary file; one that leads out of it is refused unread (``unsafe_path``)."""
+    claimed = sorted(p for p in folder.iterdir() if p.is_file() and contract.matches_file(p.name))
+    inside = [p for p in claimed if _inside(p, landing_dir)]
+    return inside, [p for p in claimed if p not in inside]
+
+
+#: Why the landing scan ignores an entry (see ``scan_landing``).
+IGNORED_REASONS = {
+    "outside_date_folder": "not in a YYYY-MM-DD folder: no run reads it",
+    "nested_folder": "in a sub-folder of a date folder: only a date folder's own files are read",
+    "no_contract": "its name matches no source's file pattern",
+    "not_a_regular_file": "not a regular file (a broken link, a device or a pipe)",
+}
+
+
+def scan_landing(landing_dir: Path, ds: date, contracts) -> list[dict]:
+    """Every entry of the landing folder the run of ``ds`` is concerned with: the files of date
+    folders up to ``ds`` and everything outside date folders, each with ``ignored_reason`` (a key
+    of ``IGNORED_REASONS``) or ``None`` for a file a contract claims. Later date folders belong to
+    later runs and are left out. Nothing is opened: names and file types only."""
+    if not landing_dir.is_dir():
+        return []
+    dated = {folder: day for day, folder in landing_folders(landing_dir, date.max)}
+    found = []
+
+    def add(path: Path, reason: str | None) -> None:
+        found.append({"path": path.relative_to(landing_dir).as_posix(), "ignored_reason": reason})
+
+    def walk(entry: Path, reason: str) -> None:
+        """``entry`` and everything under it, ignored for ``reason`` (linked folders are listed,
+        not followed: a link may lead out of the landing folder or back up into it)."""
+        if entry.is_dir() and not entry.is_symlink():
+            for item in sorted(entry.iterdir()):
+                walk(item, reason)
+        else:
+            add(entry, reason if entry.is_file() or entry.is_dir() else "not_a_regular_file")
+
+    for entry in sorted(landing_dir.iterdir()):
+        if entry not in dated:
+            walk(entry, "outside_date_folder")
+        elif dated[entry] <= ds:
+            for item in sorted(entry.iterdir()):
+                if item.is_dir():
+                    walk(item, "nested_folder")
+                elif not item.is_file():
+                    add(item, "not_a_regular_file")
+                else:
+                    claimed = any(c.matches_file(item.name) for c in contracts)
+                    add(item, None if claimed else "no_contract")
+    return found
 
 
 def _partition(base: Path, day: date) -> Path:
@@ -244,7 +305,7 @@ def _load_folders(
     # (day, its results, or None for a file that still has to be extracted, with its arguments)
     plan: list[tuple[date, list[FileResult | None], list[tuple]]] = []
     for day, folder in landing_folders(settings.landing_dir, ds):
-        files = sorted(p for p in folder.iterdir() if p.is_file() and contract.matches_file(p.name))
+        files, unsafe = landing_files(folder, settings.landing_dir, contract)
         if day == ds:
             raw_part = staging / f"raw-{day.isoformat()}"
             q_part = staging / f"quarantine-{day.isoformat()}"
@@ -253,6 +314,10 @@ def _load_folders(
         slots: list[FileResult | None] = []
         jobs: list[tuple] = []
         seen: set[str] = set()
+        for path in unsafe:
+            refusal = _unsafe(path, day)
+            if day == ds or (day.isoformat(), path.name, refusal.file_hash) not in recorded:
+                slots.append(refusal)
         for path in files:
             file_hash = file_sha256(path)
             if day != ds and (day.isoformat(), path.name, file_hash) in recorded:
@@ -313,4 +378,21 @@ def _duplicate(path: Path, file_hash: str, day: date) -> FileResult:
         load_date=day.isoformat(),
         status="skipped_duplicate",
         message=f"{path.name}: same content as a file already loaded; skipped.",
+    )
+
+
+def _unsafe(path: Path, day: date) -> FileResult:
+    """A file that leads out of the landing folder: refused without reading a byte of it. Its
+    hash is that of the name and the target path, so the ledger records the refusal once."""
+    key = f"{Reason.UNSAFE_PATH}\0{path.name}\0{path.resolve()}".encode()
+    return FileResult(
+        source_file=path.name,
+        file_hash=hashlib.sha256(key).hexdigest(),
+        load_date=day.isoformat(),
+        status="rejected",
+        message=(
+            f"{day.isoformat()}/{path.name}: a link to a file outside the landing folder; refused "
+            "unread. Copy the export into the landing folder instead of linking to it."
+        ),
+        quarantine_reasons={str(Reason.UNSAFE_PATH): 1},
     )

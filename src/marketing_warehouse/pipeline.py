@@ -19,6 +19,13 @@ from marketing_warehouse.extract import utc_now
 
 log = logging.getLogger(__name__)
 
+#: The DAG's start date. Any logical date from here on runs (``mwh run --date`` refuses earlier
+#: ones): history loads need old dates, and with ``catchup=False`` the scheduler only ever creates
+#: the latest interval, so an early start date schedules nothing extra. 1990 is before any export
+#: the contracts describe and within what every Airflow metadata database stores (MySQL
+#: timestamps start in 1970).
+EARLIEST_LOGICAL_DATE = date(1990, 1, 1)
+
 #: Airflow pool with one slot for every task that opens the build DuckDB file (one writer at a time).
 WAREHOUSE_POOL = "warehouse_writer"
 
@@ -45,14 +52,39 @@ def prepare(ds: str | None = None, settings: Settings | None = None) -> list[str
     if ds:
         run_dir = settings.run_dir(ds)
         stale = [
-            run_dir / n for n in ("extract", "validation", "publish.json") if (run_dir / n).exists()
+            run_dir / n
+            for n in ("extract", "validation", "publish.json", "landing_scan.json")
+            if (run_dir / n).exists()
         ]
         if stale:
             archive = settings.runs_dir / f"{ds}.{utc_now():%Y%m%dT%H%M%S%f}"
             archive.mkdir(parents=True)
             for path in stale:
                 os.replace(path, archive / path.name)
+        write_landing_scan(settings, ds)
     return [c.key for c in load_contracts()]
+
+
+def write_landing_scan(settings: Settings, ds: str) -> list[dict]:
+    """Record every landing entry the run looks at (``loads.scan_landing``) in the run folder,
+    for the raw gate's ``raw/landing_scan`` suite, the summary and the report; log each one the
+    run ignores."""
+    from marketing_warehouse.gates import landing_scan_path
+    from marketing_warehouse.loads import IGNORED_REASONS, scan_landing
+
+    entries = scan_landing(settings.landing_dir, date.fromisoformat(ds), load_contracts())
+    target = landing_scan_path(settings, ds)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(entries, indent=1), "utf-8")
+    for entry in entries:
+        if entry["ignored_reason"]:
+            log.warning(
+                "ignored landing entry %s: %s (%s)",
+                entry["path"],
+                IGNORED_REASONS[entry["ignored_reason"]],
+                entry["ignored_reason"],
+            )
+    return entries
 
 
 def extract_source(key: str, ds: str, settings: Settings | None = None) -> dict:

@@ -242,6 +242,58 @@ def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
         )
         html.append(_table(["file", "column", "values"], formulas, {2}))
 
+    from marketing_warehouse import summary
+    from marketing_warehouse.loads import IGNORED_REASONS
+
+    shares = summary.quarantined_files(settings, ds)
+    html.append(
+        "<h2>Quarantined share per file <small>(a file rejected whole counts as 100 %)</small></h2>"
+    )
+    if shares:
+        html.append(
+            _table(
+                ["file", "landed", "quarantined", "share", "top reasons", "rows and reasons"],
+                [
+                    [
+                        escape(r["subject"]),
+                        r["rows_landed"],
+                        r["rows_quarantined"],
+                        f"{r['quarantine_share']:.2%}",
+                        escape(r["rejected_reason"] or r["top_reasons"]),
+                        f"<code>{escape(summary.review_command(r))}</code>",
+                    ]
+                    for r in shares
+                ],
+                {1, 2, 3},
+            )
+        )
+        html.append(
+            "<p>What to do: fix the export at its source, land it again in its date folder and "
+            "re-run that date. Which shares stop the run: "
+            "<code>expectations/raw/quarantine_share.json</code> (see the raw gate below).</p>"
+        )
+    else:
+        html.append("<p class=muted>No file had a row quarantined.</p>")
+    ignored = summary.ignored_entries(settings, ds)
+    if ignored:
+        html.append(f"<h2 class=warn>Ignored landing entries ({len(ignored)})</h2>")
+        html.append(
+            _table(
+                ["entry", "why no run reads it"],
+                [
+                    [
+                        escape(e["path"]),
+                        escape(f"{IGNORED_REASONS[e['ignored_reason']]} ({e['ignored_reason']})"),
+                    ]
+                    for e in ignored
+                ],
+            )
+        )
+        html.append(
+            f"<p>What to do: move each file into <code>&lt;landing&gt;/YYYY-MM-DD/</code> (for "
+            f"this run {escape(ds)}) under a name its source's contract matches, or remove it.</p>"
+        )
+
     # gates
     html.append("<h2>Quality gates</h2>")
     gate_rows = []

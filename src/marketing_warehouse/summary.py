@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -45,13 +46,76 @@ def mart_row_counts(settings: Settings) -> dict[str, int]:
         con.close()
 
 
-def build(settings: Settings, ds: str, succeeded: bool) -> str:
-    lines = [
-        "",
-        f"Marketing warehouse run for {ds}: {'SUCCESS' if succeeded else 'FAILED'}",
-        "",
-        "Extraction (landed = loaded + quarantined):",
+def quarantined_files(settings: Settings, ds: str) -> list[dict]:
+    """The files of the run with any row quarantined, or rejected whole, highest share first."""
+    from marketing_warehouse.gates import quarantine_shares
+
+    rows = quarantine_shares(settings, date.fromisoformat(ds))
+    hit = [
+        r for r in rows if r["level"] == "file" and (r["rows_quarantined"] or r["rejected_reason"])
     ]
+    return sorted(hit, key=lambda r: (-r["quarantine_share"], r["subject"]))
+
+
+def review_command(row: dict) -> str:
+    """What a user runs to see a file's quarantined rows: row numbers and reasons, no content."""
+    if not row.get("quarantine_file"):
+        return ""
+    return (
+        '.venv/bin/mwh query "select row_number, reason_code, reason_detail from '
+        f"read_parquet('{row['quarantine_file']}') order by row_number\""
+    )
+
+
+def ignored_entries(settings: Settings, ds: str) -> list[dict]:
+    """The landing entries the run looked at and did not read (see ``loads.scan_landing``)."""
+    from marketing_warehouse.gates import landing_scan
+
+    return [e for e in landing_scan(settings, date.fromisoformat(ds)) if e["ignored_reason"]]
+
+
+def share_lines(settings: Settings, ds: str) -> list[str]:
+    files = quarantined_files(settings, ds)
+    if not files:
+        return []
+    lines = ["", "Quarantined share per file (a file rejected whole counts as 100 %):"]
+    for row in files:
+        lines.append(f"  {row['quarantine_share']:>8.2%}  {row['label']}")
+        command = review_command(row)
+        if command:
+            lines.append(f"            rows and reasons: {command}")
+    lines.append(
+        "  What to do: fix the export at its source (the reasons say what broke), land it again "
+        "in its date folder and re-run that date; the raw gate's checks above say which shares "
+        "stop the run (expectations/raw/quarantine_share.json)."
+    )
+    return lines
+
+
+def ignored_lines(settings: Settings, ds: str) -> list[str]:
+    from marketing_warehouse.loads import IGNORED_REASONS
+
+    entries = ignored_entries(settings, ds)
+    if not entries:
+        return []
+    lines = ["", f"Ignored landing entries ({len(entries)}; no run reads them):"]
+    for entry in entries:
+        reason = entry["ignored_reason"]
+        lines.append(f"  WARN {entry['path']}: {IGNORED_REASONS[reason]} ({reason})")
+    lines.append(
+        f"  What to do: move each file into <landing>/YYYY-MM-DD/ (for this run {ds}) under a "
+        "name its source's contract matches, or remove it."
+    )
+    return lines
+
+
+def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> str:
+    """The run's summary (also written to ``runs/<ds>/summary.txt``); ``problem`` says why a run
+    that did not fail outright still does not count (e.g. no task ran)."""
+    lines = ["", f"Marketing warehouse run for {ds}: {'SUCCESS' if succeeded else 'FAILED'}"]
+    if problem:
+        lines.append(f"  {problem}")
+    lines += ["", "Extraction (landed = loaded + quarantined):"]
     for path in sorted((settings.run_dir(ds) / "extract").glob("*.json")):
         info = _read_json(path)
         lines.append(
@@ -67,6 +131,8 @@ def build(settings: Settings, ds: str, succeeded: bool) -> str:
             )
         if info.get("duplicate_files"):
             lines.append(f"    skipped as duplicates: {', '.join(info['duplicate_files'])}")
+    lines += share_lines(settings, ds)
+    lines += ignored_lines(settings, ds)
     lines += ["", "Gates:"]
     gates = gate_statuses(settings, ds)
     docs = ""
@@ -116,9 +182,11 @@ def build(settings: Settings, ds: str, succeeded: bool) -> str:
         f"dbt docs: {published.get('dbt_docs') or '(not generated)'}",
         "Both docs in a browser: .venv/bin/mwh docs   (http://127.0.0.1:8081/)",
         f"Run details: {settings.run_dir(ds)}",
-        "",
-        "Try it:",
-        f'  .venv/bin/mwh query "{EXAMPLE_QUERY.replace(chr(10), " ")}"',
+        *(
+            ["", "Try it:", f'  .venv/bin/mwh query "{EXAMPLE_QUERY.replace(chr(10), " ")}"']
+            if settings.warehouse_path.exists()
+            else ["", "No serving warehouse yet: nothing to query until a run publishes."]
+        ),
         "",
     ]
     text = "\n".join(lines)

@@ -231,3 +231,177 @@ def test_a_large_batch_of_row_wise_checks_is_validated_in_consecutive_chunks(tmp
         ("expect_column_values_to_not_be_null", False, "0.1% unexpected", 5000, 5),
         ("expect_table_row_count_to_be_between", True, "5000", None, None),
     ]
+
+
+# --- run-level trust: the committed quarantine-share and landing-scan suites ----------------
+
+RUN_DS = "2026-11-21"
+PROJECT_EXPECTATIONS = load_settings().expectations_dir
+RUN_LEVEL_SUITES = ("raw/quarantine_share", "raw/landing_scan")
+
+
+def _run_level_settings(tmp_path):
+    """Settings whose raw gate runs the committed run-level suites, bound as committed."""
+    import shutil
+
+    import yaml
+
+    suites = tmp_path / "expectations"
+    (suites / "raw").mkdir(parents=True)
+    committed = yaml.safe_load((PROJECT_EXPECTATIONS / "gates.yml").read_text())
+    bindings = [b for b in committed["raw"] if b["suite"] in RUN_LEVEL_SUITES]
+    assert len(bindings) == len(RUN_LEVEL_SUITES)
+    (suites / "gates.yml").write_text(yaml.safe_dump({"raw": bindings}))
+    for name in RUN_LEVEL_SUITES:
+        shutil.copyfile(PROJECT_EXPECTATIONS / f"{name}.json", suites / f"{name}.json")
+    return load_settings(
+        {"MWH_DATA_DIR": str(tmp_path / "data"), "MWH_EXPECTATIONS_DIR": str(suites)}
+    )
+
+
+def _shopify_export(path, orders: int, lines: int, bad_lines: int, bad_orders=None, start=1):
+    """A Shopify export of ``orders`` orders of ``lines`` lines each; in the last ``bad_lines``
+    lines of the first ``bad_orders`` orders (default: all) the required "Lineitem quantity" is
+    empty (a custom report that dropped it). Returns (rows written, rows of orders with an empty
+    quantity: the extractor quarantines an order's lines together), counted from the file."""
+    import csv
+
+    from conftest import order_row, write_shopify
+
+    bad_orders = orders if bad_orders is None else bad_orders
+    rows = []
+    for index, number in enumerate(range(start, start + orders)):
+        for line in range(lines):
+            bad = index < bad_orders and line >= lines - bad_lines
+            rows.append(
+                order_row(
+                    f"#{number}",
+                    f"c{number}@example.com",
+                    f"{RUN_DS} 10:00:00 +0000",
+                    qty="" if bad else "1",
+                )
+            )
+    write_shopify(path, rows)
+    with path.open(newline="", encoding="utf-8") as handle:
+        written = list(csv.DictReader(handle))
+    broken = {r["Name"] for r in written if not r["Lineitem quantity"]}
+    return len(written), sum(1 for r in written if r["Name"] in broken)
+
+
+def _raw_gate(settings):
+    from marketing_warehouse import pipeline
+
+    pipeline.prepare(RUN_DS, settings)
+    pipeline.extract_source("shopify__order_lines", RUN_DS, settings)
+    return run_gate(settings, "raw", date.fromisoformat(RUN_DS), "run-level")
+
+
+def _failed(outcome, severity: str, suite: str) -> str:
+    return "\n".join(c.describe() for c in outcome.failures(severity) if c.suite == suite)
+
+
+def test_a_mostly_quarantined_file_stops_the_raw_gate_naming_the_file_its_share_and_reasons(
+    tmp_path,
+):
+    settings = _run_level_settings(tmp_path)
+    folder = settings.landing_dir / RUN_DS
+    landed, empty = _shopify_export(folder / "shopify_orders_export.csv", 10, 30, 30, bad_orders=9)
+    assert (landed, empty) == (300, 270)
+    outcome = _raw_gate(settings)
+    assert outcome.status == "fail"
+    critical = _failed(outcome, "critical", "raw/quarantine_share")
+    share = f"{empty / landed:.2%}"  # 90.00%
+    assert (
+        f"shopify__order_lines/{RUN_DS}/shopify_orders_export.csv: {empty} of {landed} rows "
+        f"quarantined ({share}); top reasons missing_required_value {empty}"
+    ) in critical
+    assert f"shopify__order_lines: {empty} of {landed} rows quarantined ({share})" in critical
+    assert "max_value=0.2" in critical and "rows_landed >= 20" in critical
+    with pytest.raises(GateFailed, match=r"shopify_orders_export\.csv"):
+        enforce(outcome)
+    # the same checks land in audit.validation_results (via the run's results file)
+    results = settings.run_dir(RUN_DS) / "validation" / "raw.parquet"
+    rows = duckdb.sql(
+        f"select severity, unexpected_count from '{results}' "
+        "where suite = 'raw/quarantine_share' and not success order by severity"
+    ).fetchall()
+    assert rows == [("critical", 1), ("critical", 1), ("warning", 1)]
+
+
+def test_a_slightly_quarantined_file_and_a_tiny_file_only_warn(tmp_path):
+    settings = _run_level_settings(tmp_path)
+    folder = settings.landing_dir / RUN_DS
+    big = _shopify_export(folder / "shopify_orders_big.csv", 100, 1, 1, bad_orders=2)
+    tiny = _shopify_export(folder / "shopify_orders_tiny.csv", 3, 1, 1, bad_orders=1, start=900)
+    assert big == (100, 2)  # 2 %: above the warning's 1 %, under the critical 20 %
+    assert tiny == (3, 1)  # 33 %, but of a file under 20 rows: warned, not stopped
+    outcome = _raw_gate(settings)
+    assert outcome.failures("critical") == [], [c.describe() for c in outcome.checks]
+    warning = _failed(outcome, "warning", "raw/quarantine_share")
+    assert f"shopify_orders_big.csv: 2 of 100 rows quarantined ({2 / 100:.2%})" in warning
+    assert f"shopify_orders_tiny.csv: 1 of 3 rows quarantined ({1 / 3:.2%})" in warning
+    # the source as a whole: 3 of 103 rows, under 20 %
+    assert outcome.status == "warn"
+
+
+def test_many_small_broken_files_stop_the_run_by_their_source_share(tmp_path):
+    settings = _run_level_settings(tmp_path)
+    folder = settings.landing_dir / RUN_DS
+    counts = [
+        _shopify_export(folder / f"shopify_orders_part{n}.csv", 5, 1, 1, bad_orders=2, start=n * 10)
+        for n in range(6)
+    ]
+    landed, empty = (sum(c[i] for c in counts) for i in (0, 1))
+    assert (landed, empty) == (30, 12)  # every file 40 % of 5 rows: each under the minimum
+    outcome = _raw_gate(settings)
+    critical = _failed(outcome, "critical", "raw/quarantine_share")
+    assert (
+        f"shopify__order_lines: {empty} of {landed} rows quarantined ({empty / landed:.2%}) "
+        "over 6 file(s)" in critical
+    )
+    assert "shopify_orders_part" not in critical  # no single file is big enough to stop the run
+    assert "level == 'source'" in critical
+
+
+def test_a_file_rejected_whole_stops_the_run_and_an_empty_export_warns(tmp_path):
+    settings = _run_level_settings(tmp_path)
+    folder = settings.landing_dir / RUN_DS
+    folder.mkdir(parents=True)
+    (folder / "shopify_orders_photo.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 8)
+    (folder / "shopify_orders_quiet_day.csv").write_text("")
+    _shopify_export(folder / "shopify_orders_good.csv", 30, 1, 0)
+    outcome = _raw_gate(settings)
+    assert outcome.status == "fail"
+    critical = _failed(outcome, "critical", "raw/quarantine_share")
+    assert (
+        f"shopify__order_lines/{RUN_DS}/shopify_orders_photo.csv: rejected whole (unreadable_file)"
+    ) in critical
+    assert "quiet_day" not in critical and "shopify_orders_good" not in critical
+    warning = _failed(outcome, "warning", "raw/quarantine_share")
+    assert "shopify_orders_quiet_day.csv: rejected whole (empty_file)" in warning
+
+
+def test_ignored_landing_entries_are_a_warning_naming_each_one(tmp_path):
+    settings = _run_level_settings(tmp_path)
+    landing = settings.landing_dir
+    _shopify_export(landing / RUN_DS / "shopify_orders_export.csv", 25, 1, 0)
+    ignored = {
+        f"{RUN_DS}/old/shopify_orders_export.csv": "nested_folder",
+        f"{RUN_DS}/orders backup.csv": "no_contract",
+        "exports/shopify_orders_2026-11-21.csv": "outside_date_folder",
+        "2026-11-31/shopify_orders_export.csv": "outside_date_folder",  # no such date
+        "shopify_orders_2026-11-21.csv": "outside_date_folder",
+    }
+    for path in ignored:
+        (landing / path).parent.mkdir(parents=True, exist_ok=True)
+        (landing / path).write_text("Name,Email\n#1,a@example.com\n")
+    (landing / "2026-11-22").mkdir()  # a later date belongs to a later run: not listed
+    (landing / "2026-11-22" / "notes.txt").write_text("tomorrow")
+    outcome = _raw_gate(settings)
+    assert outcome.failures("critical") == []
+    (check,) = [c for c in outcome.checks if c.suite == "raw/landing_scan"]
+    assert not check.success and check.severity == "warning"
+    assert (check.element_count, check.unexpected_count) == (len(ignored) + 1, len(ignored))
+    for path, reason in ignored.items():
+        assert f"{path}: ignored, " in check.sample and f"({reason})" in check.sample
+    assert "notes.txt" not in check.sample
