@@ -205,6 +205,12 @@ SHARE_COLUMNS = {
 }
 
 
+#: Quarantine reasons for lines that are part of an export's layout, not data: a tool's totals
+#: line, a header repeated where two exports were pasted together. Setting them aside loses
+#: nothing, so the quarantined share leaves them out of both its counts.
+LAYOUT_REASONS = ("summary_row", "repeated_header")
+
+
 def _top_reasons(counts: dict[str, int], top: int = 3) -> str:
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
     return ", ".join(f"{reason} {count:,}" for reason, count in ranked)
@@ -213,6 +219,7 @@ def _top_reasons(counts: dict[str, int], top: int = 3) -> str:
 def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
     """The quarantined share of every file the run of ``ds`` dealt with (its own date and late
     files; duplicates skipped unread are left out), then of every source over those files.
+    Rows are data rows: lines of an export's layout (``LAYOUT_REASONS``) count on neither side.
 
     A file rejected whole counts as wholly quarantined (share 1), whatever its rows. Read from
     the run's extraction summaries, so the rows are exactly what ``mwh run`` reports."""
@@ -224,9 +231,11 @@ def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
         files = [e for e in summary.get("detail", []) if e["status"] != "skipped_duplicate"]
         reasons: dict[str, int] = {}
         for entry in files:
-            landed, quarantined = int(entry["rows_landed"]), int(entry["rows_quarantined"])
-            counts = entry.get("quarantine_reasons") or {}
+            counts = dict(entry.get("quarantine_reasons") or {})
             rejected = entry["status"] == "rejected"
+            layout = 0 if rejected else sum(counts.pop(r, 0) for r in LAYOUT_REASONS)
+            landed = int(entry["rows_landed"]) - layout
+            quarantined = int(entry["rows_quarantined"]) - layout
             share = 1.0 if rejected else (quarantined / landed if landed else 0.0)
             subject = f"{key}/{entry['load_date']}/{entry['source_file']}"
             if rejected:
@@ -235,6 +244,10 @@ def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
             else:
                 reason = None
                 label = f"{subject}: {quarantined:,} of {landed:,} rows quarantined ({share:.2%})"
+                if layout:
+                    label += (
+                        f", not counting {layout:,} layout line(s) ({', '.join(LAYOUT_REASONS)})"
+                    )
                 if quarantined:
                     label += f"; top reasons {_top_reasons(counts)}"
                     for name, count in counts.items():
@@ -262,8 +275,9 @@ def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
                 }
             )
         if files:
-            landed = sum(int(e["rows_landed"]) for e in files)
-            quarantined = sum(int(e["rows_quarantined"]) for e in files)
+            mine = [r for r in rows if r["level"] == "file" and r["subject"].startswith(f"{key}/")]
+            landed = sum(r["rows_landed"] for r in mine)
+            quarantined = sum(r["rows_quarantined"] for r in mine)
             share = quarantined / landed if landed else 0.0
             label = (
                 f"{key}: {quarantined:,} of {landed:,} rows quarantined ({share:.2%}) "

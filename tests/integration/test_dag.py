@@ -500,3 +500,81 @@ def test_a_reader_through_a_whole_run_only_sees_complete_versions(backfill):
     assert switch >= 20 and len(seen) - switch >= 3  # many rounds before and after the swap
     # a connection opened before the run keeps reading the old version undisturbed
     assert len(held) >= 20 and {(r["digest"], r["date"]) for r in held} == {backfill.old}
+
+
+def test_a_historical_date_publishes_and_a_mostly_quarantined_export_stops_the_next_run(
+    tmp_path_factory, dbt_manifest
+):
+    """A date years before the DAG was written runs every task and publishes (history loads);
+    files no run reads are listed as a warning; the next date, whose Shopify export lost most of
+    its rows to the quarantine, stops at the raw gate and BI keeps the published version."""
+    import csv
+
+    root = tmp_path_factory.mktemp("historical")
+    env = _env(root) | {"MWH_DBT_TASKS": "single"}
+    landing = root / "data" / "landing"
+    mwh = str(Path(sys.executable).parent / "mwh")
+    made = subprocess.run([mwh, "demo", "--date", "2015-07-01", "--days", "10"], env=env, **RUN)
+    assert made.returncode == 0, made.stdout + made.stderr
+    strays = {
+        "exports/shopify_orders_2015-07-01.csv": "outside_date_folder",
+        "2015-07-01/old/shopify_orders_2015-06-30.csv": "nested_folder",
+        "2015-07-01/orders backup.csv": "no_contract",
+    }
+    for path in strays:
+        (landing / path).parent.mkdir(parents=True, exist_ok=True)
+        (landing / path).write_text("Name,Email\n#1,stray@example.com\n", "utf-8")
+
+    first = subprocess.run(_mwh_run("2015-07-01"), env=env, **RUN)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "Marketing warehouse run for 2015-07-01: SUCCESS" in first.stdout
+    assert "ok   publish" in first.stdout
+    assert f"Ignored landing entries ({len(strays)}; no run reads them):" in first.stdout
+    for path, reason in strays.items():
+        assert f"WARN {path}: " in first.stdout and f"({reason})" in first.stdout
+    serving = root / "data" / "warehouse" / "warehouse.duckdb"
+    con = duckdb.connect(str(serving), read_only=True)
+    dates = con.execute("select distinct logical_date::varchar from audit.publish_log").fetchall()
+    kpi_days = con.execute("select count(*), max(date)::varchar from marts.kpi_daily").fetchone()
+    scan = con.execute(
+        "select severity, success, unexpected_count from audit.validation_results "
+        "where suite = 'raw/landing_scan'"
+    ).fetchall()
+    con.close()
+    assert dates == [("2015-07-01",)] and kpi_days == (10, "2015-07-01")
+    assert scan == [("warning", False, len(strays))]
+    before = _mart_fingerprints(serving)
+
+    # The next day's export: 9 of its 10 orders lost "Lineitem quantity" on every line.
+    export = landing / "2015-07-02" / "shopify_orders_export_2015-07-02.csv"
+    write_shopify(
+        export,
+        [
+            order_row(
+                f"#{n}",
+                f"buyer{n}@example.com",
+                "2015-07-02 10:00:00 +0000",
+                qty="1" if n == 1 else "",
+                Currency="EUR",
+            )
+            for n in range(1, 11)
+            for _ in range(30)
+        ],
+    )
+    with export.open(newline="", encoding="utf-8") as handle:
+        written = list(csv.DictReader(handle))
+    landed, lost = len(written), sum(1 for r in written if not r["Lineitem quantity"])
+    assert (landed, lost) == (300, 270)
+    bad = subprocess.run(_mwh_run("2015-07-02"), env=env, **RUN)
+    assert bad.returncode != 0, bad.stdout[-3000:]
+    assert "2015-07-02: FAILED" in bad.stdout and "raw      FAIL" in bad.stdout
+    assert (
+        f"shopify__order_lines/2015-07-02/{export.name}: {lost} of {landed} rows quarantined "
+        f"({lost / landed:.2%}); top reasons missing_required_value {lost}"
+    ) in bad.stdout
+    assert "Not published this run." in bad.stdout and "dbt_staging" not in bad.stdout
+    assert _mart_fingerprints(serving) == before
+    con = duckdb.connect(str(serving), read_only=True)
+    dates = con.execute("select distinct logical_date::varchar from audit.publish_log").fetchall()
+    con.close()
+    assert dates == [("2015-07-01",)]

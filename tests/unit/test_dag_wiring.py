@@ -53,3 +53,38 @@ def test_every_task_retries_with_exponential_backoff(dag):
         assert task.retry_exponential_backoff, task.task_id
         assert task.retry_delay == timedelta(minutes=5)
         assert task.max_retry_delay == timedelta(hours=1)
+
+
+def test_any_logical_date_from_the_earliest_on_runs_every_task(dag):
+    """Airflow runs no task whose logical date is before the task's (or the DAG's) start date:
+    a history load of 1998-07-01 must find none of them blocking."""
+    from datetime import UTC, datetime
+
+    from marketing_warehouse.pipeline import EARLIEST_LOGICAL_DATE
+
+    historical = datetime(1998, 7, 1, tzinfo=UTC)
+    earliest = datetime.combine(EARLIEST_LOGICAL_DATE, datetime.min.time(), tzinfo=UTC)
+    assert dag.start_date == earliest <= historical
+    assert dag.catchup is False  # the scheduler itself only ever creates the latest interval
+    for task in dag.tasks:
+        assert task.start_date is None or task.start_date <= earliest, task.task_id
+
+
+def test_mwh_run_refuses_a_date_before_the_dags_start_date():
+    from marketing_warehouse.cli import _logical_date
+
+    assert _logical_date("1998-07-01") == "1998-07-01"
+    with pytest.raises(SystemExit, match="from 1990-01-01 on"):
+        _logical_date("1989-12-31")
+
+
+def test_a_dag_run_counts_only_when_its_tasks_ran_and_publish_succeeded():
+    from marketing_warehouse.cli import DagRunOutcome
+
+    tasks = {"prepare": "success", "extract_source[0]": "success", "gate_raw": "success"}
+    assert "no task ran" in DagRunOutcome(0, {}).problem()  # exit code 0, nothing done
+    assert "without publishing" in DagRunOutcome(0, tasks).problem()
+    failed = DagRunOutcome(1, {**tasks, "gate_raw": "failed"}).problem()
+    assert failed == "task(s) not successful: gate_raw"
+    assert DagRunOutcome(0, {**tasks, "publish": "success"}).problem() == ""
+    assert "exited with code 2" in DagRunOutcome(2, {**tasks, "publish": "success"}).problem()

@@ -180,3 +180,64 @@ def test_files_extracted_in_parallel_load_exactly_as_one_at_a_time(tmp_path):
     assert len(results) == 13 and len(rows) == 21
     assert ("2026-11-15", "shopify_orders_resent.csv", "skipped_duplicate") in results
     assert ("2026-11-17", "shopify_orders_broken.csv", "rejected") in results
+
+
+def test_a_link_out_of_the_landing_folder_is_refused_unread_and_one_inside_loads(
+    settings, tmp_path
+):
+    outside = tmp_path / "elsewhere" / "customers.csv"
+    write_shopify(outside, [order_row("#666", "secret.person@example.com", "2026-11-20 10:00:00")])
+    inside = write_shopify(  # a shared export folder inside the landing folder
+        settings.landing_dir / "exports" / "orders.csv",
+        [order_row("#1", "a@x.com", "2026-11-20 10:00:00 +0000")],
+    )
+    folder = settings.landing_dir / "2026-11-20"
+    folder.mkdir(parents=True)
+    (folder / "shopify_orders_link_out.csv").symlink_to(outside)
+    (folder / "shopify_orders_link_in.csv").symlink_to(inside)
+    results = load_source(settings, CONTRACT, date(2026, 11, 20), AT)
+    by_name = {r.source_file: r for r in results}
+    refused = by_name["shopify_orders_link_out.csv"]
+    assert refused.status == "rejected" and refused.quarantine_reasons == {"unsafe_path": 1}
+    assert "outside the landing folder" in refused.message and "secret" not in refused.message
+    assert by_name["shopify_orders_link_in.csv"].status == "loaded"
+    # nothing of the linked file is stored: not in raw, quarantine or the ledger
+    assert ("2026-11-20", "#666") not in raw_orders(settings)
+    stored = [p for p in settings.raw_dir.rglob("*") if p.is_file()]  # raw, quarantine, ledger
+    assert stored and not [p for p in stored if b"secret.person" in p.read_bytes()]
+    ledger = Ledger(settings, CONTRACT).entries(date(2026, 11, 20))
+    assert {e["source_file"]: e["status"] for e in ledger}["shopify_orders_link_out.csv"] == (
+        "rejected"
+    )
+    # a re-run records the refusal again, once
+    again = load_source(settings, CONTRACT, date(2026, 11, 20), AT)
+    assert sorted(r.status for r in again) == ["loaded", "rejected"]
+
+
+def test_the_landing_scan_lists_every_entry_no_run_reads_and_leaves_later_dates_out(settings):
+    from marketing_warehouse.contracts import load_contracts
+    from marketing_warehouse.loads import scan_landing
+
+    landing = settings.landing_dir
+    expected = {
+        "2026-11-20/shopify_orders_a.csv": None,
+        "2026-11-20/stripe_payments.csv": None,
+        "2026-11-20/.DS_Store": "no_contract",
+        "2026-11-20/Orders (1).xlsx": "no_contract",
+        "2026-11-20/sub/shopify_orders_b.csv": "nested_folder",
+        "2026-11-20/sub/deeper/x.csv": "nested_folder",
+        "2026-11-20/broken_link.csv": "not_a_regular_file",
+        "backup/2026-11-19/shopify_orders_c.csv": "outside_date_folder",
+        "20261120/shopify_orders_d.csv": "outside_date_folder",
+        "README.txt": "outside_date_folder",
+    }
+    for path, _ in expected.items():
+        if path.endswith("broken_link.csv"):
+            continue
+        (landing / path).parent.mkdir(parents=True, exist_ok=True)
+        (landing / path).write_text("x")
+    (landing / "2026-11-20" / "broken_link.csv").symlink_to(landing / "gone.csv")
+    (landing / "2026-11-21").mkdir()
+    (landing / "2026-11-21" / "tomorrow.txt").write_text("x")
+    scan = scan_landing(landing, date(2026, 11, 20), load_contracts())
+    assert {e["path"]: e["ignored_reason"] for e in scan} == expected

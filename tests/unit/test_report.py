@@ -131,3 +131,29 @@ def test_chart_handles_negative_and_flat_series():
     assert svg.count("<rect") == 3 and 'height="-' not in svg
     assert "no data" in report.svg_chart([], "Empty")
     assert "<polyline" in report.svg_chart([("a", 3.0), ("b", 3.0)], "Flat")
+
+
+def test_summary_and_report_show_each_files_quarantined_share_and_the_ignored_entries(run):
+    landing = run.landing_dir
+    (landing / "exports").mkdir()
+    (landing / "exports" / "shopify_orders_old.csv").write_text("Name\n#1\n", "utf-8")
+    (landing / DS / "orders.txt").write_text("notes", "utf-8")
+    pipeline.write_landing_scan(run, DS)
+    text = summary.build(run, DS, False, "no task ran: nothing was extracted or published")
+    assert "FAILED\n  no task ran: nothing was extracted or published" in text
+    # shopify_orders_a.csv: 3 rows landed, the one with created_at "yesterday" quarantined
+    assert (
+        f"33.33%  shopify__order_lines/{DS}/shopify_orders_a.csv: 1 of 3 rows quarantined" in text
+    )
+    assert "top reasons invalid_timestamp 1" in text
+    assert "rows and reasons: .venv/bin/mwh query" in text and "row_number, reason_code" in text
+    assert f"100.00%  shopify__order_lines/{DS}/shopify_orders_<script>.csv: rejected whole" in text
+    assert text.index("100.00%") < text.index("33.33%")  # highest share first
+    assert "Ignored landing entries (2; no run reads them):" in text
+    assert "WARN exports/shopify_orders_old.csv: not in a YYYY-MM-DD folder" in text
+    assert f"WARN {DS}/orders.txt: its name matches no source's file pattern (no_contract)" in text
+    assert "No serving warehouse yet: nothing to query" in text and "Try it" not in text
+    page = " ".join(parse(run.run_dir(DS) / "report.html").text)
+    assert "Quarantined share per file" in page and "33.33%" in page and "100.00%" in page
+    assert "Ignored landing entries (2)" in page
+    assert "exports/shopify_orders_old.csv" in page and f"{DS}/orders.txt" in page
