@@ -8,9 +8,9 @@ keeps the scheduler to the latest interval.
 
 | stage | what it does |
 |---|---|
-| `prepare` | creates the run's folders and lists the sources (one contract each) |
+| `prepare` | creates the run's folders, records the landing scan (entries no run reads) and lists the sources (one contract each) |
 | `extract_source` | one mapped task per source: landed files -> typed raw Parquet + quarantine, load ledger |
-| `gate_raw` | GX suites on the new raw partition and row conservation (critical failures stop the run) |
+| `gate_raw` | GX suites on the new raw partition, row conservation, the quarantined share per file and source, ignored landing entries (critical failures stop the run) |
 | `dbt_staging` | dbt staging + audit models, one Cosmos task per model (`dbt build`: model, then its tests) |
 | `gate_staging` | GX suites on staging rows of the run's load date |
 | `dbt_marts` | dbt intermediate + marts models and the semantic layer's time spine, one Cosmos task per model |

@@ -55,7 +55,8 @@ class DagRunOutcome:
         if not self.states:
             return (
                 "no task ran: Airflow found nothing to run for this date (see the full log); "
-                "nothing was extracted or published"
+                "nothing was extracted or published, and anything below comes from an earlier "
+                "run of this date"
             )
         failed = sorted(t for t, s in self.states.items() if s != "success")
         if failed:

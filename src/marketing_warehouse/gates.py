@@ -240,7 +240,10 @@ def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
             subject = f"{key}/{entry['load_date']}/{entry['source_file']}"
             if rejected:
                 reason = next(iter(counts), "rejected")
-                label = f"{subject}: rejected whole ({reason}); no row of it is in the warehouse"
+                label = (
+                    f"{subject}: rejected whole ({reason}); no row of it is in the warehouse: "
+                    "land a readable export in its place (or remove it), then re-run the date"
+                )
             else:
                 reason = None
                 label = f"{subject}: {quarantined:,} of {landed:,} rows quarantined ({share:.2%})"
@@ -249,7 +252,9 @@ def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
                         f", not counting {layout:,} layout line(s) ({', '.join(LAYOUT_REASONS)})"
                     )
                 if quarantined:
-                    label += f"; top reasons {_top_reasons(counts)}"
+                    label += (
+                        f"; top reasons {_top_reasons(counts)}; fix the export and land it again"
+                    )
                     for name, count in counts.items():
                         reasons[name] = reasons.get(name, 0) + count
             quarantine_file = (
@@ -284,7 +289,7 @@ def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
                 f"over {len(files)} file(s)"
             )
             if quarantined:
-                label += f"; top reasons {_top_reasons(reasons)}"
+                label += f"; top reasons {_top_reasons(reasons)}; fix the source's exports"
             rows.append(
                 {
                     "level": "source",

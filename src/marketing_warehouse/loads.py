@@ -82,7 +82,9 @@ def _inside(path: Path, landing_dir: Path) -> bool:
     return path.resolve().is_relative_to(landing_dir.resolve())
 
 
-def landing_files(folder: Path, landing_dir: Path, contract: Contract) -> tuple[list, list]:
+def landing_files(
+    folder: Path, landing_dir: Path, contract: Contract
+) -> tuple[list[Path], list[Path]]:
     """The files of a dated ``folder`` that ``contract`` claims, by name: (files to load, files
     that resolve outside ``landing_dir``). A symlink whose target is inside the landing folder is
     an ordinary file; one that leads out of it is refused unread (``unsafe_path``)."""
