@@ -14,7 +14,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from marketing_warehouse.contracts import Column, Contract, load_contracts
@@ -42,8 +42,12 @@ def filename(contract: Contract, suffix: str) -> str:
 def value(column: Column, row: int, contract: Contract) -> str:
     """A valid text value of ``column`` for data row ``row`` (distinct keys per row)."""
     kind = column.type
+    if column.accepted_values:
+        return column.accepted_values[0]
     if kind == "string":
         return f"#{1000 + row}" if column.name == contract.record_group else f"{column.name}-{row}"
+    if kind == "date" and column.name in contract.primary_key:  # one key per row (FX rates)
+        return (date(2026, 11, 21) - timedelta(days=row)).isoformat()
     return {
         "email": f"person{row}@example.com",
         "integer": str(row + 1),

@@ -48,8 +48,8 @@ def test_types_values_and_converts_offsets_to_utc(tmp_path):
                 **{"Accepts Marketing": "yes"},
             ),
             order_row("#1", "alice@example.com", "2026-11-01 23:30:00 -0500", qty="2"),
-            order_row("#2", "bob@example.com", "1762000000000", Total="1.234,50"),
-            order_row("#3", "carol@example.com", "2026-11-03", Total="1,234.50"),
+            order_row("#2", "bob@example.com", "1762000000000", Total="1.234,50", Currency="EUR"),
+            order_row("#3", "carol@example.com", "2026-11-03", Total="1,234.50", Currency="EUR"),
         ],
     )
     result, loaded, quarantined = run(path, tmp_path)
@@ -80,7 +80,11 @@ def test_types_values_and_converts_offsets_to_utc(tmp_path):
         ),
         (order_row("#9", "a@x.com", "2026-11-01", qty="-1"), "out_of_range", "below the minimum"),
         (order_row("#9", "a@x.com", "2026-11-01", Currency="XYZ"), "unknown_currency", "XYZ"),
-        (order_row("#9", "a@x.com", "2026-11-01", Total="12.3.4"), "invalid_number", "Total"),
+        (
+            order_row("#9", "a@x.com", "2026-11-01", Total="12.3.4", Currency="EUR"),
+            "invalid_number",
+            "Total",
+        ),
         (
             order_row("#9", "a@x.com", "2026-11-01", **{"Accepts Marketing": "maybe"}),
             "invalid_boolean",
@@ -140,7 +144,7 @@ def test_malformed_row_is_quarantined_with_its_line(tmp_path):
 def test_eu_export_semicolons_bom_and_decimal_comma(tmp_path):
     path = write_shopify(
         tmp_path / "shopify_orders.csv",
-        [order_row("#1", "a@x.com", "2026-11-01 10:00:00 +0100", Total="67,32")],
+        [order_row("#1", "a@x.com", "2026-11-01 10:00:00 +0100", Total="67,32", Currency="EUR")],
         delimiter=";",
         encoding="utf-8-sig",
     )
