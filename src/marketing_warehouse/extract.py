@@ -474,8 +474,12 @@ def _row_check_sql(contract: Contract, positions: dict[str, int]) -> list[str]:
     return checks
 
 
-#: Dates written with a one- or two-digit first and second field ("5/11/2026", "21.11.2026").
-DAY_MONTH = r"^\s*([0-9]{1,2})[./-]([0-9]{1,2})[./-][0-9]{2,4}"
+def _day_month_pattern(formats: tuple[str, ...]) -> str:
+    """A regular expression for dates in the shape of ``formats`` (the conflicting ones): one- or
+    two-digit first and second fields ("5/11/2026") around their separators."""
+    separators = sorted({f[2] for f in formats if len(f) > 2})
+    sep = "[" + "".join(re.escape(c) for c in separators) + "]"
+    return rf"^\s*([0-9]{{1,2}}){sep}([0-9]{{1,2}}){sep}[0-9]{{2,4}}"
 
 
 def infer_date_order(
@@ -489,50 +493,50 @@ def infer_date_order(
     Evidence comes from every date and timestamp column with formats of both orders: a first field
     above 12 can only be a day, a second field above 12 only a day in second place. A file with
     evidence both ways is rejected (which reading applies to its other rows is unknowable); a file
-    with none is read in the contract's ``date_order`` (``assumed``)."""
-    columns = [
-        c
-        for c in contract.columns
-        if c.type in {"date", "timestamp"}
-        and c.name in positions
-        and conflicting_formats(
-            contract.date_formats if c.type == "date" else contract.timestamp_formats
-        )
-    ]
-    if not columns:
+    with none but values that read both ways is read in the contract's ``date_order``
+    (``assumed``); a file with no date in that shape at all (ISO dates) needs no order: None."""
+    values = []
+    for column in contract.columns:
+        if column.type not in {"date", "timestamp"} or column.name not in positions:
+            continue
+        listed = contract.date_formats if column.type == "date" else contract.timestamp_formats
+        if conflicting := conflicting_formats(listed):
+            pattern = _sql_str(_day_month_pattern(conflicting))
+            values.append(
+                f"select _row_number, {_sql_str(column.header)} as header, "
+                f"c{positions[column.name]} as value, "
+                f"try_cast(regexp_extract(c{positions[column.name]}, {pattern}, 1) as integer) "
+                f"as first, "
+                f"try_cast(regexp_extract(c{positions[column.name]}, {pattern}, 2) as integer) "
+                f"as second from landed"
+            )
+    if not values:
         return None, False
-    values = " union all ".join(
-        f"select _row_number, {_sql_str(c.header)} as header, c{positions[c.name]} as value "
-        f"from landed"
-        for c in columns
-    )
-    pattern = _sql_str(DAY_MONTH)
-    first = f"try_cast(regexp_extract(value, {pattern}, 1) as integer)"
-    second = f"try_cast(regexp_extract(value, {pattern}, 2) as integer)"
-    day_first = f"{first} > 12 and {second} <= 12"
-    month_first = f"{second} > 12 and {first} <= 12"
+    day_first = "first > 12 and second <= 12"
+    month_first = "second > 12 and first <= 12"
     counts = con.execute(
         f"""
         select count(*) filter (where {day_first}), count(*) filter (where {month_first}),
+            count(*) filter (where first <= 12 and second <= 12),
             arg_min(_row_number || ' (column "' || header || '": ' || left(value, 40) || ')',
                 _row_number) filter (where {day_first}),
             arg_min(_row_number || ' (column "' || header || '": ' || left(value, 40) || ')',
                 _row_number) filter (where {month_first})
-        from ({values})
+        from ({" union all ".join(values)})
         """
     ).fetchone()
-    days, months, day_example, month_example = counts
+    days, months, either, day_example, month_example = counts
     if days and months:
         raise FileRejected(
             Reason.AMBIGUOUS_DATE_ORDER,
-            f"{filename}: dates are written day first on {days} row(s) (e.g. row {day_example}) "
-            f"and month first on {months} row(s) (e.g. row {month_example}); which order the "
+            f"{filename}: {days} date(s) are written day first (e.g. row {day_example}) and "
+            f"{months} month first (e.g. row {month_example}); which order the "
             "other dates use cannot be told. Export the file again with one date format "
             "(YYYY-MM-DD is never ambiguous).",
         )
     if days or months:
         return ("day_first" if days else "month_first"), False
-    return contract.date_order, True
+    return (contract.date_order, True) if either else (None, False)
 
 
 # --- one file ------------------------------------------------------------------------------------
