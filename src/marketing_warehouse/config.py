@@ -236,9 +236,10 @@ def _plausibility(env: dict[str, str]) -> Plausibility:
         earliest_date = date.fromisoformat(earliest) if earliest else Plausibility.earliest_date
     except ValueError:
         raise ConfigError(f"MWH_EARLIEST_DATE={earliest!r} is not a date (YYYY-MM-DD).") from None
-    ceiling = env.get("MWH_MAX_AMOUNT", "").strip().replace("_", "").replace(",", "")
+    ceiling = env.get("MWH_MAX_AMOUNT", "").strip()
     try:
-        max_amount = Decimal(ceiling) if ceiling else Plausibility.max_amount
+        digits = ceiling.replace("_", "").replace(",", "")  # 1_000_000 and 1,000,000 too
+        max_amount = Decimal(digits) if digits else Plausibility.max_amount
     except InvalidOperation:
         raise ConfigError(f"MWH_MAX_AMOUNT={ceiling!r} is not a number.") from None
     if not max_amount.is_finite() or max_amount <= 0:
