@@ -544,3 +544,53 @@ def test_created_at_on_an_orders_first_row_only_fills_its_other_rows(tmp_path):
         (7, "incomplete_record"),
     ]
     assert result.filled_values == {"Created at": 3}
+
+
+def _contract(**extra) -> dict:
+    return {
+        "source": "shop",
+        "entity": "orders",
+        "file_pattern": "shop*.csv",
+        "columns": [
+            {"header": "Day", "name": "day", "type": "date"},
+            {"header": "Status", "name": "status", "type": "string"},
+            {"header": "Clicks", "name": "clicks", "type": "integer"},
+        ],
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"date_formats": ["%d/%m/%Y", "%m/%d/%Y"]}, "set date_order"),
+        ({"date_formats": ["%d/%m/%Y", "%m/%d/%Y"], "date_order": "us"}, "date_order must be"),
+        ({"row_checks": [{"rule": "clicks <= views", "reason": "implausible_metrics"}]}, "views"),
+        ({"row_checks": [{"rule": "clicks < 3", "reason": "implausible_metrics"}]}, "not 'a <= b'"),
+        ({"row_checks": [{"rule": "clicks <= clicks", "reason": "odd"}]}, "unknown quarantine"),
+    ],
+)
+def test_contract_rules_are_checked_when_the_contract_loads(extra, message):
+    from marketing_warehouse.contracts import ContractError, _parse
+
+    with pytest.raises(ContractError, match=message):
+        _parse(_contract(**extra), None)
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ({"accepted_values": ["a"]}, "string columns only"),
+        ({"event_date": True}, "date and timestamp columns only"),
+        ({"amount": "cents"}, "amount is major or minor"),
+        ({"required_with": ["nothing"]}, "unknown column"),
+        ({"fill_from_record": True}, "record_group"),
+    ],
+)
+def test_column_rules_are_checked_when_the_contract_loads(column, message):
+    from marketing_warehouse.contracts import ContractError, _parse
+
+    data = _contract()
+    data["columns"][2] |= column
+    with pytest.raises(ContractError, match=message):
+        _parse(data, None)
