@@ -126,3 +126,59 @@ def test_one_bad_row_per_source_is_quarantined_and_the_raw_gate_passes(settings)
     }
     outcome = run_gate(settings, "raw", DAY, "run-bad-rows")
     assert [c.describe() for c in outcome.failures("critical")] == []
+
+
+def _critical_raw_checks():
+    from marketing_warehouse.config import REPO_ROOT
+
+    for suite in sorted((REPO_ROOT / "expectations" / "raw").glob("*.json")):
+        if suite.stem == "load_conservation":
+            continue
+        for check in json.loads(suite.read_text("utf-8"))["expectations"]:
+            if check.get("severity", "critical") == "critical":
+                yield suite.stem, check
+
+
+@pytest.mark.parametrize(
+    ("key", "check"),
+    list(_critical_raw_checks()),
+    ids=lambda v: v if isinstance(v, str) else v["type"] + ":" + json.dumps(v["kwargs"])[:40],
+)
+def test_every_critical_raw_check_is_backed_by_a_contract_rule(key, check):
+    """A row that would fail a critical raw expectation is quarantined by its contract first, so
+    the expectation is a safety net one row cannot trip. Its threshold may be looser, never
+    stricter than the contract's (or one row stops the night again)."""
+    contract = contract_for(key)
+    kwargs, kind = check["kwargs"], check["type"]
+    if kind == "expect_table_columns_to_match_set":
+        assert set(kwargs["column_set"]) <= {c.name for c in contract.columns} | {
+            "_source_file", "_file_hash", "_row_number", "_load_date"
+        }  # fmt: skip
+        return
+    if kind == "expect_compound_columns_to_be_unique":
+        if kwargs["column_list"] == ["_file_hash", "_row_number"]:
+            return  # lineage: unique by construction of extraction
+        assert contract.unique_key and set(contract.primary_key) == set(kwargs["column_list"])
+        return
+    if kind == "expect_column_pair_values_a_to_be_greater_than_b":
+        op = "<=" if kwargs.get("or_equal") else "<"
+        assert f"{kwargs['column_B']} {op} {kwargs['column_A']}" in {
+            c.rule for c in contract.row_checks
+        }
+        return
+    column = contract.column(kwargs["column"])
+    if kind == "expect_column_values_to_not_be_null":
+        assert column.required
+    elif kind == "expect_column_values_to_be_between":
+        assert column.min is not None
+        assert column.min > kwargs["min_value"] or (
+            column.min == kwargs["min_value"] and not kwargs.get("strict_min")
+        )
+        if "max_value" in kwargs:
+            assert column.max is not None and column.max <= kwargs["max_value"]
+    elif kind == "expect_column_values_to_be_in_set":
+        assert column.accepted_values and set(column.accepted_values) <= set(kwargs["value_set"])
+    elif kind == "expect_column_values_to_match_regex":
+        assert column.type == "currency" and kwargs["regex"] == "^[A-Z]{3}$"
+    else:
+        raise AssertionError(f"{key}: no contract rule backs critical {kind}; add one or warn")
