@@ -25,8 +25,8 @@ loads (the raw gate's critical checks stay as a safety net that such a row can n
 - contract ``row_checks: [{rule: "clicks <= impressions", reason: implausible_metrics}]``: a
   comparison of two columns of one row (``<=``, ``<``, ``>=``, ``>``; skipped when either is empty).
 - contract ``unique_key: true``: the primary key (typed, so e-mails compare case-insensitively) is
-  unique within a file; a repeat of an identical row and every row of a key whose rows disagree
-  [conflicting_key].
+  unique within a file: a repeat of an identical row, and every row of a key whose rows disagree,
+  go to quarantine [conflicting_key].
 - contract ``date_order: day_first | month_first``: when a column lists formats of both orders
   (``%d/%m/%Y`` and ``%m/%d/%Y``), each file's order is inferred from its values (a first field
   above 12 means day-first, a second one month-first); a file without such a value is read in
@@ -43,6 +43,8 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
+
+from marketing_warehouse.quarantine import Reason
 
 DATE_ORDERS = ("day_first", "month_first")
 AMOUNT_UNITS = ("major", "minor")
@@ -270,8 +272,6 @@ def _parse(data: dict, path: Path | None) -> Contract:
 
 
 def _check_reason(reason: str, where: str) -> None:
-    from marketing_warehouse.quarantine import Reason
-
     if reason not in {r.value for r in Reason}:
         raise ContractError(f"{where}: unknown quarantine reason {reason!r}")
 
