@@ -14,7 +14,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from marketing_warehouse.contracts import Column, Contract, load_contracts
@@ -42,8 +42,12 @@ def filename(contract: Contract, suffix: str) -> str:
 def value(column: Column, row: int, contract: Contract) -> str:
     """A valid text value of ``column`` for data row ``row`` (distinct keys per row)."""
     kind = column.type
+    if column.accepted_values:
+        return column.accepted_values[0]
     if kind == "string":
         return f"#{1000 + row}" if column.name == contract.record_group else f"{column.name}-{row}"
+    if kind == "date" and column.name in contract.primary_key:  # one key per row (FX rates)
+        return (date(2026, 11, 21) - timedelta(days=row)).isoformat()
     return {
         "email": f"person{row}@example.com",
         "integer": str(row + 1),
@@ -472,11 +476,222 @@ def binary_garbage(contract: Contract, path: Path) -> Expect:
     return Expect("rejected", {"unreadable_file": 1}, words=("binary",))
 
 
+# --- values: day-month order, plausibility and row rules (see contracts.py) -------------------
+# These cases apply to the contracts that declare the rule (``APPLIES``), whatever their format.
+
+#: case name -> which contracts it applies to (cases not listed apply to every contract)
+APPLIES: dict[str, Callable[[Contract], bool]] = {}
+
+
+def value_case(applies: Callable[[Contract], bool]):
+    def register(func: Case) -> Case:
+        CASES[func.__name__] = (ALL, func)
+        APPLIES[func.__name__] = applies
+        return func
+
+    return register
+
+
+def _order_column(contract: Contract) -> int:
+    """The first date column of a contract that reads day-month text both ways."""
+    return next(i for i, c in enumerate(contract.columns) if c.type == "date")
+
+
+def _as_text(contract: Contract, body: list[list[object]], column: int, texts: list[str]) -> None:
+    for row, text in zip(body, texts, strict=False):
+        row[column] = text
+
+
+@value_case(lambda c: c.has_date_order_choice)
+def dates_day_first(contract: Contract, path: Path) -> Expect:
+    """UK text dates: 05/11/2026 is 5 November because 21/11/2026 is in the same file."""
+    body = rows(contract, 3)
+    _as_text(contract, body, _order_column(contract), ["05/11/2026", "21/11/2026", "03/11/2026"])
+    _write(contract, path, header(contract), body)
+    return Expect("loaded", loaded=3)
+
+
+@value_case(lambda c: c.has_date_order_choice)
+def dates_month_first(contract: Contract, path: Path) -> Expect:
+    """US dates: 11/05/2026 is 5 November because 11/25/2026 is in the same file."""
+    body = rows(contract, 3)
+    _as_text(contract, body, _order_column(contract), ["11/05/2026", "11/20/2026", "11/03/2026"])
+    _write(contract, path, header(contract), body)
+    return Expect("loaded", loaded=3)
+
+
+@value_case(lambda c: c.has_date_order_choice)
+def dates_in_both_orders(contract: Contract, path: Path) -> Expect:
+    """Two exports of different locales pasted together: 21/11/2026 and 11/20/2026."""
+    body = rows(contract, 4)
+    texts = ["21/11/2026", "05/11/2026", "11/20/2026", "11/05/2026"]
+    _as_text(contract, body, _order_column(contract), texts)
+    _write(contract, path, header(contract), body)
+    return Expect(
+        "rejected", {"ambiguous_date_order": 1}, words=("day first (e.g. row", "month first")
+    )
+
+
+def _event_column(contract: Contract) -> int:
+    return next(i for i, c in enumerate(contract.columns) if c.event_date)
+
+
+def _date_text(contract: Contract, column: int, day: str) -> str:
+    return day if contract.columns[column].type == "date" else f"{day} 10:00:00"
+
+
+@value_case(lambda c: any(col.event_date for col in c.columns))
+def implausible_event_dates(contract: Contract, path: Path) -> Expect:
+    """Dates typed wrong (2100), a spreadsheet's zero date (1899-12-30), an epoch zero (1970) and
+    the day after tomorrow are quarantined; 1998 history and tomorrow (time zones) load."""
+    column = _event_column(contract)
+    days = ["2100-01-01", "1899-12-30", "1970-01-01", "2026-11-23", "1998-07-01", "2026-11-22"]
+    body = rows(contract, len(days))
+    _as_text(contract, body, column, [_date_text(contract, column, d) for d in days])
+    _write(contract, path, header(contract), body)
+    return Expect(
+        "loaded",
+        {"implausible_date": 4},
+        loaded=2,
+        words=(contract.columns[column].header, "2100-01-01", "MWH_EARLIEST_DATE"),
+    )
+
+
+def _amount_column(contract: Contract) -> int:
+    return next(i for i, c in enumerate(contract.columns) if c.amount)
+
+
+def _money(contract: Contract, column: int, major: int | str) -> str:
+    if contract.columns[column].amount == "minor":
+        return str(int(float(major) * 100))
+    return str(major)
+
+
+@value_case(lambda c: any(col.amount for col in c.columns))
+def implausible_amounts(contract: Contract, path: Path) -> Expect:
+    """Among 30 ordinary amounts: 999,999,999,999 (above the ceiling) and 99,999,999 (100,000
+    times the median) are quarantined; a 250,000 B2B order loads."""
+    column = _amount_column(contract)
+    body = rows(contract, 33)
+    amounts = ["12.50"] * 30 + ["999999999999", "99999999", "250000"]
+    _as_text(contract, body, column, [_money(contract, column, a) for a in amounts])
+    _write(contract, path, header(contract), body)
+    return Expect(
+        "loaded",
+        {"implausible_amount": 2},
+        loaded=31,
+        words=(contract.columns[column].header, "MWH_MAX_AMOUNT", "times the median"),
+    )
+
+
+@value_case(lambda c: any(col.amount for col in c.columns))
+def large_amount_in_a_small_file(contract: Contract, path: Path) -> Expect:
+    """Three invoices of a B2B shop, one of 5 million: too few values for a median rule."""
+    column = _amount_column(contract)
+    body = rows(contract, 3)
+    _as_text(contract, body, column, [_money(contract, column, a) for a in ("40", "5000000", "12")])
+    _write(contract, path, header(contract), body)
+    return Expect("loaded", loaded=3)
+
+
+@value_case(lambda c: any(col.max is not None for col in c.columns))
+def value_above_maximum(contract: Contract, path: Path) -> Expect:
+    """An FX rate of 12,000 (a pair typed the wrong way round): that row only."""
+    column = next(i for i, c in enumerate(contract.columns) if c.max is not None)
+    body = rows(contract, 3)
+    body[1][column] = str(contract.columns[column].max + 2000)
+    _write(contract, path, header(contract), body)
+    return Expect("loaded", {"out_of_range": 1}, loaded=2, words=("above the maximum",))
+
+
+@value_case(lambda c: any(col.accepted_values for col in c.columns))
+def enumerated_values_in_other_spellings(contract: Contract, path: Path) -> Expect:
+    """Known spellings load as the accepted value (case, spacing, aliases); a typo does not."""
+    index, column = next((i, c) for i, c in enumerate(contract.columns) if c.accepted_values)
+    accepted = column.accepted_values[0]
+    alias = next((k for k, v in column.value_aliases.items() if v == accepted), accepted)
+    spellings = [accepted.lower(), f"  {accepted.title()} ", alias.upper(), accepted + "x"]
+    body = rows(contract, len(spellings))
+    _as_text(contract, body, index, spellings)
+    _write(contract, path, header(contract), body)
+    return Expect("loaded", {"unknown_value": 1}, loaded=3, words=(column.header, "one of"))
+
+
+@value_case(lambda c: c.unique_key)
+def key_repeated_within_file(contract: Contract, path: Path) -> Expect:
+    """Record 6 repeats record 1 (its e-mail in capitals); record 7 has record 2's key with another
+    value: the repeat and both records of the conflict are quarantined, the other four load."""
+    body = rows(contract, 5)
+    keys = {contract.columns.index(contract.column(k)) for k in contract.primary_key}
+    other = next(i for i in range(len(contract.columns)) if i not in keys)
+    repeat = [
+        str(v).upper() if contract.columns[i].type == "email" else v for i, v in enumerate(body[0])
+    ]
+    conflict = list(body[1])
+    conflict[other] = "7.5" if contract.columns[other].type == "decimal" else "other"
+    body += [repeat, conflict]
+    _write(contract, path, header(contract), body)
+    return Expect(
+        "loaded", {"conflicting_key": 3}, loaded=4, words=("a repeat of row", "share the key")
+    )
+
+
+@value_case(lambda c: bool(c.row_checks))
+def row_check_broken(contract: Contract, path: Path) -> Expect:
+    """More clicks than impressions (or an experiment ending before it starts) on one row."""
+    check = contract.row_checks[0]
+    left = contract.columns.index(contract.column(check.left))
+    right = contract.columns.index(contract.column(check.right))
+    body = rows(contract, 3)
+    if contract.columns[left].type == "date":
+        body[1][left], body[1][right] = "2026-11-21", "2026-11-01"
+    else:
+        body[1][left], body[1][right] = "50", "10"
+    _write(contract, path, header(contract), body)
+    return Expect(
+        "loaded",
+        {check.reason: 1},
+        loaded=2,
+        words=(f'"{contract.column(check.left).header}"', check.op),
+    )
+
+
+@value_case(lambda c: any(col.required_with for col in c.columns))
+def amount_without_currency(contract: Contract, path: Path) -> Expect:
+    """An order with a total but an empty Currency cell: that order, with a reason."""
+    index, column = next((i, c) for i, c in enumerate(contract.columns) if c.required_with)
+    body = rows(contract, 3)
+    body[1][index] = ""
+    _write(contract, path, header(contract), body)
+    return Expect(
+        "loaded",
+        {"missing_required_value": 1},
+        loaded=2,
+        words=(f'"{column.header}" is empty but required when',),
+    )
+
+
+@value_case(lambda c: any(col.fill_from_record for col in c.columns))
+def order_level_value_on_first_row_only(contract: Contract, path: Path) -> Expect:
+    """Two orders of three lines; the order-level value on each order's first row only."""
+    group = contract.columns.index(contract.column(contract.record_group))
+    filled = [i for i, c in enumerate(contract.columns) if c.fill_from_record]
+    body = rows(contract, 6)
+    for n, row in enumerate(body):
+        row[group] = "#1001" if n < 3 else "#1002"
+        if n % 3:
+            for i in filled:
+                row[i] = ""
+    _write(contract, path, header(contract), body)
+    return Expect("loaded", loaded=6)
+
+
 def corpus() -> list[tuple[str, str]]:
-    """(contract key, case name) for every case that applies to a contract's format."""
+    """(contract key, case name) for every case that applies to a contract (its format, and for
+    value cases the rule the contract declares)."""
     return [
         (contract.key, name)
         for contract in load_contracts()
         for name, (formats, _) in CASES.items()
-        if contract.format in formats
+        if contract.format in formats and APPLIES.get(name, lambda _: True)(contract)
     ]

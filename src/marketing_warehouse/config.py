@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 PREFIX = "MWH_"
@@ -19,6 +21,29 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: MWH_DUCKDB_MEMORY_LIMIT when unset (dbt's profiles.yml repeats it as its env_var default).
 DEFAULT_DUCKDB_MEMORY_LIMIT = "3GB"
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    """Where a well-formed value stops being believable: beyond these bounds a row is quarantined
+    (``implausible_date`` / ``implausible_amount``) instead of published. The one place for these
+    thresholds; the first two are settings.
+
+    - An event or transaction date (contract ``event_date``) lies from ``earliest_date`` to the
+      file's load date + 1 day (time zones). 1990 keeps decades of history loadable and catches
+      the zero dates of spreadsheets (1899-12-30, 1900-01-00) and epochs (1970-01-01).
+    - A money amount (contract ``amount``) is at most ``max_amount`` in the file's currency (minor
+      units: 100 times that), and, in a file with at least ``outlier_min_values`` positive values
+      in the column, at most ``outlier_factor`` times their median. The median rule catches a
+      mistyped 99,999,999 among 40-euro orders; with a factor of 100,000 a 4-million order still
+      loads there, and a small file (a B2B shop's three invoices) meets the ceiling only.
+    """
+
+    earliest_date: date = date(1990, 1, 1)
+    max_amount: Decimal = Decimal(1_000_000_000)
+    outlier_factor: int = 100_000
+    outlier_min_values: int = 20
+
 
 #: Documented settings: name -> (default description, help). The README table is built from this.
 SETTINGS_HELP: dict[str, tuple[str, str]] = {
@@ -70,6 +95,15 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "MWH_EXTRACT_WORKERS": (
         "the number of CPUs",
         "Landed files of one source extracted at the same time (each on one DuckDB thread).",
+    ),
+    "MWH_EARLIEST_DATE": (
+        Plausibility.earliest_date.isoformat(),
+        "Event and transaction dates before it are quarantined as implausible_date (YYYY-MM-DD).",
+    ),
+    "MWH_MAX_AMOUNT": (
+        f"{Plausibility.max_amount:,}",
+        "Largest plausible money amount of one row, in its currency (major units); larger ones "
+        "are quarantined as implausible_amount.",
     ),
     "MWH_EXPECTATIONS_DIR": (
         "<project>/expectations",
@@ -132,6 +166,7 @@ class Settings:
     postgres_reader_password: str = field(default="", repr=False)
     dbt_tasks: str = "per_model"
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    plausibility: Plausibility = Plausibility()
     expectations_override: Path | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -195,6 +230,23 @@ def memory_bytes(limit: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
+def _plausibility(env: dict[str, str]) -> Plausibility:
+    earliest = env.get("MWH_EARLIEST_DATE", "").strip()
+    try:
+        earliest_date = date.fromisoformat(earliest) if earliest else Plausibility.earliest_date
+    except ValueError:
+        raise ConfigError(f"MWH_EARLIEST_DATE={earliest!r} is not a date (YYYY-MM-DD).") from None
+    ceiling = env.get("MWH_MAX_AMOUNT", "").strip()
+    try:
+        digits = ceiling.replace("_", "").replace(",", "")  # 1_000_000 and 1,000,000 too
+        max_amount = Decimal(digits) if digits else Plausibility.max_amount
+    except InvalidOperation:
+        raise ConfigError(f"MWH_MAX_AMOUNT={ceiling!r} is not a number.") from None
+    if not max_amount.is_finite() or max_amount <= 0:
+        raise ConfigError(f"MWH_MAX_AMOUNT={ceiling!r} must be a number above 0.")
+    return Plausibility(earliest_date=earliest_date, max_amount=max_amount)
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read settings from ``env`` (default: the process environment) and validate them."""
     env = dict(os.environ if env is None else env)
@@ -250,6 +302,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             "(per_model: one Airflow task per dbt model; single: one dbt build per stage)."
         )
     return Settings(
+        plausibility=_plausibility(env),
         project_dir=project_dir,
         data_dir=data_dir,
         landing_dir=_path(env, "MWH_LANDING_DIR", data_dir / "landing"),

@@ -16,18 +16,24 @@ import codecs
 import csv
 import hashlib
 import io
+import logging
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
 from marketing_warehouse import duck
-from marketing_warehouse.config import DEFAULT_DUCKDB_MEMORY_LIMIT
-from marketing_warehouse.contracts import Column, Contract
+from marketing_warehouse.config import DEFAULT_DUCKDB_MEMORY_LIMIT, Plausibility
+from marketing_warehouse.contracts import (
+    Column,
+    Contract,
+    conflicting_formats,
+    normalise_value,
+)
 from marketing_warehouse.currencies import ISO_4217
 from marketing_warehouse.formats import (
     ROW_COLUMN,
@@ -37,6 +43,9 @@ from marketing_warehouse.formats import (
     xlsx_to_csv,
 )
 from marketing_warehouse.quarantine import QUARANTINE_SCHEMA, Reason
+
+log = logging.getLogger(__name__)
+DEFAULT_PLAUSIBILITY = Plausibility()
 
 SEP = chr(31)  # separates reason code from detail inside SQL error strings
 #: Longest value accepted in any cell: Excel's cell limit. A longer value is an export bug (often an
@@ -98,6 +107,13 @@ class FileResult:
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     #: Loaded values a spreadsheet would run as a formula, per column header (see ``formula_like``).
     formula_values: dict[str, int] = field(default_factory=dict)
+    #: How day and month were read in this file's dates when its contract lists both orders:
+    #: day_first or month_first; ``date_order_assumed`` when no value told and the contract's
+    #: default applied.
+    date_order: str = ""
+    date_order_assumed: bool = False
+    #: Empty values taken from the first row of their record, per column header (Shopify orders).
+    filled_values: dict[str, int] = field(default_factory=dict)
 
 
 def file_sha256(path: Path) -> str:
@@ -243,10 +259,13 @@ def _integer_text(expr: str) -> str:
     )
 
 
-def parse_values(column: Column, values: list[str | None], contract: Contract) -> list[object]:
+def parse_values(
+    column: Column, values: list[str | None], contract: Contract, date_order: str | None = None
+) -> list[object]:
     """Type ``values`` as the extractor types ``column`` of ``contract`` (same SQL, same engine).
 
     For tests and for checking a rule by hand: ``parse_values(col, ["1.234,56"], contract)``.
+    ``date_order``: as in a file whose dates read that way (default: the contract's).
     """
     if not values:
         return []
@@ -254,7 +273,7 @@ def parse_values(column: Column, values: list[str | None], contract: Contract) -
     try:
         con.execute("create temp table v (i bigint, raw varchar)")
         con.executemany("insert into v values (?, ?)", list(enumerate(values)))
-        typed, _, _ = _typed_expr(column, "raw", contract)
+        typed, _, _ = _typed_expr(column, "raw", contract, date_order)
         rows = con.execute(
             f"select cast({typed} as {SQL_TYPES[column.type]}) from v order by i"
         ).fetchall()
@@ -263,10 +282,24 @@ def parse_values(column: Column, values: list[str | None], contract: Contract) -
     return [r[0] for r in rows]
 
 
-def _typed_expr(column: Column, raw: str, contract: Contract) -> tuple[str, Reason | None, str]:
-    """(SQL for the typed value, reason when a non-empty value fails to type, what was expected)."""
+def _typed_expr(
+    column: Column, raw: str, contract: Contract, date_order: str | None = None
+) -> tuple[str, Reason | None, str]:
+    """(SQL for the typed value, reason when a non-empty value fails to type, what was expected).
+
+    ``date_order``: the file's (see ``infer_date_order``); by default the contract's."""
     text = f"nullif(trim({raw}), '')"
     kind = column.type
+    if kind == "string" and column.accepted_values:
+        spellings = {normalise_value(v): v for v in column.accepted_values}
+        spellings |= column.value_aliases
+        cases = " ".join(f"when {_sql_str(k)} then {_sql_str(v)}" for k, v in spellings.items())
+        key = f"trim(regexp_replace(lower({text}), '[\\s_-]+', ' ', 'g'))"
+        return (
+            f"case {key} {cases} end",
+            Reason.UNKNOWN_VALUE,
+            f"one of {', '.join(column.accepted_values)}",
+        )
     if kind == "string":
         return text, None, ""
     if kind == "email":
@@ -298,17 +331,19 @@ def _typed_expr(column: Column, raw: str, contract: Contract) -> tuple[str, Reas
             "an ISO 4217 currency code",
         )
     if kind == "date":
-        formats = "[" + ", ".join(_sql_str(f) for f in contract.date_formats) + "]"
+        listed = contract.formats("date", date_order)
+        formats = "[" + ", ".join(_sql_str(f) for f in listed) + "]"
         return (
             f"coalesce(try_strptime({text}, {formats})::date, try_cast({text} as date), "
             f"try_cast({text} as timestamp)::date)",
             Reason.INVALID_DATE,
-            f"a date in one of {', '.join(contract.date_formats)}",
+            f"a date in one of {', '.join(listed)}",
         )
     if kind == "timestamp":
         # a trailing literal "Z" means UTC: such formats parse as naive UTC timestamps
-        with_tz = [f for f in contract.timestamp_formats if "%z" in f or "%Z" in f]
-        naive = [f for f in contract.timestamp_formats if f not in with_tz]
+        listed = contract.formats("timestamp", date_order)
+        with_tz = [f for f in listed if "%z" in f or "%Z" in f]
+        naive = [f for f in listed if f not in with_tz]
         parts = []
         if with_tz:
             fmts = "[" + ", ".join(_sql_str(f) for f in with_tz) + "]"
@@ -326,18 +361,32 @@ def _typed_expr(column: Column, raw: str, contract: Contract) -> tuple[str, Reas
         return (
             f"coalesce({', '.join(parts)})",
             Reason.INVALID_TIMESTAMP,
-            f"a timestamp in one of {', '.join(contract.timestamp_formats)} or epoch milliseconds",
+            f"a timestamp in one of {', '.join(listed)} or epoch milliseconds",
         )
     raise AssertionError(kind)
 
 
 def _checks(
-    column: Column, raw: str, typed: str, reason: Reason | None, expected: str
+    column: Column,
+    raw: str,
+    typed: str,
+    reason: Reason | None,
+    expected: str,
+    *,
+    contract: Contract,
+    positions: dict[str, int],
+    load_date: date,
+    plausibility: Plausibility,
 ) -> list[str]:
-    """SQL expressions that yield ``code<SEP>detail`` when the column's value breaks the contract."""
+    """SQL expressions that yield ``code<SEP>detail`` when the column's value breaks the contract.
+
+    ``typed`` is the typed (and, for ``fill_from_record``, filled) value; ``positions`` the file's
+    column positions (for ``required_with``); amounts read the file's statistics ``_n:<name>`` and
+    ``_median:<name>`` (see ``_amount_stats``)."""
     label = column.header.replace("'", "''")
     text = f"nullif(trim({raw}), '')"
     shown = f"left({text}, 200)"
+    empty = f"{text} is null and {typed} is null"
     checks = [
         f"case when length({raw}) > {MAX_VALUE_CHARS} then '{Reason.VALUE_TOO_LONG}{SEP}"
         f"column \"{label}\": a value of ' || length({raw}) || ' characters, longer than the "
@@ -345,8 +394,16 @@ def _checks(
     ]
     if column.required:
         checks.append(
-            f"case when {text} is null then '{Reason.MISSING_REQUIRED_VALUE}{SEP}"
+            f"case when {empty} then '{Reason.MISSING_REQUIRED_VALUE}{SEP}"
             f'column "{label}" is empty but required\' end'
+        )
+    others = [contract.column(n) for n in column.required_with if n in positions]
+    if others and not column.required:
+        filled = " or ".join(f"nullif(trim(c{positions[o.name]}), '') is not null" for o in others)
+        names = ", ".join(f'"{o.header}"' for o in others).replace("'", "''")
+        checks.append(
+            f"case when {empty} and ({filled}) then '{Reason.MISSING_REQUIRED_VALUE}{SEP}"
+            f'column "{label}" is empty but required when any of {names} is filled\' end'
         )
     if reason is not None:
         checks.append(
@@ -358,7 +415,128 @@ def _checks(
             f"case when {typed} < {column.min} then '{Reason.OUT_OF_RANGE}{SEP}"
             f"column \"{label}\": ' || {shown} || ' is below the minimum {column.min}' end"
         )
+    if column.max is not None:
+        checks.append(
+            f"case when {typed} > {column.max} then '{Reason.OUT_OF_RANGE}{SEP}"
+            f"column \"{label}\": ' || {shown} || ' is above the maximum {column.max}' end"
+        )
+    if column.event_date:
+        first = plausibility.earliest_date.isoformat()
+        last = (load_date + timedelta(days=1)).isoformat()
+        checks.append(
+            f"case when cast({typed} as date) not between date '{first}' and date '{last}' "
+            f"then '{Reason.IMPLAUSIBLE_DATE}{SEP}column \"{label}\": ' || {shown} || "
+            f"' is outside {first} (MWH_EARLIEST_DATE) .. {last} (the load date + 1 day)' end"
+        )
+    if column.amount:
+        scale = 100 if column.amount == "minor" else 1
+        ceiling = plausibility.max_amount * scale
+        n, median = _ident(f"_n:{column.name}"), _ident(f"_median:{column.name}")
+        factor = plausibility.outlier_factor
+        checks.append(
+            f"case when {typed} > {ceiling} then '{Reason.IMPLAUSIBLE_AMOUNT}{SEP}"
+            f"column \"{label}\": ' || {shown} || ' is above the ceiling of {ceiling:,f}"
+            f"{' (minor units)' if scale > 1 else ''} (MWH_MAX_AMOUNT)' "
+            f"when {n} >= {plausibility.outlier_min_values} and {typed} > {factor} * {median} "
+            f"then '{Reason.IMPLAUSIBLE_AMOUNT}{SEP}column \"{label}\": ' || {shown} || "
+            f"' is more than {factor:,} times the median ' || {median} || ' of the column''s ' "
+            f"|| {n} || ' positive values in this file' end"
+        )
     return checks
+
+
+def _amount_stats(contract: Contract, positions: dict[str, int]) -> list[str]:
+    """Per amount column of the file: how many positive values it holds and their median."""
+    stats = []
+    for column in contract.columns:
+        if column.amount and column.name in positions:
+            value = _ident(column.name)
+            stats += [
+                f"count({value}) filter (where {value} > 0) as {_ident(f'_n:{column.name}')}",
+                f"median({value}) filter (where {value} > 0) as {_ident(f'_median:{column.name}')}",
+            ]
+    return stats
+
+
+def _row_check_sql(contract: Contract, positions: dict[str, int]) -> list[str]:
+    """The contract's ``row_checks`` whose columns are both in the file."""
+    checks = []
+    for check in contract.row_checks:
+        if check.left not in positions or check.right not in positions:
+            continue
+        left, right = _ident(check.left), _ident(check.right)
+        a, b = (contract.column(n).header.replace("'", "''") for n in (check.left, check.right))
+        checks.append(
+            f"case when not ({left} {check.op} {right}) then '{check.reason}{SEP}"
+            f"column \"{a}\" (' || {left} || ') is not {check.op} "
+            f"column \"{b}\" (' || {right} || ')' end"
+        )
+    return checks
+
+
+def _day_month_pattern(formats: tuple[str, ...]) -> str:
+    """A regular expression for dates in the shape of ``formats`` (the conflicting ones): one- or
+    two-digit first and second fields ("5/11/2026") around their separators."""
+    separators = sorted({f[2] for f in formats if len(f) > 2})
+    sep = "[" + "".join(re.escape(c) for c in separators) + "]"
+    return rf"^\s*([0-9]{{1,2}}){sep}([0-9]{{1,2}}){sep}[0-9]{{2,4}}"
+
+
+def infer_date_order(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    positions: dict[str, int],
+    filename: str,
+) -> tuple[str | None, bool]:
+    """(the file's day-month order, whether it was assumed) for a contract listing both orders.
+
+    Evidence comes from every date and timestamp column with formats of both orders: a first field
+    above 12 can only be a day, a second field above 12 only a day in second place. A file with
+    evidence both ways is rejected (which reading applies to its other rows is unknowable); a file
+    with none but values that read both ways is read in the contract's ``date_order``
+    (``assumed``); a file with no date in that shape at all (ISO dates) needs no order: None."""
+    values = []
+    for column in contract.columns:
+        if column.type not in {"date", "timestamp"} or column.name not in positions:
+            continue
+        listed = contract.date_formats if column.type == "date" else contract.timestamp_formats
+        if conflicting := conflicting_formats(listed):
+            pattern = _sql_str(_day_month_pattern(conflicting))
+            values.append(
+                f"select _row_number, {_sql_str(column.header)} as header, "
+                f"c{positions[column.name]} as value, "
+                f"try_cast(regexp_extract(c{positions[column.name]}, {pattern}, 1) as integer) "
+                f"as first, "
+                f"try_cast(regexp_extract(c{positions[column.name]}, {pattern}, 2) as integer) "
+                f"as second from landed"
+            )
+    if not values:
+        return None, False
+    day_first = "first > 12 and second <= 12"
+    month_first = "second > 12 and first <= 12"
+    counts = con.execute(
+        f"""
+        select count(*) filter (where {day_first}), count(*) filter (where {month_first}),
+            count(*) filter (where first <= 12 and second <= 12),
+            arg_min(_row_number || ' (column "' || header || '": ' || left(value, 40) || ')',
+                _row_number) filter (where {day_first}),
+            arg_min(_row_number || ' (column "' || header || '": ' || left(value, 40) || ')',
+                _row_number) filter (where {month_first})
+        from ({" union all ".join(values)})
+        """
+    ).fetchone()
+    days, months, either, day_example, month_example = counts
+    if days and months:
+        raise FileRejected(
+            Reason.AMBIGUOUS_DATE_ORDER,
+            f"{filename}: {days} date(s) are written day first (e.g. row {day_example}) and "
+            f"{months} month first (e.g. row {month_example}); which order the "
+            "other dates use cannot be told. Export the file again with one date format "
+            "(YYYY-MM-DD is never ambiguous).",
+        )
+    if days or months:
+        return ("day_first" if days else "month_first"), False
+    return (contract.date_order, True) if either else (None, False)
 
 
 # --- one file ------------------------------------------------------------------------------------
@@ -460,13 +638,15 @@ def extract_file(
     loaded_at: datetime,
     file_hash: str | None = None,
     database: duckdb.DuckDBPyConnection | None = None,
+    plausibility: Plausibility = DEFAULT_PLAUSIBILITY,
 ) -> FileResult:
     """Type one landed file into ``out_file`` (Parquet) and its rejects into ``quarantine_file``.
 
     ``file_hash``: the file's SHA-256 when the caller has already computed it. ``database``: an
     in-memory DuckDB database from ``extraction_database``, shared by the files extracted at the
     same time (each file gets its own connection to it, so its temporary tables are its own);
-    by default a new one for this file."""
+    by default a new one for this file. ``plausibility``: the bounds of ``event_date`` and
+    ``amount`` columns (the settings')."""
     file_hash = file_hash or file_sha256(path)
     result = FileResult(
         source_file=path.name, file_hash=file_hash, load_date=load_date.isoformat(), status="loaded"
@@ -511,19 +691,60 @@ def extract_file(
                     f"{path.name}: the CSV reader failed: {str(exc)[:2000]}",
                 ) from exc
 
+            date_order, assumed = infer_date_order(con, contract, positions, path.name)
+            if date_order:
+                result.date_order, result.date_order_assumed = date_order, assumed
+                if assumed:
+                    log.warning(
+                        "%s: no date tells whether day or month comes first; read as %s "
+                        "(the %s contract's date_order)",
+                        path.name,
+                        date_order.replace("_", " "),
+                        contract.key,
+                    )
+            group_text = (
+                f"nullif(trim(c{positions[contract.record_group]}), '')"
+                if contract.record_group in positions
+                else None
+            )
             select_typed = []
             checks: list[str] = []
+            filled: list[str] = []
             for column in contract.columns:
                 if column.name in positions:
                     raw = f"c{positions[column.name]}"
-                    typed, reason, expected = _typed_expr(column, raw, contract)
+                    typed, reason, expected = _typed_expr(column, raw, contract, date_order)
+                    if column.fill_from_record and group_text:
+                        # an empty value: the record's first row's (Shopify order-level fields)
+                        text = f"nullif(trim({raw}), '')"
+                        typed = (
+                            f"case when {text} is null and {group_text} is not null then "
+                            f"first_value({typed}) over (partition by {group_text} order by _seq) "
+                            f"else {typed} end"
+                        )
+                        filled.append(
+                            f"case when {text} is null and {_ident(column.name)} is not null "
+                            f"then {_sql_str(column.header)} end"
+                        )
                     # checks read the typed column computed once in the inner query
-                    checks += _checks(column, raw, _ident(column.name), reason, expected)
+                    checks += _checks(
+                        column,
+                        raw,
+                        _ident(column.name),
+                        reason,
+                        expected,
+                        contract=contract,
+                        positions=positions,
+                        load_date=load_date,
+                        plausibility=plausibility,
+                    )
                 else:
                     typed = "null"
                 select_typed.append(
                     f"cast({typed} as {SQL_TYPES[column.type]}) as {_ident(column.name)}"
                 )
+            checks += _row_check_sql(contract, positions)
+            stats = _amount_stats(contract, positions)
             header_match = " and ".join(
                 f"trim(c{i}) = {_sql_str(h.strip())}" for i, h in data_columns if h.strip()
             )
@@ -555,15 +776,21 @@ def extract_file(
                 create temp table typed as
                 with typed_values as materialized (
                     select *, {", ".join(select_typed)} from landed
+                ),
+                file_stats as (
+                    {f"select {', '.join(stats)} from typed_values" if stats else "select 1"}
                 )
                 select
                     _row_number,
                     _seq,
                     {", ".join(_ident(c.name) for c in contract.columns)},
-                    list_filter([{", ".join(checks)}], x -> x is not null) as _errors
-                from typed_values
+                    list_filter([{", ".join(checks)}], x -> x is not null) as _errors,
+                    list_filter([{", ".join(filled)}], x -> x is not null) as _filled
+                from typed_values cross join file_stats
                 """
             )
+            if contract.unique_key:
+                _quarantine_key_conflicts(con, contract)
             if contract.record_group:
                 group = _ident(contract.record_group)
                 con.execute(
@@ -619,6 +846,12 @@ def extract_file(
             ).fetchone()[0]
             result.rows_quarantined = con.execute("select count(*) from quarantined").fetchone()[0]
             result.formula_values = _formula_counts(con, contract, positions)
+            result.filled_values = dict(
+                con.execute(
+                    "select header, count(*) from (select unnest(_filled) as header from typed "
+                    "where len(_errors) = 0) group by 1 order by 1"
+                ).fetchall()
+            )
             result.rows_landed = result.rows_loaded + result.rows_quarantined
             result.quarantine_reasons = dict(
                 con.execute(
@@ -640,6 +873,45 @@ def extract_file(
             if own:
                 database.close()
     return result
+
+
+def _quarantine_key_conflicts(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+    """``unique_key``: among rows not already quarantined, a repeat of an identical row and every
+    row of a key whose rows disagree go to quarantine (``conflicting_key``). Keys are compared
+    typed (e-mails lower-cased); the detail names row numbers, never the key's values."""
+    keys = ", ".join(_ident(k) for k in contract.primary_key)
+    others = [c.name for c in contract.columns if c.name not in contract.primary_key]
+    row_value = f"md5(cast(row({', '.join(_ident(n) for n in others) or 'null'}) as varchar))"
+    key_label = ", ".join(contract.column(k).header for k in contract.primary_key).replace(
+        "'", "''"
+    )
+    con.execute(
+        f"""
+        create temp table key_conflicts as
+        select _seq, first_row, all_rows, distinct_rows from (
+            select _seq, _row_number,
+                min(_row_number) over w as first_row,
+                array_to_string(list_sort(list(_row_number) over w), ', ') as all_rows,
+                count(*) over w as copies,
+                min({row_value}) over w <> max({row_value}) over w as distinct_rows
+            from typed
+            where len(_errors) = 0 and {" and ".join(f"{_ident(k)} is not null" for k in contract.primary_key)}
+            window w as (partition by {keys})
+        ) where copies > 1 and (distinct_rows or _row_number > first_row)
+        """
+    )
+    con.execute(
+        f"""
+        update typed set _errors = [
+            '{Reason.CONFLICTING_KEY}{SEP}' || case when key_conflicts.distinct_rows
+                then 'rows ' || key_conflicts.all_rows || ' share the key ({key_label}) '
+                    || 'but hold different values: which one is right cannot be told'
+                else 'a repeat of row ' || key_conflicts.first_row
+                    || ' (same key ({key_label}) and values)' end]
+        from key_conflicts where typed._seq = key_conflicts._seq
+        """
+    )
+    con.execute("drop table key_conflicts")
 
 
 def extraction_database(memory_limit: str, spill_dir: Path | str) -> duckdb.DuckDBPyConnection:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import duckdb
 
-from marketing_warehouse.config import Settings
+from marketing_warehouse.config import Plausibility, Settings
 from marketing_warehouse.contracts import Contract
 from marketing_warehouse.extract import (
     DUCKDB_RESOURCE_ERRORS,
@@ -226,6 +226,7 @@ def _load_file(
     loaded_at: datetime,
     file_hash: str,
     database: duckdb.DuckDBPyConnection,
+    plausibility: Plausibility,
 ) -> FileResult:
     name = f"{file_hash[:16]}.parquet"
     try:
@@ -238,6 +239,7 @@ def _load_file(
             loaded_at,
             file_hash,
             database,
+            plausibility,
         )
     except FileRejected as caught:
         rejection = caught
@@ -343,7 +345,9 @@ def _load_folders(
     database = extraction_database(settings.duckdb_memory_limit, spill.name)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="extract")
     try:
-        extracted = pool.map(lambda job: _load_file(*job, database), all_jobs)
+        extracted = pool.map(
+            lambda job: _load_file(*job, database, settings.plausibility), all_jobs
+        )
         for day, slots, _ in plan:
             day_results = [slot if slot is not None else next(extracted) for slot in slots]
             if day == ds:

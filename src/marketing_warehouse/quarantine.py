@@ -19,6 +19,7 @@ class Reason(StrEnum):
     DUPLICATE_COLUMN = "duplicate_column"
     EXTRACT_FAILED = "extract_failed"
     UNSAFE_PATH = "unsafe_path"
+    AMBIGUOUS_DATE_ORDER = "ambiguous_date_order"
     # One row
     MALFORMED_ROW = "malformed_row"
     REPEATED_HEADER = "repeated_header"
@@ -32,6 +33,11 @@ class Reason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     VALUE_TOO_LONG = "value_too_long"
     INCOMPLETE_RECORD = "incomplete_record"
+    UNKNOWN_VALUE = "unknown_value"
+    IMPLAUSIBLE_DATE = "implausible_date"
+    IMPLAUSIBLE_AMOUNT = "implausible_amount"
+    IMPLAUSIBLE_METRICS = "implausible_metrics"
+    CONFLICTING_KEY = "conflicting_key"
 
 
 #: The quarantine table's columns, in order, as DuckDB types.

@@ -39,6 +39,9 @@ def test_landing_dir_can_point_anywhere(tmp_path: Path):
         ({"MWH_DUCKDB_MEMORY_LIMIT": "100MB"}, "MWH_DUCKDB_MEMORY_LIMIT='100MB' is below 128MiB"),
         ({"MWH_POSTGRES_READER_ROLE": "bi reader; drop"}, "identifier"),
         ({"MWH_DBT_TASKS": "per_stage"}, "per_model, single"),
+        ({"MWH_EARLIEST_DATE": "01/01/1990"}, "MWH_EARLIEST_DATE='01/01/1990' is not a date"),
+        ({"MWH_MAX_AMOUNT": "a billion"}, "MWH_MAX_AMOUNT='a billion' is not a number"),
+        ({"MWH_MAX_AMOUNT": "0"}, "MWH_MAX_AMOUNT='0' must be a number above 0"),
     ],
 )
 def test_bad_settings_are_named(env, message):
@@ -79,3 +82,14 @@ def test_the_duckdb_memory_limit_bounds_a_connection_with_its_spill_folder(tmp_p
         con.close()
     assert limit == "2.0 GiB"
     assert spill == str(tmp_path)
+
+
+def test_plausibility_bounds_default_to_decades_of_history_and_a_billion():
+    from datetime import date
+    from decimal import Decimal
+
+    default = load_settings({}).plausibility
+    assert (default.earliest_date, default.max_amount) == (date(1990, 1, 1), Decimal(10**9))
+    custom = load_settings({"MWH_EARLIEST_DATE": "2015-01-01", "MWH_MAX_AMOUNT": "250,000"})
+    assert custom.plausibility.earliest_date == date(2015, 1, 1)
+    assert custom.plausibility.max_amount == Decimal(250_000)

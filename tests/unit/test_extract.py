@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import date, datetime
 from decimal import Decimal
@@ -48,8 +49,8 @@ def test_types_values_and_converts_offsets_to_utc(tmp_path):
                 **{"Accepts Marketing": "yes"},
             ),
             order_row("#1", "alice@example.com", "2026-11-01 23:30:00 -0500", qty="2"),
-            order_row("#2", "bob@example.com", "1762000000000", Total="1.234,50"),
-            order_row("#3", "carol@example.com", "2026-11-03", Total="1,234.50"),
+            order_row("#2", "bob@example.com", "1762000000000", Total="1.234,50", Currency="EUR"),
+            order_row("#3", "carol@example.com", "2026-11-03", Total="1,234.50", Currency="EUR"),
         ],
     )
     result, loaded, quarantined = run(path, tmp_path)
@@ -80,7 +81,11 @@ def test_types_values_and_converts_offsets_to_utc(tmp_path):
         ),
         (order_row("#9", "a@x.com", "2026-11-01", qty="-1"), "out_of_range", "below the minimum"),
         (order_row("#9", "a@x.com", "2026-11-01", Currency="XYZ"), "unknown_currency", "XYZ"),
-        (order_row("#9", "a@x.com", "2026-11-01", Total="12.3.4"), "invalid_number", "Total"),
+        (
+            order_row("#9", "a@x.com", "2026-11-01", Total="12.3.4", Currency="EUR"),
+            "invalid_number",
+            "Total",
+        ),
         (
             order_row("#9", "a@x.com", "2026-11-01", **{"Accepts Marketing": "maybe"}),
             "invalid_boolean",
@@ -140,7 +145,7 @@ def test_malformed_row_is_quarantined_with_its_line(tmp_path):
 def test_eu_export_semicolons_bom_and_decimal_comma(tmp_path):
     path = write_shopify(
         tmp_path / "shopify_orders.csv",
-        [order_row("#1", "a@x.com", "2026-11-01 10:00:00 +0100", Total="67,32")],
+        [order_row("#1", "a@x.com", "2026-11-01 10:00:00 +0100", Total="67,32", Currency="EUR")],
         delimiter=";",
         encoding="utf-8-sig",
     )
@@ -198,3 +203,394 @@ def test_missing_column_message_lists_what_was_found(tmp_path):
             tmp_path / "q.parquet",
             LOADED_AT,
         )
+
+
+# --- values: day-month order, plausibility and row rules -------------------------------------
+
+META_HEADER = ["Reporting starts", "Reporting ends", "Campaign name", "Campaign ID", "Day",
+               "Currency", "Impressions", "Link clicks", "Amount spent (USD)", "Results",
+               "Purchases conversion value"]  # fmt: skip
+STRIPE_HEADER = ["id", "Description", "Seller Message", "Created date (UTC)", "Amount",
+                 "Amount Refunded", "Currency", "Captured", "Converted Amount", "Fee", "Mode",
+                 "Status", "Statement Descriptor", "Customer ID", "Customer Description",
+                 "Customer Email", "Card Address Country", "Invoice ID"]  # fmt: skip
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_xlsx(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    for name, table in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in table:
+            sheet.append(row)
+    book.save(path)
+    return path
+
+
+def extract(path: Path, key: str, tmp_path: Path, day: date = date(2026, 11, 21), **kwargs):
+    """(result, loaded rows, quarantined rows) of ``path`` under contract ``key``."""
+    out, quarantine = tmp_path / f"{path.stem}.parquet", tmp_path / f"{path.stem}.q.parquet"
+    result = extract_file(path, contract_for(key), day, out, quarantine, LOADED_AT, **kwargs)
+    loaded = duckdb.sql(f"select * from read_parquet('{out}') order by _row_number")
+    quarantined = []
+    if quarantine.exists():
+        q = duckdb.sql(f"select * from read_parquet('{quarantine}') order by row_number")
+        quarantined = [dict(zip(q.columns, r, strict=True)) for r in q.fetchall()]
+    rows = [dict(zip(loaded.columns, r, strict=True)) for r in loaded.fetchall()]
+    assert result.rows_landed == result.rows_loaded + result.rows_quarantined
+    assert (result.rows_loaded, result.rows_quarantined) == (len(rows), len(quarantined))
+    return result, rows, quarantined
+
+
+def meta_row(day: str, impressions: int = 1200, clicks: int = 31) -> list[object]:
+    return ["11/01/2026", "11/20/2026", "Black Friday - prospecting", "120210000000001", day,
+            "USD", impressions, clicks, "84.20", 3, "184.50"]  # fmt: skip
+
+
+def test_meta_export_with_us_dates_reads_them_month_first(tmp_path):
+    # 11/05/2026 could be 11 May; 11/18/2026 in the same file says the file writes months first
+    path = write_csv(
+        tmp_path / "meta_ads_report.csv",
+        META_HEADER,
+        [meta_row("11/05/2026"), meta_row("11/18/2026"), meta_row("11/09/2026")],
+    )
+    result, loaded, quarantined = extract(path, "meta_ads__campaign_stats", tmp_path)
+    assert quarantined == []
+    assert [r["report_date"] for r in loaded] == [
+        date(2026, 11, 5),
+        date(2026, 11, 18),
+        date(2026, 11, 9),
+    ]
+    assert loaded[0]["reporting_starts"] == date(2026, 11, 1)
+    assert (result.date_order, result.date_order_assumed) == ("month_first", False)
+
+
+def fx_table(*rows: list[object]) -> list[list[object]]:
+    return [["Date", "From", "To", "Rate"], *rows]
+
+
+def test_fx_workbook_with_uk_text_dates_reads_every_row_day_first(tmp_path):
+    path = write_xlsx(
+        tmp_path / "fx_rates_nov.xlsx",
+        {
+            "rates": fx_table(
+                ["05/11/2026", "USD", "EUR", 0.9312], ["21/11/2026", "USD", "EUR", 0.94]
+            )
+        },
+    )
+    result, loaded, quarantined = extract(path, "spreadsheets__fx_rates", tmp_path)
+    assert quarantined == []
+    assert [r["rate_date"] for r in loaded] == [date(2026, 11, 5), date(2026, 11, 21)]
+    assert (result.date_order, result.date_order_assumed) == ("day_first", False)
+
+
+def test_a_file_whose_dates_all_read_both_ways_uses_the_contract_default_and_says_so(
+    tmp_path, caplog
+):
+    path = write_xlsx(
+        tmp_path / "fx_rates_early_nov.xlsx",
+        {"rates": fx_table(["05/11/2026", "USD", "EUR", 0.93], ["06/11/2026", "USD", "EUR", 0.94])},
+    )
+    with caplog.at_level("WARNING"):
+        result, loaded, _ = extract(path, "spreadsheets__fx_rates", tmp_path)
+    assert [r["rate_date"] for r in loaded] == [date(2026, 11, 5), date(2026, 11, 6)]
+    assert (result.date_order, result.date_order_assumed) == ("day_first", True)
+    assert "fx_rates_early_nov.xlsx" in caplog.text and "read as day first" in caplog.text
+
+
+def test_iso_dates_need_no_day_month_order(tmp_path, caplog):
+    path = write_csv(tmp_path / "meta_ads_iso.csv", META_HEADER, [meta_row("2026-11-05")])
+    with caplog.at_level("WARNING"):
+        result, loaded, _ = extract(path, "meta_ads__campaign_stats", tmp_path)
+    assert loaded[0]["report_date"] == date(2026, 11, 5)
+    # the Reporting starts/ends columns (11/01, 11/20) tell month first
+    assert (result.date_order, result.date_order_assumed) == ("month_first", False)
+    assert caplog.text == ""
+
+
+def test_a_file_with_dates_in_both_orders_is_rejected_whole(tmp_path):
+    path = write_xlsx(
+        tmp_path / "fx_rates_pasted.xlsx",
+        {"rates": fx_table(["21/11/2026", "USD", "EUR", 0.94], ["11/20/2026", "USD", "EUR", 0.93])},
+    )
+    with pytest.raises(FileRejected) as caught:
+        extract(path, "spreadsheets__fx_rates", tmp_path)
+    assert caught.value.reason == "ambiguous_date_order"
+    message = caught.value.message
+    assert message.startswith("fx_rates_pasted.xlsx: 1 date(s) are written day first")
+    assert 'row 2 (column "Date": 21/11/2026)' in message
+    assert 'row 3 (column "Date": 11/20/2026)' in message
+
+
+def test_an_order_dated_2100_is_quarantined_not_stretched_into_the_calendar(tmp_path):
+    path = write_shopify(
+        tmp_path / "shopify_orders.csv",
+        [
+            order_row("#1", "a@x.com", "2026-11-20 10:00:00 +0000", Total="10", Currency="EUR"),
+            order_row("#2", "b@x.com", "2100-11-20 10:00:00 +0000", Total="20", Currency="EUR"),
+            order_row("#3", "c@x.com", "2026-11-22 23:00:00 +0000", Total="30", Currency="EUR"),
+        ],
+    )
+    _, loaded, quarantined = extract(path, "shopify__order_lines", tmp_path)
+    assert [r["order_name"] for r in loaded] == ["#1", "#3"]  # tomorrow: time zones
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [(2, "implausible_date")]
+    assert '"Created at": 2100-11-20' in quarantined[0]["reason_detail"]
+    assert "1990-01-01 (MWH_EARLIEST_DATE) .. 2026-11-22" in quarantined[0]["reason_detail"]
+
+
+def test_years_of_history_load_for_an_old_run_date(tmp_path):
+    path = write_shopify(
+        tmp_path / "shopify_orders_1998.csv",
+        [order_row("#1", "a@x.com", "1998-06-30 10:00:00 +0000", Total="10", Currency="EUR")],
+    )
+    _, loaded, quarantined = extract(path, "shopify__order_lines", tmp_path, day=date(1998, 7, 1))
+    assert (len(loaded), quarantined) == (1, [])
+
+
+def test_the_earliest_plausible_date_is_a_setting(settings, tmp_path):
+    from marketing_warehouse.config import load_settings
+    from marketing_warehouse.loads import load_source
+
+    strict = load_settings(
+        {"MWH_DATA_DIR": str(settings.data_dir), "MWH_EARLIEST_DATE": "2000-01-01"}
+    )
+    folder = strict.landing_dir / "2026-11-21"
+    folder.mkdir(parents=True)
+    write_shopify(
+        folder / "shopify_orders_history.csv",
+        [
+            order_row("#1", "a@x.com", "1999-12-31 10:00:00 +0000", Total="10", Currency="EUR"),
+            order_row("#2", "b@x.com", "2000-01-01 10:00:00 +0000", Total="20", Currency="EUR"),
+        ],
+    )
+    (result,) = load_source(strict, CONTRACT, date(2026, 11, 21), LOADED_AT)
+    assert (result.rows_loaded, result.quarantine_reasons) == (1, {"implausible_date": 1})
+
+
+def stripe_row(number: int, amount: str) -> list[object]:
+    return [f"ch_3Q{number:08d}", "Membership", "Payment complete.", "2026-11-20 09:15:02", amount,
+            "0.00", "eur", "true", amount, "1.20", "Live", "Paid", "SHOP", f"cus_{number:06d}",
+            "", "", "DE", ""]  # fmt: skip
+
+
+def test_a_trillion_euro_payment_is_quarantined_a_large_b2b_one_is_not(tmp_path):
+    # 40 ordinary payments (median 49.00), one typed with all nines, one mistyped 99,999,999 and
+    # a real 2.5 million B2B payment
+    amounts = ["49.00"] * 40 + ["999999999999.00", "99999999.00", "2500000.00"]
+    path = write_csv(
+        tmp_path / "stripe_payments.csv",
+        STRIPE_HEADER,
+        [stripe_row(n, a) for n, a in enumerate(amounts, 1)],
+    )
+    _, loaded, quarantined = extract(path, "stripe__payments", tmp_path)
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [
+        (41, "implausible_amount"),
+        (42, "implausible_amount"),
+    ]
+    assert "above the ceiling of 1,000,000,000" in quarantined[0]["reason_detail"]
+    assert "100,000 times the median 49" in quarantined[1]["reason_detail"]
+    assert len(loaded) == 41 and loaded[-1]["amount"] == Decimal("2500000")
+    published = sum(Decimal(r[4]) for r in csv.reader(path.open()) if r[4] != "Amount")
+    assert sum(r["amount"] for r in loaded) == published - Decimal("999999999999") - Decimal(
+        "99999999"
+    )
+
+
+def test_in_a_small_file_only_the_ceiling_applies(tmp_path):
+    path = write_csv(
+        tmp_path / "stripe_payments_b2b.csv",
+        STRIPE_HEADER,
+        [stripe_row(1, "120.00"), stripe_row(2, "7500000.00")],
+    )
+    _, loaded, quarantined = extract(path, "stripe__payments", tmp_path)
+    assert (len(loaded), quarantined) == (2, [])
+
+
+def test_the_amount_ceiling_is_a_setting(tmp_path):
+    from marketing_warehouse.config import load_settings
+
+    plausibility = load_settings({"MWH_MAX_AMOUNT": "5_000_000"}).plausibility
+    path = write_csv(
+        tmp_path / "stripe_payments_b2b.csv",
+        STRIPE_HEADER,
+        [stripe_row(1, "120.00"), stripe_row(2, "7500000.00")],
+    )
+    result, _, quarantined = extract(path, "stripe__payments", tmp_path, plausibility=plausibility)
+    assert result.quarantine_reasons == {"implausible_amount": 1}
+    assert "above the ceiling of 5,000,000" in quarantined[0]["reason_detail"]
+
+
+def test_an_fx_rate_above_the_maximum_is_quarantined_alone(tmp_path):
+    path = write_xlsx(
+        tmp_path / "fx_rates_typo.xlsx",
+        {
+            "rates": fx_table(
+                ["2026-11-20", "USD", "EUR", 0.94], ["2026-11-20", "JPY", "EUR", 16250]
+            )
+        },
+    )
+    _, loaded, quarantined = extract(path, "spreadsheets__fx_rates", tmp_path)
+    assert [r["from_currency"] for r in loaded] == ["USD"]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [(3, "out_of_range")]
+    assert '"Rate": 16250 is above the maximum 10000' in quarantined[0]["reason_detail"]
+
+
+def test_voucher_results_in_known_spellings_load_as_the_canonical_value(tmp_path):
+    def redemption(number: int, result: str) -> dict:
+        return {"id": f"r_{number:012x}", "object": "redemption", "date": "2026-11-20T10:00:00.000Z",
+                "result": result, "voucher": {"code": "BF20", "campaign": "BF"},
+                "order": {"id": f"#{number}", "amount": 4990, "discount_amount": 499,
+                          "currency": "EUR"}}  # fmt: skip
+
+    records = [redemption(1, "SUCCESS"), redemption(2, "success"), redemption(3, " Succeeded "),
+               redemption(4, "FAILURE"), redemption(5, "sucess")]  # fmt: skip
+    path = tmp_path / "voucher_redemptions.json"
+    path.write_text(json.dumps({"object": "list", "redemptions": records}), "utf-8")
+    _, loaded, quarantined = extract(path, "vouchers__redemptions", tmp_path)
+    assert [r["result"] for r in loaded] == ["SUCCESS", "SUCCESS", "SUCCESS", "FAILURE"]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [(5, "unknown_value")]
+    assert '"result": sucess is not one of SUCCESS, FAILURE' in quarantined[0]["reason_detail"]
+
+
+def test_assignments_whose_emails_differ_only_in_case_conflict(tmp_path):
+    table = [["Experiment", "Email", "Variant", "Assigned at"],
+             ["EXP-001", "ana@example.com", "control", "2026-11-01 00:00:00"],
+             ["EXP-001", "Ana@Example.com", "treatment", "2026-11-01 00:00:00"],
+             ["EXP-001", "ben@example.com", "control", "2026-11-01 00:00:00"],
+             ["EXP-001", "BEN@example.com", "control", "2026-11-01 00:00:00"],
+             ["EXP-001", "cleo@example.com", "treatment", "2026-11-01 00:00:00"]]  # fmt: skip
+    path = write_xlsx(tmp_path / "experiments_plan.xlsx", {"assignments": table})
+    _, loaded, quarantined = extract(path, "spreadsheets__experiment_assignments", tmp_path)
+    assert [r["email"] for r in loaded] == ["ben@example.com", "cleo@example.com"]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [
+        (2, "conflicting_key"),
+        (3, "conflicting_key"),
+        (5, "conflicting_key"),
+    ]
+    assert "rows 2, 3 share the key (Experiment, Email)" in quarantined[0]["reason_detail"]
+    assert "a repeat of row 4" in quarantined[2]["reason_detail"]
+    assert not any("@" in q["reason_detail"] for q in quarantined)  # no e-mail in the detail
+
+
+def test_an_ad_row_with_more_clicks_than_impressions_is_quarantined(tmp_path):
+    path = write_csv(
+        tmp_path / "meta_ads_report.csv",
+        META_HEADER,
+        [meta_row("2026-11-19"), meta_row("2026-11-20", impressions=40, clicks=55)],
+    )
+    _, loaded, quarantined = extract(path, "meta_ads__campaign_stats", tmp_path)
+    assert len(loaded) == 1
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [
+        (2, "implausible_metrics")
+    ]
+    assert (
+        'column "Link clicks" (55) is not <= column "Impressions" (40)'
+        in (quarantined[0]["reason_detail"])
+    )
+
+
+def test_an_order_with_a_total_but_no_currency_is_held_back_with_a_reason(tmp_path):
+    path = write_shopify(
+        tmp_path / "shopify_orders.csv",
+        [
+            order_row("#1", "a@x.com", "2026-11-20 10:00:00 +0000", Total="10", Currency="EUR"),
+            order_row("#2", "b@x.com", "2026-11-20 11:00:00 +0000", Total="20"),
+            order_row("#2", "b@x.com", "2026-11-20 11:00:00 +0000"),
+        ],
+    )
+    _, loaded, quarantined = extract(path, "shopify__order_lines", tmp_path)
+    assert [r["order_name"] for r in loaded] == ["#1"]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [
+        (2, "missing_required_value"),
+        (3, "incomplete_record"),
+    ]
+    assert 'column "Currency" is empty but required when any of' in quarantined[0]["reason_detail"]
+
+
+def test_created_at_on_an_orders_first_row_only_fills_its_other_rows(tmp_path):
+    # as Shopify writes it: order-level fields on the first line-item row only
+    path = write_shopify(
+        tmp_path / "shopify_orders.csv",
+        [
+            order_row("#1", "a@x.com", "2026-11-20 10:00:00 +0100", Total="50", Currency="EUR"),
+            order_row("#1", "a@x.com", "", qty="2"),
+            order_row("#1", "a@x.com", ""),
+            order_row("#2", "b@x.com", "2026-11-20 12:00:00 +0100", Total="30", Currency="EUR"),
+            order_row("#2", "b@x.com", ""),
+            order_row("#3", "c@x.com", "", Total="10", Currency="EUR"),  # no date at all
+            order_row("#3", "c@x.com", "2026-11-20 13:00:00 +0100"),
+        ],
+    )
+    result, loaded, quarantined = extract(path, "shopify__order_lines", tmp_path)
+    assert [(r["order_name"], r["created_at"]) for r in loaded] == [
+        ("#1", datetime(2026, 11, 20, 9)),
+        ("#1", datetime(2026, 11, 20, 9)),
+        ("#1", datetime(2026, 11, 20, 9)),
+        ("#2", datetime(2026, 11, 20, 11)),
+        ("#2", datetime(2026, 11, 20, 11)),
+    ]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [
+        (6, "missing_required_value"),
+        (7, "incomplete_record"),
+    ]
+    assert result.filled_values == {"Created at": 3}
+
+
+def _contract(**extra) -> dict:
+    return {
+        "source": "shop",
+        "entity": "orders",
+        "file_pattern": "shop*.csv",
+        "columns": [
+            {"header": "Day", "name": "day", "type": "date"},
+            {"header": "Status", "name": "status", "type": "string"},
+            {"header": "Clicks", "name": "clicks", "type": "integer"},
+        ],
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"date_formats": ["%d/%m/%Y", "%m/%d/%Y"]}, "set date_order"),
+        ({"date_formats": ["%d/%m/%Y", "%m/%d/%Y"], "date_order": "us"}, "date_order must be"),
+        ({"row_checks": [{"rule": "clicks <= views", "reason": "implausible_metrics"}]}, "views"),
+        ({"row_checks": [{"rule": "clicks < 3", "reason": "implausible_metrics"}]}, "not 'a <= b'"),
+        ({"row_checks": [{"rule": "clicks <= clicks", "reason": "odd"}]}, "unknown quarantine"),
+    ],
+)
+def test_contract_rules_are_checked_when_the_contract_loads(extra, message):
+    from marketing_warehouse.contracts import ContractError, _parse
+
+    with pytest.raises(ContractError, match=message):
+        _parse(_contract(**extra), None)
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ({"accepted_values": ["a"]}, "string columns only"),
+        ({"event_date": True}, "date and timestamp columns only"),
+        ({"amount": "cents"}, "amount is major or minor"),
+        ({"required_with": ["nothing"]}, "unknown column"),
+        ({"fill_from_record": True}, "record_group"),
+    ],
+)
+def test_column_rules_are_checked_when_the_contract_loads(column, message):
+    from marketing_warehouse.contracts import ContractError, _parse
+
+    data = _contract()
+    data["columns"][2] |= column
+    with pytest.raises(ContractError, match=message):
+        _parse(data, None)

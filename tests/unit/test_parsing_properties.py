@@ -15,7 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from marketing_warehouse.contracts import Column, Contract, contract_for, load_contracts
+from marketing_warehouse.contracts import (
+    Column,
+    Contract,
+    contract_for,
+    format_order,
+    load_contracts,
+)
 from marketing_warehouse.currencies import ISO_4217
 from marketing_warehouse.extract import parse_values
 from marketing_warehouse.formats import _cell
@@ -278,9 +284,10 @@ def test_epoch_seconds_and_milliseconds_are_utc(moments_utc, millis):
     assert parse_values(column, texts, events) == expected
 
 
-def reference_date(text: str, contract: Contract) -> date | None:
-    """The first listed format that reads the text wins (03/04/2026 is 3 April for Meta)."""
-    for fmt in contract.date_formats:
+def reference_date(text: str, contract: Contract, date_order: str | None = None) -> date | None:
+    """The first listed format of the file's day-month order that reads the text wins (03/04/2026
+    is 3 April for Meta, whose files read day first unless their values say otherwise)."""
+    for fmt in contract.formats("date", date_order):
         try:
             return datetime.strptime(text, fmt).date()
         except ValueError:
@@ -309,3 +316,29 @@ def test_dates_in_every_listed_format(contract, data):
         if fmt == contract.date_formats[0]:
             assert value == moment.date()  # the first format always reads back exactly
     assert parse_values(column, texts, contract) == expected
+
+
+ORDER_CONTRACTS = [c for c in DATE_CONTRACTS if c.has_date_order_choice]
+
+
+@pytest.mark.parametrize("contract", ORDER_CONTRACTS, ids=lambda c: c.key)
+@pytest.mark.parametrize("date_order", ["day_first", "month_first"])
+@PROFILE
+@given(data=st.data())
+def test_a_file_read_in_one_day_month_order_reads_every_date_of_that_order_exactly(
+    contract, date_order, data
+):
+    column = next(c for c in contract.columns if c.type == "date")
+    ours = [f for f in contract.date_formats if format_order(f) == date_order]
+    cases = data.draw(
+        st.lists(
+            st.tuples(
+                st.datetimes(datetime(1990, 1, 1), datetime(2100, 1, 1)), st.sampled_from(ours)
+            ),
+            min_size=1,
+            max_size=30,
+        )
+    )
+    texts = [moment.strftime(fmt) for moment, fmt in cases]
+    expected = [moment.date() for moment, _ in cases]
+    assert parse_values(column, texts, contract, date_order) == expected

@@ -37,8 +37,8 @@ def run(settings, monkeypatch):
     write_shopify(
         folder / "shopify_orders_a.csv",
         [
-            order_row("#1", "a@x.com", f"{DS} 10:00:00 +0000", Total="10"),
-            order_row("#2", "b@x.com", "yesterday", Total="20"),
+            order_row("#1", "a@x.com", f"{DS} 10:00:00 +0000", Total="10", Currency="EUR"),
+            order_row("#2", "b@x.com", "yesterday", Total="20", Currency="EUR"),
             order_row("#3", "c@x.com", f"{DS} 11:00:00 +0000", **{"Billing Name": "=HYPERLINK(1)"}),
         ],
     )
