@@ -145,14 +145,14 @@ _CONTROL_BYTES = bytes(b for b in range(32) if b not in (0, 9, 10, 13)) + b"\x7f
 def _binary_kind(head: bytes) -> str | None:
     """What a file that is not text is, from its first 64 KB; None for text (UTF-16 included).
 
-    A text file may hold a few NUL bytes (a zeroed disk block, a stray NUL in a cell): those rows
-    are quarantined (``nul_bytes``) while the rest loads, so NULs alone do not make a file binary;
-    a known signature, NULs in over 30 % of the bytes or other control bytes in over 1 % do."""
+    A text file may hold NUL bytes (a zeroed disk block, a stray NUL in a cell): those rows are
+    quarantined (``nul_bytes``) while the rest loads, so NULs alone do not make a file binary; a
+    known signature, nothing but NULs, or other control bytes in over 1 % of the rest do."""
     for signature, kind in BINARY_SIGNATURES.items():
         if head.startswith(signature):
             return kind
-    size = len(head) or 1
-    if head.count(0) / size > 0.3 or sum(head.count(c) for c in _CONTROL_BYTES) / size > 0.01:
+    rest = head.replace(b"\x00", b"")
+    if not rest or sum(rest.count(c) for c in _CONTROL_BYTES) / len(rest) > 0.01:
         return "binary content"
     return None
 
@@ -326,18 +326,23 @@ class _Feed:
 
 
 def _looks_complete(line: str, delimiter: str, width: int) -> bool:
-    """Whether ``line`` read on its own is a whole record of ``width`` fields, or would be but for
-    a quote it opens and never closes (a second unclosed quote: the first one's value ends at it,
-    so the csv module reads the two lines as one record)."""
+    """Whether ``line``, inside a quoted value that began on an earlier line, is a record of its
+    own: read alone it has ``width`` fields, or would have but for a quote it opens and never
+    closes (a second unclosed quote: the csv module ends the first value there). A line whose
+    first quote closes the value (not at the start of a field) is the end of a legitimate
+    multi-line value, however many delimiters it holds."""
+    quotes = line.count('"')
+    first = line.find('"')
+    opens = first == 0 or (first > 0 and line[first - 1] == delimiter)
+    if quotes % 2 and not opens:
+        return False
     try:
         if len(next(csv.reader([line], delimiter=delimiter), [])) == width:
             return True
         plain = next(csv.reader([line], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
     except csv.Error:
         return False
-    first = line.find('"')
-    opens = first == 0 or (first > 0 and line[first - 1] == delimiter)
-    return len(plain) == width and line.count('"') % 2 == 1 and opens
+    return len(plain) == width and quotes % 2 == 1 and opens
 
 
 def _shown(text: str) -> str:

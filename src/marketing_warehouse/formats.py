@@ -163,7 +163,7 @@ def json_to_csv(path: Path, target: Path, lines: bool) -> list[PreReject]:
                 PreReject(
                     number,
                     raw[:10000],
-                    f"record {number}: key {key!r} holds NUL characters",
+                    f"{'line' if lines else 'record'} {number}: key {key!r} holds NUL characters",
                     Reason.NUL_BYTES,
                 )
             )
