@@ -531,7 +531,8 @@ def one_line_in_another_encoding(contract: Contract, path: Path) -> Expect:
         body[3][column] = "REPLACE-ME"
     if contract.format == "jsonl":  # the umlauts as UTF-8, not as \u escapes
         text = "".join(
-            json.dumps(r, ensure_ascii=False) + "\n" for r in records(contract, header(contract), body)
+            json.dumps(r, ensure_ascii=False) + "\n"
+            for r in records(contract, header(contract), body)
         )
     else:
         text = csv_text(header(contract), body)
@@ -612,7 +613,9 @@ def headerless(contract: Contract, path: Path) -> Expect:
     else:  # JSON keys are the header: a record whose keys are values
         path.write_text(text_for(contract, [str(v) for v in body[0]], body[1:]), encoding="utf-8")
     texts = {"string", "email"}
-    values = tuple(str(v) for c, v in zip(contract.columns, body[0], strict=True) if c.type in texts)
+    values = tuple(
+        str(v) for c, v in zip(contract.columns, body[0], strict=True) if c.type in texts
+    )
     return Expect("rejected", {"missing_required_column": 1}, words=("header",), absent=values)
 
 

@@ -66,7 +66,11 @@ def test_bad_input(settings, key, name):
     # what the case says must not be copied anywhere: messages, the ledger, quarantine entries
     copied = " | ".join(
         [result.message, json.dumps(Ledger(settings, contract).entries(DAY), default=str)]
-        + [f"{e['raw_content']} {e['reason_detail']}" for e in quarantined if e["row_number"] is None]
+        + [
+            f"{e['raw_content']} {e['reason_detail']}"
+            for e in quarantined
+            if e["row_number"] is None
+        ]
         + [e["reason_detail"] or "" for e in quarantined]
     )
     for text in expect.absent:
