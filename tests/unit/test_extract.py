@@ -261,11 +261,14 @@ def test_one_windows_1252_byte_in_a_utf8_file_quarantines_that_row_only(tmp_path
 
 
 def test_mixed_crlf_and_lf_line_ends_load(tmp_path):
-    path, names = fifty_orders(tmp_path)
-    lines = path.read_bytes().split(b"\n")
-    path.write_bytes(
-        b"\n".join(ln + b"\r" if i % 3 == 0 and ln else ln for i, ln in enumerate(lines))
+    """Lines ending LF and CRLF by turns (rows edited by two tools)."""
+    names = ["#1", "#2", "#3", "#4"]
+    path = write_shopify(
+        tmp_path / "shopify_orders_export.csv",
+        [order_row(n, "a@example.com", "2026-11-21") for n in names],
     )
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join(ln + b"\r" if i % 2 and ln else ln for i, ln in enumerate(lines)))
     _, loaded, quarantined = run(path, tmp_path)
     assert [r["order_name"] for r in loaded] == names and quarantined == []
 
@@ -290,7 +293,9 @@ def test_nul_bytes_never_reach_raw_and_their_rows_are_quarantined(tmp_path):
 def test_a_landed_name_of_252_characters_loads(tmp_path):
     name = "shopify_orders_" + "x" * (252 - len("shopify_orders_.csv")) + ".csv"
     path = write_shopify(
-        tmp_path / name, [order_row("#1", "a@example.com", "2026-11-21")], encoding="cp1252"
+        tmp_path / name,
+        [order_row("#1", "a@example.com", "2026-11-21", **{"Billing Name": "Zoë"})],
+        encoding="cp1252",
     )
     assert len(path.name) == 252
     result, loaded, _ = run(path, tmp_path)
