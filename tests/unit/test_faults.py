@@ -181,4 +181,4 @@ def test_a_loader_that_loses_records_stops_the_raw_gate_naming_file_and_lines(
     message = str(failed.value)
     assert "raw/load_conservation" in message and "[critical]" in message
     assert "shopify__order_lines: shopify_orders_a.csv: 50 records landed" in message
-    assert "from line 2 to line 51" in message
+    assert "the 48 record(s) at lines 4-51 did not reach the loader" in message
