@@ -176,7 +176,9 @@ def _detect_encoding(path: Path) -> str:
 
     A UTF-8 export with one Windows-1252 byte stays UTF-8 (that line is quarantined as
     ``undecodable_row`` by ``count_records``); a file whose non-ASCII lines are mostly not UTF-8
-    is Windows-1252. A binary file (image, archive) is rejected rather than decoded into garbage.
+    is Windows-1252. A tie is UTF-8: a UTF-8 line read as Windows-1252 would load as "jÃ¶rg"
+    without a word, a Windows-1252 line read as UTF-8 is quarantined. A binary file (image,
+    archive) is rejected rather than decoded into garbage.
     """
     with path.open("rb") as handle:
         head = handle.read(1 << 16)
@@ -203,7 +205,7 @@ def _detect_encoding(path: Path) -> str:
                     utf8 += 1
                 except UnicodeDecodeError:
                     other += 1
-            if other >= utf8:
+            if other > utf8:
                 return "cp1252"
     return "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
 
@@ -212,7 +214,9 @@ def _text_lines(path: Path, encoding: str) -> Iterator[tuple[str, bool]]:
     """The file's physical lines (ending at "\\n", ending kept) and whether each decoded.
 
     A line of an 8-bit file that is not valid in ``encoding`` comes back decoded with
-    replacement characters and False; UTF-16 decodes whole or not at all."""
+    replacement characters and False, and so does a line of a Windows-1252 file that is valid
+    UTF-8 with non-ASCII characters (it would decode, into "jÃ¶rg"); UTF-16 decodes whole or
+    not at all."""
     if encoding.startswith("utf-16"):
         with path.open("r", encoding=encoding, newline="\n") as handle:
             for line in handle:
@@ -224,9 +228,19 @@ def _text_lines(path: Path, encoding: str) -> Iterator[tuple[str, bool]]:
             if number == 0 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
             try:
-                yield raw.decode(codec), True
+                text = raw.decode(codec)
             except UnicodeDecodeError:
                 yield raw.decode(codec, errors="replace"), False
+                continue
+            yield text, codec == "utf-8" or raw.isascii() or not _is_utf8(raw)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _as_plain_utf8(path: Path, encoding: str, workdir: Path) -> Path:
@@ -403,7 +417,7 @@ def count_records(
             reject(
                 items,
                 Reason.UNDECODABLE_ROW,
-                f"line {numbers[0]}: not valid {encoding} like the rest of the file",
+                f"line {numbers[0]}: not in the encoding of the rest of the file ({encoding})",
             )
             return True
         numbers = [n for n, t, _ in items if "\x00" in t]

@@ -257,7 +257,41 @@ def test_one_windows_1252_byte_in_a_utf8_file_quarantines_that_row_only(tmp_path
     assert result.encoding == "utf-8"
     assert [r["billing_name"] for r in loaded] == ["jörg", "Zoë"]
     assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [(4, "undecodable_row")]
-    assert quarantined[0]["reason_detail"] == "line 4: not valid utf-8 like the rest of the file"
+    assert quarantined[0]["reason_detail"] == (
+        "line 4: not in the encoding of the rest of the file (utf-8)"
+    )
+
+
+def test_a_utf8_line_in_a_windows_1252_file_is_quarantined_not_garbled(tmp_path):
+    path = write_shopify(
+        tmp_path / "shopify_orders_export.csv",
+        [
+            order_row("#1", "a@example.com", "2026-11-21", **{"Billing Name": "Zoë Müller"}),
+            order_row("#2", "b@example.com", "2026-11-21", **{"Billing Name": "Größe"}),
+            order_row("#3", "c@example.com", "2026-11-21", **{"Billing Name": "REPLACE"}),
+        ],
+        encoding="cp1252",
+    )
+    path.write_bytes(path.read_bytes().replace(b"REPLACE", "jörg".encode()))
+    result, loaded, quarantined = run(path, tmp_path)
+    assert result.encoding == "cp1252"
+    assert [r["billing_name"] for r in loaded] == ["Zoë Müller", "Größe"]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [(4, "undecodable_row")]
+
+
+def test_one_utf8_line_and_one_windows_1252_line_read_as_utf8(tmp_path):
+    """A tie: UTF-8 wins, so the UTF-8 name loads as written and the other row is quarantined."""
+    path = write_shopify(
+        tmp_path / "shopify_orders_export.csv",
+        [
+            order_row("#1", "a@example.com", "2026-11-21", **{"Billing Name": "jörg"}),
+            order_row("#2", "b@example.com", "2026-11-21", **{"Billing Name": "REPLACE"}),
+        ],
+    )
+    path.write_bytes(path.read_bytes().replace(b"REPLACE", "Café".encode("cp1252")))
+    result, loaded, quarantined = run(path, tmp_path)
+    assert (result.encoding, [r["billing_name"] for r in loaded]) == ("utf-8", ["jörg"])
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [(3, "undecodable_row")]
 
 
 def test_mixed_crlf_and_lf_line_ends_load(tmp_path):
