@@ -376,3 +376,31 @@ def test_a_whole_file_quarantine_entry_keeps_size_and_hash_not_bytes(tmp_path):
         )
         assert "rg" not in preview.replace(digest, "")
     assert file_preview(image, "h").endswith(", a PNG image)")
+
+
+def test_a_headerless_export_reaches_no_run_summary_log_ledger_or_quarantine(settings, caplog):
+    import logging
+
+    from marketing_warehouse import pipeline
+
+    folder = settings.landing_dir / "2026-11-21"
+    folder.mkdir(parents=True)
+    (folder / "shopify_orders_bad.csv").write_text(
+        "#1001,jorg.muller@example.com,2026-11-20 10:00:00 +0000,1,Jörg Müller,+49 30 1234567\n"
+        "#1002,ann@example.com,2026-11-20 11:00:00 +0000,2,Ann Lee,+49 30 7654321\n",
+        encoding="utf-8",
+    )
+    with caplog.at_level(logging.INFO):
+        summary = pipeline.extract_source("shopify__order_lines", "2026-11-21", settings)
+    assert (
+        summary["rejected_files"] and "is the header row missing?" in summary["rejected_files"][0]
+    )
+    written = [
+        (settings.run_dir("2026-11-21") / "extract" / "shopify__order_lines.json").read_text(),
+        *(p.read_text() for p in settings.ledger_dir.rglob("*.json")),
+        caplog.text,
+    ]
+    glob = settings.quarantine_dir / "shopify__order_lines" / "load_date=*" / "*.parquet"
+    written += [str(r) for r in duckdb.sql(f"select * from read_parquet('{glob}')").fetchall()]
+    for value in ("#1001", "jorg.muller", "Jörg", "1234567", "2026-11-20"):
+        assert not any(value in text for text in written), value
