@@ -8,6 +8,11 @@ contract goes to quarantine with a reason code, never silently dropped and never
 Row numbers: ``_row_number`` is the 1-based ordinal of a data record in the file (after the header,
 in file order). Records the CSV reader cannot split into the header's columns are quarantined as
 ``malformed_row`` with the physical line number DuckDB reports.
+
+Rows landed are counted apart from the load (``count_records``: Python's csv and json modules,
+openpyxl for workbooks), so the raw gate's conservation check can catch a record the loader lost.
+Rows that cannot be handed to DuckDB as they are (an unclosed quote, another encoding, NUL bytes)
+are quarantined from that count with their line, and blanked in the copy DuckDB reads.
 """
 
 from __future__ import annotations
