@@ -31,12 +31,20 @@ class Expect:
     words: tuple[str, ...] = ()  # in the message (rejected) or the quarantine details (loaded)
     unknown: tuple[str, ...] = ()  # reported as unknown columns
     formula_values: int = 0
+    absent: tuple[str, ...] = ()  # in no message, ledger entry or quarantine entry
+
+
+#: Cases whose landed file name is this long (filled up with "x"), not ``<stem>_<case><ext>``.
+LONG_NAMES = {"long_file_name": 252}
 
 
 def filename(contract: Contract, suffix: str) -> str:
     """A name the contract's file pattern matches, e.g. ``shopify_orders_<suffix>.csv``."""
     stem, ext = contract.file_pattern.split("*")
-    return f"{stem}_{suffix}{ext}"
+    name = f"{stem}_{suffix}{ext}"
+    if suffix in LONG_NAMES:
+        name = f"{stem}_{suffix}{'x' * (LONG_NAMES[suffix] - len(name))}{ext}"
+    return name
 
 
 def value(column: Column, row: int, contract: Contract) -> str:
@@ -684,6 +692,170 @@ def order_level_value_on_first_row_only(contract: Contract, path: Path) -> Expec
                 row[i] = ""
     _write(contract, path, header(contract), body)
     return Expect("loaded", loaded=6)
+
+
+# --- landed bytes, encodings, names and headers ----------------------------------------------
+
+
+def _text_column(contract: Contract) -> int:
+    """A text column to damage (the last column when the contract has none, e.g. FX rates)."""
+    return string_column(contract)
+
+
+def _lines(contract: Contract, body: list[list[object]]) -> list[str]:
+    """The file's text split into lines, each ending kept (JSON lines and CSV only)."""
+    return text_for(contract, header(contract), body).splitlines(keepends=True)
+
+
+def _data_line(contract: Contract, index: int) -> int:
+    """Position in ``_lines`` of data record ``index`` (CSV: after the header)."""
+    return index + (contract.format == "csv")
+
+
+@case({"csv"})
+def unclosed_quote_swallows_the_rest(contract: Contract, path: Path) -> Expect:
+    """A quote opened in row 2 of 6 and never closed: the csv module and DuckDB both read rows
+    2-6 as one value. Row 2 is quarantined, the four whole lines after it load."""
+    lines = _lines(contract, rows(contract, 6))
+    lines[2] = '"' + lines[2]
+    path.write_text("".join(lines), encoding="utf-8")
+    return Expect("loaded", {"malformed_row": 1}, loaded=5, words=("line 3", "unclosed quote"))
+
+
+@case({"csv"})
+def multi_line_quoted_value(contract: Contract, path: Path) -> Expect:
+    """A note or an address over two lines is one value (the second line is not a record)."""
+    body = rows(contract)
+    column = _text_column(contract)
+    if contract.columns[column].type == "string":
+        body[1][column] = "Leave at the door\nthanks, Jörg"
+    path.write_text(csv_text(header(contract), body), encoding="utf-8")
+    return Expect("loaded", loaded=3)
+
+
+@case({"csv", "jsonl"})
+def one_line_in_another_encoding(contract: Contract, path: Path) -> Expect:
+    """A UTF-8 export with "jörg" in two rows and one Windows-1252 byte in the last row: the file
+    stays UTF-8 and only that row is quarantined."""
+    body = rows(contract, 4)
+    column = _text_column(contract)
+    wrote = contract.columns[column].type == "string"
+    if wrote:
+        body[0][column] = body[1][column] = "jörg"
+        body[3][column] = "REPLACE-ME"
+    if contract.format == "jsonl":  # the umlauts as UTF-8, not as \u escapes
+        text = "".join(
+            json.dumps(r, ensure_ascii=False) + "\n"
+            for r in records(contract, header(contract), body)
+        )
+    else:
+        text = csv_text(header(contract), body)
+    data = text.encode("utf-8").replace(b"REPLACE-ME", "Café".encode("cp1252"))
+    if not wrote:  # no text column (FX rates are xlsx, so not here): damage the last line
+        data = data.rstrip(b"\n") + b"\xe9\n"
+    path.write_bytes(data)
+    line = _data_line(contract, 3) + 1
+    return Expect(
+        "loaded", {"undecodable_row": 1}, loaded=3, words=(f"line {line}",), absent=("Caf",)
+    )
+
+
+@case({"csv", "jsonl"})
+def mixed_line_endings(contract: Contract, path: Path) -> Expect:
+    """Rows appended by another tool: some lines end CRLF, others LF."""
+    lines = _lines(contract, rows(contract, 4))
+    lines = [ln.replace("\n", "\r\n") if i % 2 else ln for i, ln in enumerate(lines)]
+    path.write_bytes("".join(lines).encode("utf-8"))
+    return Expect("loaded", loaded=4)
+
+
+@case({"csv", "jsonl"})
+def nul_byte_in_a_cell(contract: Contract, path: Path) -> Expect:
+    body = rows(contract, 3)
+    column = _text_column(contract)
+    body[1][column] = "SUMMER\x00" if contract.columns[column].type == "string" else "1\x00"
+    path.write_bytes(text_for(contract, header(contract), body).encode("utf-8"))
+    line = _data_line(contract, 1) + 1
+    return Expect("loaded", {"nul_bytes": 1}, loaded=2, words=(f"line {line}",))
+
+
+@case({"csv", "jsonl"})
+def nul_run_before_a_record(contract: Contract, path: Path) -> Expect:
+    """4 KB of NUL bytes (a zeroed disk block) in front of the third record."""
+    lines = _lines(contract, rows(contract, 4))
+    lines[_data_line(contract, 2)] = "\x00" * 4096 + lines[_data_line(contract, 2)]
+    path.write_bytes("".join(lines).encode("utf-8"))
+    return Expect("loaded", {"nul_bytes": 1}, loaded=3)
+
+
+@case(ALL)
+def long_file_name(contract: Contract, path: Path) -> Expect:
+    """A landed name of 252 characters (see ``LONG_NAMES``; 255 is the file system's limit), in
+    an encoding that needs a converted copy where the format allows it."""
+    assert len(path.name) == LONG_NAMES["long_file_name"]
+    if contract.format == "xlsx":
+        _write(contract, path, header(contract), rows(contract))
+    else:
+        path.write_text(text_for(contract, header(contract), rows(contract)), encoding="utf-16")
+    return Expect("loaded", loaded=3)
+
+
+@case({"json", "jsonl"})
+def json_keys_in_another_case(contract: Contract, path: Path) -> Expect:
+    """A later exporter version spells the keys in other case and spacing, nested ones too."""
+    head = header(contract)
+    other = [" " + h.upper() + " " for h in head]
+    first = records(contract, head, rows(contract, 2))
+    second = records(contract, other, rows(contract, 3)[2:])
+    second = [{k.upper(): v for k, v in r.items()} for r in second]  # nested keys too
+    items = first + second
+    if contract.format == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
+    else:
+        path.write_text(json.dumps({"object": "list", "redemptions": items}), encoding="utf-8")
+    return Expect("loaded", loaded=3)
+
+
+@case(ALL)
+def headerless(contract: Contract, path: Path) -> Expect:
+    """Data rows only: the first person's record must not reach any message or entry."""
+    body = rows(contract, 3)
+    if contract.format == "xlsx":
+        workbook(path, contract, body)
+    elif contract.format == "csv":
+        path.write_text(csv_text(body[0], body[1:]), encoding="utf-8")
+    else:  # JSON keys are the header: a record whose keys are values
+        path.write_text(text_for(contract, [str(v) for v in body[0]], body[1:]), encoding="utf-8")
+    texts = {"string", "email"}  # free text; an enumerated value ("redemption") names no one
+    values = tuple(
+        str(v)
+        for c, v in zip(contract.columns, body[0], strict=True)
+        if c.type in texts and not c.accepted_values
+    )
+    return Expect("rejected", {"missing_required_column": 1}, words=("header",), absent=values)
+
+
+@case(ALL)
+def summary_rows_by_structure(contract: Contract, path: Path) -> Expect:
+    """A real record named "Total Sale Nov" loads; a report's total row (the label in the first
+    column, date and key columns empty) is a summary row where the contract declares them."""
+    body = rows(contract, 3)
+    column = _text_column(contract)
+    named = contract.columns[column].type == "string" and column != 0
+    if named:
+        body[1][column] = "Total Sale Nov"
+    if not contract.summary_row_pattern:
+        _write(contract, path, header(contract), body)
+        return Expect("loaded", loaded=3)
+    total = [
+        "" if c.type in {"date", "timestamp"} or c.name in contract.primary_key else v
+        for c, v in zip(contract.columns, body[0], strict=True)
+    ]
+    total[0] = "Total: Account"
+    campaigns = list(total)
+    campaigns[0], campaigns[column] = "", "Total: Campaigns"
+    _write(contract, path, header(contract), [*body, total, campaigns])
+    return Expect("loaded", {"summary_row": 2}, loaded=3)
 
 
 def corpus() -> list[tuple[str, str]]:

@@ -287,7 +287,7 @@ def _erase_source(settings: Settings, contract: Contract, cid: str, moved: dict,
             if removed:
                 entry["rows_loaded"] -= removed.get("raw", 0)
                 entry["rows_quarantined"] -= removed.get("quarantine", 0)
-                entry["rows_landed"] = entry["rows_loaded"] + entry["rows_quarantined"]
+                entry["rows_landed"] -= removed.get("raw", 0) + removed.get("quarantine", 0)
                 changed = True
             if old16 in moved:
                 entry["file_hash"] = moved[old16]

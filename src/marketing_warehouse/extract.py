@@ -8,6 +8,11 @@ contract goes to quarantine with a reason code, never silently dropped and never
 Row numbers: ``_row_number`` is the 1-based ordinal of a data record in the file (after the header,
 in file order). Records the CSV reader cannot split into the header's columns are quarantined as
 ``malformed_row`` with the physical line number DuckDB reports.
+
+Rows landed are counted apart from the load (``count_records``: Python's csv and json modules,
+openpyxl for workbooks), so the raw gate's conservation check can catch a record the loader lost.
+Rows that cannot be handed to DuckDB as they are (an unclosed quote, another encoding, NUL bytes)
+are quarantined from that count with their line, and blanked in the copy DuckDB reads.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ import codecs
 import csv
 import hashlib
 import io
+import json
 import logging
 import re
 import shutil
 import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -39,6 +47,7 @@ from marketing_warehouse.formats import (
     ROW_COLUMN,
     FormatError,
     PreReject,
+    count_sheet_rows,
     json_to_csv,
     xlsx_to_csv,
 )
@@ -60,6 +69,10 @@ NUMBER_NOISE = "[\\s\u00a0\u2007\u202f\u2009''€$£¥]"
 #: plain number or phone number ("-12.5", "+49 30 1234567" stay unflagged).
 FORMULA_LIKE = r"^[=@\t\r]|^[+-].*[^0-9 ().,/+-]"
 DELIMITERS = (",", ";", "\t", "|")
+#: A header cell that is a value, not a column name: an e-mail, or only digits and the separators
+#: of numbers, dates, times and phone numbers. A headerless export's first line is a record, so a
+#: header holding such a cell is never quoted in a message.
+DATA_LIKE = re.compile(r"@|^[\s\d.,:;/+\-'()€$£%]*\d[\s\d.,:;/+\-'()€$£%]*$")
 LINEAGE_COLUMNS = {
     "_source_file": "VARCHAR",
     "_file_hash": "VARCHAR",
@@ -114,6 +127,9 @@ class FileResult:
     date_order_assumed: bool = False
     #: Empty values taken from the first row of their record, per column header (Shopify orders).
     filled_values: dict[str, int] = field(default_factory=dict)
+    #: Empty unless rows landed (counted apart from the load) differ from rows loaded + rows
+    #: quarantined: then where in the file the records were lost; the raw gate stops the run.
+    rows_lost_at: str = ""
 
 
 def file_sha256(path: Path) -> str:
@@ -134,26 +150,65 @@ def _ident(value: str) -> str:
 
 # --- file sniffing -----------------------------------------------------------------------------
 
+#: File signatures of formats that are never text: such a file under a .csv/.json name is rejected.
+BINARY_SIGNATURES = {
+    b"\x89PNG": "a PNG image",
+    b"PK\x03\x04": "a zip archive (a workbook?)",
+    b"%PDF": "a PDF document",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"\x1f\x8b": "a gzip archive",
+}
+#: Control bytes (not tab, line feed, carriage return or NUL) that text never holds.
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in (0, 9, 10, 13)) + b"\x7f"
+
+
+def _binary_kind(head: bytes) -> str | None:
+    """What a file that is not text is, from its first 64 KB; None for text (UTF-16 included).
+
+    A text file may hold NUL bytes (a zeroed disk block, a stray NUL in a cell): those rows are
+    quarantined (``nul_bytes``) while the rest loads, so NULs alone do not make a file binary; a
+    known signature, nothing but NULs, or other control bytes in over 1 % of the rest do."""
+    for signature, kind in BINARY_SIGNATURES.items():
+        if head.startswith(signature):
+            return kind
+    rest = head.replace(b"\x00", b"")
+    if not rest or sum(rest.count(c) for c in _CONTROL_BYTES) / len(rest) > 0.01:
+        return "binary content"
+    return None
+
+
+def _utf16_variant(head: bytes) -> str | None:
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    pairs = len(head) // 2 or 1
+    even = head[0::2].count(0) / pairs
+    odd = head[1::2].count(0) / pairs
+    if odd > 0.3 and even < 0.05:
+        return "utf-16-le"
+    if even > 0.3 and odd < 0.05:
+        return "utf-16-be"
+    return None
+
 
 def _detect_encoding(path: Path) -> str:
-    """utf-8, utf-8-sig, utf-16 (BOM), utf-16-le/be (no BOM) or cp1252 (not valid UTF-8).
+    """utf-8, utf-8-sig, utf-16 (BOM), utf-16-le/be (no BOM) or cp1252: the encoding of the
+    majority of the lines that are not plain ASCII.
 
-    A file with NUL bytes that is not UTF-16 is binary (an image, a zip, a workbook saved under a
-    .csv name) and is rejected rather than decoded into garbage.
+    A UTF-8 export with one Windows-1252 byte stays UTF-8 (that line is quarantined as
+    ``undecodable_row`` by ``count_records``); a file whose non-ASCII lines are mostly not UTF-8
+    is Windows-1252. A tie is UTF-8: a UTF-8 line read as Windows-1252 would load as "jÃ¶rg"
+    without a word, a Windows-1252 line read as UTF-8 is quarantined. A binary file (image,
+    archive) is rejected rather than decoded into garbage.
     """
     with path.open("rb") as handle:
         head = handle.read(1 << 16)
-        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            return "utf-16"
-        if b"\x00" in head:
-            pairs = len(head) // 2 or 1
-            even = head[0::2].count(0) / pairs
-            odd = head[1::2].count(0) / pairs
-            if odd > 0.3 and even < 0.05:
-                return "utf-16-le"
-            if even > 0.3 and odd < 0.05:
-                return "utf-16-be"
-            raise UnicodeError("it holds NUL bytes: a binary file (image, archive?), not text")
+        utf16 = _utf16_variant(head)
+        if utf16:
+            return utf16
+        kind = _binary_kind(head)
+        if kind:
+            raise UnicodeError(f"it is {kind}, not text")
         handle.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")()
         try:
@@ -161,15 +216,59 @@ def _detect_encoding(path: Path) -> str:
                 decoder.decode(chunk)
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            return "cp1252"
+            handle.seek(0)
+            utf8 = other = 0
+            for raw in handle:
+                if raw.isascii():
+                    continue
+                try:
+                    raw.decode("utf-8")
+                    utf8 += 1
+                except UnicodeDecodeError:
+                    other += 1
+            if other > utf8:
+                return "cp1252"
     return "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
+
+
+def _text_lines(path: Path, encoding: str) -> Iterator[tuple[str, bool]]:
+    """The file's physical lines (ending at "\\n", ending kept) and whether each decoded.
+
+    A line of an 8-bit file that is not valid in ``encoding`` comes back decoded with
+    replacement characters and False, and so does a line of a Windows-1252 file that is valid
+    UTF-8 with non-ASCII characters (it would decode, into "jÃ¶rg"); UTF-16 decodes whole or
+    not at all."""
+    if encoding.startswith("utf-16"):
+        with path.open("r", encoding=encoding, newline="\n") as handle:
+            for line in handle:
+                yield line, True
+        return
+    codec = "utf-8" if encoding.startswith("utf-8") else encoding
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle):
+            if number == 0 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            try:
+                text = raw.decode(codec)
+            except UnicodeDecodeError:
+                yield raw.decode(codec, errors="replace"), False
+                continue
+            yield text, codec == "utf-8" or raw.isascii() or not _is_utf8(raw)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _as_plain_utf8(path: Path, encoding: str, workdir: Path) -> Path:
     """DuckDB reads plain UTF-8 only: transcode anything else to a temporary copy."""
     if encoding == "utf-8":
         return path
-    target = workdir / (path.name + ".utf8")
+    target = workdir / "landed.utf8"  # never named after the landed file: names may be long
     errors = "replace" if encoding == "cp1252" else "strict"
     with (
         path.open("r", encoding=encoding, errors=errors, newline="") as src,
@@ -186,6 +285,12 @@ def _split(line: str) -> tuple[list[str], str]:
 
 
 def _find_header(path: Path, contract: Contract) -> tuple[str, str, int]:
+    """The header line of a plain UTF-8 file, its delimiter and the number of lines before it."""
+    with path.open("r", encoding="utf-8", newline="") as handle:
+        return _header_in(handle, contract)
+
+
+def _header_in(lines: Iterable[str], contract: Contract) -> tuple[str, str, int]:
     """The header line, its delimiter and the number of lines before it.
 
     Some tools put a title and a date range above the header (Google Ads): the header is the
@@ -194,20 +299,258 @@ def _find_header(path: Path, contract: Contract) -> tuple[str, str, int]:
     """
     first: tuple[str, str, int] | None = None
     required = [c for c in contract.columns if c.required]
-    with path.open("r", encoding="utf-8", newline="") as handle:
-        seen = 0
-        for index, line in enumerate(handle):
-            if not line.strip():
-                continue
-            fields, delimiter = _split(line)
-            if first is None:
-                first = (line, delimiter, index)
-            if all(any(c.matches(f) for f in fields) for c in required):
-                return line, delimiter, index
-            seen += 1
-            if seen >= 30:
-                break
+    seen = 0
+    for index, line in enumerate(lines):
+        if not line.strip():
+            continue
+        fields, delimiter = _split(line)
+        if first is None:
+            first = (line, delimiter, index)
+        if all(any(c.matches(f) for f in fields) for c in required):
+            return line, delimiter, index
+        seen += 1
+        if seen >= 30:
+            break
     return first or ("", ",", 0)
+
+
+# --- counting what landed ------------------------------------------------------------------------
+
+csv.field_size_limit(1 << 30)  # a 5 MB cell must be counted (and quarantined), not crash the count
+
+
+@dataclass
+class Landed:
+    """What ``count_records`` saw in a text file: its records, counted apart from the load."""
+
+    #: Data records (after the header), blank lines not included.
+    records: int = 0
+    #: Records that cannot be loaded as they are (undecodable, NUL bytes, an unclosed quote that
+    #: swallowed later lines); they are quarantined from here and blanked in the loader's copy.
+    rejects: list[PreReject] = field(default_factory=list)
+    blanked: set[int] = field(default_factory=set)  # 1-based physical lines
+    crlf: int = 0
+    lf: int = 0
+    #: With ``trace``: each record left to the loader, in order, as (its first line, an MD5 of
+    #: its fields joined by chr(31); JSON lines: the line number), to find where a loss is.
+    trace: list[tuple[int, str]] = field(default_factory=list)
+
+    #: The count again with ``trace`` (set by ``_screen``), when the load does not add up.
+    recount: Callable[[], Landed] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def mixed_line_ends(self) -> bool:
+        return bool(self.crlf and self.lf)
+
+
+class _Feed:
+    """Physical lines for ``csv.reader``, remembering those of the record being read; lines put
+    back with ``again`` are read once more (as the start of new records)."""
+
+    def __init__(self, lines: Iterator[tuple[int, str, bool]]) -> None:
+        self.lines = lines
+        self.pending: deque[tuple[int, str, bool]] = deque()
+        self.taken: list[tuple[int, str, bool]] = []
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        item = self.pending.popleft() if self.pending else next(self.lines)
+        self.taken.append(item)
+        return item[1]
+
+    def again(self, items: list[tuple[int, str, bool]]) -> None:
+        self.pending.extendleft(reversed(items))
+
+
+def _looks_complete(line: str, delimiter: str, width: int) -> bool:
+    """Whether ``line``, inside a quoted value that began on an earlier line, is a record of its
+    own: read alone it has ``width`` fields, or would have but for a quote it opens and never
+    closes (a second unclosed quote: the csv module ends the first value there). A line whose
+    first quote closes the value (not at the start of a field) is the end of a legitimate
+    multi-line value, however many delimiters it holds."""
+    quotes = line.count('"')
+    first = line.find('"')
+    opens = first == 0 or (first > 0 and line[first - 1] == delimiter)
+    if quotes % 2 and not opens:
+        return False
+    try:
+        if len(next(csv.reader([line], delimiter=delimiter), [])) == width:
+            return True
+        plain = next(csv.reader([line], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
+    except csv.Error:
+        return False
+    return len(plain) == width and quotes % 2 == 1 and opens
+
+
+def _shown(text: str) -> str:
+    """A rejected line for quarantine raw_content: NUL runs named, not kept (PostgreSQL refuses
+    them), and cut at 10,000 characters."""
+    return re.sub("\x00+", lambda m: f"<{len(m[0])} NUL bytes>", text)[:10000]
+
+
+def count_records(
+    path: Path, encoding: str, skip: int, delimiter: str, width: int, fmt: str, trace: bool = False
+) -> Landed:
+    """Count the data records of a CSV (Python's csv module, no contract) or JSON-lines file.
+
+    This count goes to the ledger as rows landed; the raw gate checks it against rows loaded +
+    rows quarantined, so a record the loader loses stops the run. A CSV record is counted as the
+    csv module reads it, with one exception: a quoted value that runs over later lines of which
+    one on its own is a whole record (``width`` fields) is an unclosed quote, not a long value.
+    That record (its lines up to the first whole-looking one) is quarantined as ``malformed_row``
+    and the lines after it are read again as records, so one stray quote costs one row, never
+    the rest of the file. A quoted value over lines that are not whole records (a note, an
+    address) stays one record.
+
+    A plain UTF-8 CSV without NUL bytes and multi-line values is counted by the csv module
+    reading the file directly (``_count_plain``), twice as fast as line by line.
+    """
+    if fmt == "csv" and encoding in {"utf-8", "utf-8-sig"} and not trace:
+        plain = _count_plain(path, encoding, skip, delimiter)
+        if plain is not None:
+            return plain
+    landed = Landed()
+
+    def numbered() -> Iterator[tuple[int, str, bool]]:
+        for number, (text, ok) in enumerate(_text_lines(path, encoding), start=1):
+            if text.endswith("\r\n"):
+                landed.crlf += 1
+            elif text.endswith("\n"):
+                landed.lf += 1
+            yield number, text, ok
+
+    lines = numbered()
+    for _ in range(skip + (fmt == "csv")):  # title lines above the header, and the header
+        next(lines, None)
+
+    def reject(items, reason: Reason, detail: str) -> None:
+        landed.records += 1
+        landed.blanked.update(n for n, _, _ in items)
+        raw = "".join(t for _, t, _ in items)
+        landed.rejects.append(PreReject(items[0][0], _shown(raw), detail, reason))
+
+    def screened(items) -> bool:
+        """Quarantine a record that does not decode or holds NUL bytes; True when it did."""
+        numbers = [n for n, _, ok in items if not ok]
+        if numbers:
+            reject(
+                items,
+                Reason.UNDECODABLE_ROW,
+                f"line {numbers[0]}: not in the encoding of the rest of the file ({encoding})",
+            )
+            return True
+        numbers = [n for n, t, _ in items if "\x00" in t]
+        if numbers:
+            reject(items, Reason.NUL_BYTES, f"line {numbers[0]}: holds NUL bytes")
+            return True
+        return False
+
+    if fmt == "jsonl":
+        for item in lines:
+            if item[1].strip() and not screened([item]):
+                landed.records += 1
+                if trace:
+                    landed.trace.append((item[0], str(item[0])))
+        return landed
+
+    feed = _Feed(lines)
+    reader = csv.reader(feed, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+    while True:
+        feed.taken = []
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:  # a carriage return inside an unquoted value
+            number = feed.taken[0][0]
+            reject(feed.taken, Reason.MALFORMED_ROW, f"line {number}: a line break inside a value")
+            continue
+        items = feed.taken
+        if not fields:
+            continue  # a blank line: not a record for either reader
+        cut = next(
+            (k for k in range(1, len(items)) if _looks_complete(items[k][1], delimiter, width)),
+            None,
+        )
+        if cut is not None:
+            feed.again(items[cut:])
+            reject(
+                items[:cut],
+                Reason.MALFORMED_ROW,
+                f"line {items[0][0]}: a quoted value opens here and is not closed before line "
+                f"{items[cut][0]}, which is a whole record: an unclosed quote; lines from "
+                f"{items[cut][0]} on are read as records of their own",
+            )
+            continue
+        if not screened(items):
+            landed.records += 1
+            if trace:
+                digest = hashlib.md5(chr(31).join(fields).encode(), usedforsecurity=False)
+                landed.trace.append((items[0][0], digest.hexdigest()))
+    return landed
+
+
+def _count_plain(path: Path, encoding: str, skip: int, delimiter: str) -> Landed | None:
+    """``count_records`` of a UTF-8 CSV by the csv module over the file itself; None when the file
+    holds NUL bytes, a line that is not UTF-8, a record over several lines or a line break inside
+    a value (then every line must be looked at)."""
+    landed = Landed()
+    with path.open("rb") as handle:
+        carry = False
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            if b"\x00" in chunk:
+                return None
+            crlf = chunk.count(b"\r\n") + (carry and chunk.startswith(b"\n"))
+            landed.crlf += crlf
+            landed.lf += chunk.count(b"\n") - crlf
+            carry = chunk.endswith(b"\r")
+    try:
+        with path.open("r", encoding=encoding, newline="\n") as handle:
+            for _ in range(skip + 1):
+                next(handle, None)
+            reader = csv.reader(handle, delimiter=delimiter, quotechar='"', doublequote=True)
+            last = 0
+            for fields in reader:
+                if reader.line_num - last > 1:
+                    return None
+                last = reader.line_num
+                landed.records += bool(fields)
+    except (csv.Error, UnicodeDecodeError):  # a line of another encoding: line by line
+        return None
+    return landed
+
+
+def _clean_copy(path: Path, encoding: str, landed: Landed, workdir: Path) -> Path:
+    """The file as plain UTF-8 with "\\n" line ends and the rejected records' lines left empty
+    (the loader skips blank lines; other lines keep their numbers), or the file itself when it
+    already is exactly that."""
+    if encoding == "utf-8" and not landed.blanked and not landed.mixed_line_ends:
+        return path
+    target = workdir / "landed.txt"  # never named after the landed file: names may be long
+    with target.open("w", encoding="utf-8", newline="") as out:
+        for number, (text, _) in enumerate(_text_lines(path, encoding), start=1):
+            if number in landed.blanked:
+                out.write("\n")
+            elif landed.mixed_line_ends and text.endswith("\r\n"):
+                out.write(text[:-2] + "\n")
+            else:
+                out.write(text)
+    return target
+
+
+def count_json_records(path: Path) -> int:
+    """Records of a JSON array file (or of the one list in a wrapper object), read with the json
+    module apart from ``json_to_csv``; 0 when it is not JSON (the conversion rejects it)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8-sig", errors="replace") or "[]")
+    except json.JSONDecodeError:
+        return 0
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        value = lists[0] if len(lists) == 1 else []
+    return len(value) if isinstance(value, list) else 0
 
 
 # --- typing SQL --------------------------------------------------------------------------------
@@ -564,54 +907,150 @@ def _map_header(
         positions[column.name] = index
     missing = [c.header for c in contract.columns if c.required and c.name not in positions]
     if missing:
+        values = [i + 1 for i, h in enumerate(header) if DATA_LIKE.search(h)]
+        found = (
+            f"the first line holds values, not column names (cell(s) "
+            f"{', '.join(map(str, values[:10]))} look like an e-mail, a number or a date): is the "
+            f"header row missing? Its {len(header)} cells are not shown"
+            if values
+            else f"found {', '.join(repr(h) for h in header[:60] if h)}"
+        )
         raise FileRejected(
             Reason.MISSING_REQUIRED_COLUMN,
             f"{filename}: required column(s) {', '.join(repr(m) for m in missing)} missing from "
-            f"the header; found {', '.join(repr(h) for h in header[:60] if h)}. "
-            f"Expected the {contract.source} {contract.entity} export layout.",
+            f"the header; {found}. Expected the {contract.source} {contract.entity} export layout.",
         )
     return positions, unknown
 
 
-def _decode(path: Path, workdir: Path, result: FileResult) -> Path:
-    """The file as plain UTF-8 text (a temporary copy unless it already is)."""
+def _encoding(path: Path, result: FileResult) -> str:
     try:
         result.encoding = _detect_encoding(path)
-        return _as_plain_utf8(path, result.encoding, workdir)
     except (UnicodeError, OSError) as exc:
+        raise FileRejected(
+            Reason.UNREADABLE_FILE, f"{path.name}: cannot be decoded as text ({exc})."
+        ) from exc
+    return result.encoding
+
+
+def _screen(
+    path: Path, contract: Contract, workdir: Path, result: FileResult
+) -> tuple[Path, Landed, tuple[str, str, int]]:
+    """Count a CSV or JSON-lines file's records (``count_records``) and make the loader's copy.
+
+    Returns the copy, the count and, for a CSV, its header (line, delimiter, lines before it)."""
+    encoding = _encoding(path, result)
+    try:
+        found, width = ("", ",", 0), 0
+        if contract.format == "csv":
+            found = _header_in((t for t, _ in _text_lines(path, encoding)), contract)
+            width = len(next(csv.reader([found[0]], delimiter=found[1]), []))
+        _, delimiter, skip = found
+        landed = count_records(path, encoding, skip, delimiter, width, contract.format)
+        landed.recount = lambda: count_records(
+            path, encoding, skip, delimiter, width, contract.format, trace=True
+        )
+        return _clean_copy(path, encoding, landed, workdir), landed, found
+    except UnicodeError as exc:
         raise FileRejected(
             Reason.UNREADABLE_FILE, f"{path.name}: cannot be decoded as text ({exc})."
         ) from exc
 
 
 def _prepare(path: Path, contract: Contract, workdir: Path, result: FileResult):
-    """Any supported format -> (plain UTF-8 CSV path, delimiter, header, pre-rejects)."""
+    """Any supported format -> (plain UTF-8 CSV path, delimiter, header, pre-rejects, lines
+    before the header, record starts); ``result.rows_landed`` is counted here, apart from the
+    load (``count_records``, ``count_json_records``, ``count_sheet_rows``)."""
     pre_rejects: list[PreReject] = []
+    recount: Callable[[], Landed] | None = None
     if path.stat().st_size == 0:
         raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file is empty (0 bytes).")
     if contract.format == "csv":
-        text_path = _decode(path, workdir, result)
+        text_path, landed, (header_line, delimiter, skip) = _screen(path, contract, workdir, result)
+        pre_rejects, recount = landed.rejects, landed.recount
+        result.rows_landed = landed.records
     else:
-        text_path = workdir / (path.name + ".csv")
+        text_path = workdir / "landed.csv"  # never named after the landed file: names may be long
         try:
             if contract.format == "xlsx":
                 result.encoding = "xlsx"
-                skipped = xlsx_to_csv(path, text_path, contract.sheet, _header_test(contract))
+                skipped, sheet, header_row = xlsx_to_csv(
+                    path, text_path, contract.sheet, _header_test(contract)
+                )
                 if skipped:
                     result.unknown_columns.append(f"(sheets not read: {', '.join(skipped)})")
+                result.rows_landed = count_sheet_rows(path, sheet, header_row)
+            elif contract.format == "jsonl":
+                source, landed, _ = _screen(path, contract, workdir, result)
+                pre_rejects = landed.rejects + json_to_csv(source, text_path, lines=True)
+                result.rows_landed, recount = landed.records, landed.recount
             else:
-                source = _decode(path, workdir, result)
-                pre_rejects = json_to_csv(source, text_path, lines=contract.format == "jsonl")
+                source = _json_source(path, workdir, result)
+                pre_rejects = json_to_csv(source, text_path, lines=False)
+                result.rows_landed = count_json_records(source)
         except FormatError as exc:
             raise FileRejected(Reason.UNREADABLE_FILE, f"{path.name}: {exc}") from exc
-    header_line, delimiter, skip = _find_header(text_path, contract)
+        header_line, delimiter, skip = _find_header(text_path, contract)
     result.delimiter = delimiter if contract.format == "csv" else ""
     if not header_line:
         raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file is empty (no header).")
     header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter))
     if header == [ROW_COLUMN] and not pre_rejects:
         raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file holds no records.")
-    return text_path, delimiter, header, pre_rejects, skip
+    return text_path, delimiter, header, pre_rejects, skip, recount
+
+
+def _json_source(path: Path, workdir: Path, result: FileResult) -> Path:
+    """A JSON array file as plain UTF-8. Its records cannot be told apart by line, so a file
+    holding lines that are not valid in its encoding is rejected whole, naming them."""
+    encoding = _encoding(path, result)
+    try:
+        bad = [n for n, (_, ok) in enumerate(_text_lines(path, encoding), start=1) if not ok]
+        if bad:
+            raise FileRejected(
+                Reason.UNREADABLE_FILE,
+                f"{path.name}: line(s) {', '.join(map(str, bad[:10]))} are not valid {encoding} "
+                "like the rest of the file; re-export it in one encoding (UTF-8).",
+            )
+        return _as_plain_utf8(path, encoding, workdir)
+    except UnicodeError as exc:
+        raise FileRejected(
+            Reason.UNREADABLE_FILE, f"{path.name}: cannot be decoded as text ({exc})."
+        ) from exc
+
+
+def _summary_row_check(
+    contract: Contract, positions: dict[str, int], data_columns: list[tuple[int, str]]
+) -> str:
+    """SQL flagging a report's total row by its structure, not by a name.
+
+    Google Ads ends a download with rows such as ``Total: Account,,,EUR,1234,…`` or ``Total:
+    Campaigns`` under an empty Day and Campaign ID: a cell matches ``summary_row_pattern`` and
+    every date and key column is empty or is that cell. A campaign named "Total Sale Nov" has a
+    day and an id, so it loads. A contract without date or key columns falls back to the first
+    column matching the pattern."""
+    pattern = _sql_str(contract.summary_row_pattern)
+    keyed = [
+        f"c{positions[c.name]}"
+        for c in contract.columns
+        if c.name in positions
+        and (c.type in {"date", "timestamp"} or c.name in contract.primary_key)
+    ]
+
+    def label(col: str) -> str:
+        return f"regexp_matches(coalesce({col}, ''), {pattern})"
+
+    if keyed:
+        cells = [f"c{i}" for i, _ in data_columns]
+        condition = f"({' or '.join(label(c) for c in cells)}) and " + " and ".join(
+            f"(nullif(trim({c}), '') is null or {label(c)})" for c in keyed
+        )
+    else:
+        condition = label(f"c{data_columns[0][0]}")
+    return (
+        f"case when {condition} then '{Reason.SUMMARY_ROW}{SEP}"
+        f"a summary row of the report (a total under empty date and key columns), not a record' end"
+    )
 
 
 def _header_test(contract: Contract):
@@ -653,7 +1092,9 @@ def extract_file(
     )
     with tempfile.TemporaryDirectory(prefix="mwh-extract-") as tmp:
         workdir = Path(tmp)
-        text_path, delimiter, header, pre_rejects, skip = _prepare(path, contract, workdir, result)
+        text_path, delimiter, header, pre_rejects, skip, recount = _prepare(
+            path, contract, workdir, result
+        )
         has_row_column = header[0] == ROW_COLUMN
         data_columns = [(i, h) for i, h in enumerate(header) if not (has_row_column and i == 0)]
         positions, unknown = _map_header(
@@ -686,9 +1127,10 @@ def extract_file(
             except DUCKDB_RESOURCE_ERRORS:
                 raise  # not the file's fault
             except duckdb.Error as exc:
+                # the error's first paragraph: the rest quotes the line, a person's record
                 raise FileRejected(
                     Reason.UNREADABLE_FILE,
-                    f"{path.name}: the CSV reader failed: {str(exc)[:2000]}",
+                    f"{path.name}: the CSV reader failed: {str(exc).split(chr(10))[0][:500]}",
                 ) from exc
 
             date_order, assumed = infer_date_order(con, contract, positions, path.name)
@@ -754,13 +1196,7 @@ def extract_file(
                 f"the header row appears again inside the file' end",
             )
             if contract.summary_row_pattern:
-                first_col = f"c{data_columns[0][0]}"
-                checks.insert(
-                    0,
-                    f"case when regexp_matches(coalesce({first_col}, ''), "
-                    f"{_sql_str(contract.summary_row_pattern)}) then '{Reason.SUMMARY_ROW}{SEP}"
-                    f"a summary row of the report, not a record' end",
-                )
+                checks.insert(0, _summary_row_check(contract, positions, data_columns))
             # the landed row as JSON; a cell too long to keep is cut, with its length
             raw_json = (
                 "json_object("
@@ -839,7 +1275,7 @@ def extract_file(
             for reject in pre_rejects:
                 con.execute(
                     f"insert into quarantined select {q_common}, ?, ?, ?, ?, {q_time}",
-                    [reject.row_number, reject.raw, str(Reason.MALFORMED_ROW), reject.detail],
+                    [reject.row_number, reject.raw, str(reject.reason), reject.detail],
                 )
             result.rows_loaded = con.execute(
                 "select count(*) from typed where len(_errors) = 0"
@@ -852,13 +1288,16 @@ def extract_file(
                     "where len(_errors) = 0) group by 1 order by 1"
                 ).fetchall()
             )
-            result.rows_landed = result.rows_loaded + result.rows_quarantined
+            accounted = result.rows_loaded + result.rows_quarantined
+            if accounted != result.rows_landed:
+                result.rows_lost_at = _where_lost(con, result, accounted, recount, path.name)
+                result.message = result.rows_lost_at
             result.quarantine_reasons = dict(
                 con.execute(
                     "select reason_code, count(*) from quarantined group by 1 order by 1"
                 ).fetchall()
             )
-            if result.rows_landed == 0:
+            if result.rows_landed == 0 and accounted == 0:
                 raise FileRejected(
                     Reason.EMPTY_FILE, f"{path.name}: the file has a header but no data rows."
                 )
@@ -912,6 +1351,48 @@ def _quarantine_key_conflicts(con: duckdb.DuckDBPyConnection, contract: Contract
         """
     )
     con.execute("drop table key_conflicts")
+
+
+def _where_lost(
+    con, result: FileResult, accounted: int, recount: Callable[[], Landed] | None, name: str
+) -> str:
+    """Name the file and the lines of the records the loader lost (or read in excess).
+
+    The file is counted again, keeping each record's first line and a hash of its fields (JSON
+    lines: the line number, which the loader keeps as ``__source_row``); the loader's records
+    are lined up against them from both ends, and the lines in between are named."""
+    text = (
+        f"{name}: {result.rows_landed} records landed but {result.rows_loaded} loaded + "
+        f"{result.rows_quarantined} quarantined = {accounted}"
+    )
+    if recount is None:
+        return text + "; the rows of the file differ from what the loader read."
+    rejected = {r[0] for r in con.execute("select distinct line from reject_errors").fetchall()}
+    expected = [t for t in recount().trace if t[0] not in rejected]
+    width = len(con.execute("select * from landed limit 0").description) - 2
+    if expected and expected[0][1] == str(expected[0][0]):  # JSON lines
+        key = "c0"
+    else:
+        key = (
+            "md5(concat_ws(chr(31), "
+            + ", ".join(f"coalesce(c{i}, '')" for i in range(width))
+            + "))"
+        )
+    got = [r[0] for r in con.execute(f"select {key} from landed order by _seq").fetchall()]
+    head = 0
+    while head < min(len(expected), len(got)) and expected[head][1] == got[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(expected), len(got)) - head and expected[-1 - tail][1] == got[-1 - tail]:
+        tail += 1
+    missing = expected[head : len(expected) - tail]
+    if not missing:
+        after = f"line {expected[head - 1][0]}" if head else "the header"
+        return f"{text}: the loader read {len(got) - len(expected)} record(s) more, after {after}."
+    return (
+        f"{text}: the {len(missing)} record(s) at lines {missing[0][0]}-{missing[-1][0]} did not "
+        f"reach the loader as they are in the file (it read {len(got)} of {len(expected)})."
+    )
 
 
 def extraction_database(memory_limit: str, spill_dir: Path | str) -> duckdb.DuckDBPyConnection:
@@ -974,7 +1455,7 @@ def write_file_rejection(
             file_hash,
             load_date,
             None,
-            file_preview(path),
+            file_preview(path, file_hash),
             str(rejection.reason),
             rejection.message,
             loaded_at,
@@ -984,14 +1465,18 @@ def write_file_rejection(
         con.close()
 
 
-def file_preview(path: Path, size: int = 2000) -> str:
-    """The first bytes of a file as text for the quarantine; binary content is shown in hex."""
+def file_preview(path: Path, file_hash: str) -> str:
+    """What a whole-file quarantine entry keeps of the file: its size, hash and, for a binary file,
+    its kind; never its bytes (the first line of a headerless export is a person's record, and
+    any file may be one). The landed file itself stays in the landing folder."""
     with path.open("rb") as handle:
-        head = handle.read(size)
-    if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return f"(binary, {path.stat().st_size} bytes) {head[:256].hex(' ')}"
-    encoding = "utf-16" if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8"
-    return head.decode(encoding, errors="replace").replace("\x00", "")
+        head = handle.read(1 << 16)
+    kind = None if _utf16_variant(head) else _binary_kind(head)
+    return (
+        f"(content not copied: {path.stat().st_size} bytes, sha256 {file_hash}"
+        + (f", {kind}" if kind else "")
+        + ")"
+    )
 
 
 def empty_raw_file(contract: Contract, out_file: Path) -> None:

@@ -5,6 +5,8 @@ original file (JSON-lines: the line number; JSON array: the 1-based index; xlsx:
 number), so quarantine entries point back to the original file. Records that cannot be parsed at
 all come back as ``PreReject`` entries and are quarantined as ``malformed_row``.
 Nested JSON objects are flattened with dots (``{"customer": {"email": …}}`` -> ``customer.email``).
+JSON keys match like CSV headers: ``messageId``, ``MessageID`` and `` messageid `` are one column
+(named as first seen), so records from two versions of an exporter load together.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from decimal import Decimal
 from itertools import zip_longest
 from pathlib import Path
 
+from marketing_warehouse.contracts import normalise_header
+from marketing_warehouse.quarantine import Reason
+
 ROW_COLUMN = "__source_row"
 
 
@@ -31,6 +36,7 @@ class PreReject:
     row_number: int
     raw: str
     detail: str
+    reason: Reason = Reason.MALFORMED_ROW
 
 
 def _flatten(record: dict, prefix: str = "") -> dict[str, object]:
@@ -80,13 +86,29 @@ def _ordered_keys(records: list[tuple[int, dict[str, object]]]) -> list[str]:
     return list(keys)
 
 
+def _same_keys(record: dict[str, object], spelling: dict[str, str]) -> dict[str, object]:
+    """``record`` with each key spelt as the first key seen that matches it as a header would
+    (``normalise_header``); of two matching keys in one record the first non-null value wins."""
+    out: dict[str, object] = {}
+    for key, item in record.items():
+        name = spelling.setdefault(normalise_header(key), key)
+        if out.get(name) is None:
+            out[name] = item
+    return out
+
+
+def _holds_nul(record: dict[str, object]) -> str | None:
+    """The first key whose value holds a NUL character (JSON ``\\u0000``), if any."""
+    return next((k for k, v in record.items() if "\x00" in _cell(v)), None)
+
+
 def json_to_csv(path: Path, target: Path, lines: bool) -> list[PreReject]:
     """JSON-lines (one object per line) or a JSON array of objects -> CSV."""
     records: list[tuple[int, dict[str, object]]] = []
     rejects: list[PreReject] = []
     text = path.read_text(encoding="utf-8-sig", errors="replace")
-    if lines:
-        for number, line in enumerate(text.splitlines(), start=1):
+    if lines:  # lines end at "\n" only: U+2028 and other separators may sit inside a value
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -128,7 +150,24 @@ def json_to_csv(path: Path, target: Path, lines: bool) -> list[PreReject]:
                         number, json.dumps(item)[:10000], f"record {number}: not a JSON object"
                     )
                 )
-    _write(target, records, _ordered_keys(records))
+    spelling: dict[str, str] = {}
+    kept = []
+    for number, record in records:
+        record = _same_keys(record, spelling)
+        key = _holds_nul(record)
+        if key is None:
+            kept.append((number, record))
+        else:
+            raw = json.dumps(record, ensure_ascii=False, default=str)  # NUL shown as \u0000
+            rejects.append(
+                PreReject(
+                    number,
+                    raw[:10000],
+                    f"{'line' if lines else 'record'} {number}: key {key!r} holds NUL characters",
+                    Reason.NUL_BYTES,
+                )
+            )
+    _write(target, kept, _ordered_keys(kept))
     return rejects
 
 
@@ -151,8 +190,8 @@ def _blank(row: tuple | None) -> bool:
 
 def _sheet_table(
     rows, is_header: Callable[[list[str]], bool] | None
-) -> tuple[list[str] | None, list[tuple[int, dict[str, object]]], bool]:
-    """(header, records, whether the header passed ``is_header``) of one sheet.
+) -> tuple[list[str] | None, list[tuple[int, dict[str, object]]], bool, int]:
+    """(header, records, whether the header passed ``is_header``, the header's row) of one sheet.
 
     The header is the first of the first 30 non-blank rows that ``is_header`` accepts (a title,
     merged across the columns, and notes may sit above it); failing that, the first non-blank row.
@@ -161,6 +200,7 @@ def _sheet_table(
     buffered: list[tuple[int, tuple]] = []
     header: list[str] | None = None
     found = False
+    header_row = 0
     records: list[tuple[int, dict[str, object]]] = []
     for number, row in enumerate(rows, start=1):
         if _blank(row):
@@ -168,18 +208,18 @@ def _sheet_table(
         if header is None:
             buffered.append((number, row))
             if is_header is None or is_header(_header_cells(row)):
-                header, found = _header_cells(row), True
+                header, found, header_row = _header_cells(row), True, number
                 buffered = []
             elif len(buffered) >= 30:  # no header in sight: the first row is the header
-                header = _header_cells(buffered[0][1])
+                header, header_row = _header_cells(buffered[0][1]), buffered[0][0]
                 records = [(n, _record(header, r)) for n, r in buffered[1:]]
                 buffered = []
             continue
         records.append((number, _record(header, row)))
     if header is None and buffered:  # no row names the required columns: take the first one
-        header = _header_cells(buffered[0][1])
+        header, header_row = _header_cells(buffered[0][1]), buffered[0][0]
         records = [(n, _record(header, r)) for n, r in buffered[1:]]
-    return header, records, found
+    return header, records, found, header_row
 
 
 def _record(header: list[str], row: tuple) -> dict[str, object]:
@@ -191,8 +231,9 @@ def xlsx_to_csv(
     target: Path,
     sheet: str | None,
     is_header: Callable[[list[str]], bool] | None = None,
-) -> list[str]:
-    """One sheet of a workbook -> CSV; returns the names of the sheets that were not read.
+) -> tuple[list[str], str, int]:
+    """One sheet of a workbook -> CSV; returns the names of the sheets that were not read, the
+    sheet read and its header's row number (for ``count_sheet_rows``).
 
     ``sheet`` None means the first sheet whose header ``is_header`` accepts (a "Read me" sheet in
     front is passed over), else the first sheet. Fully empty rows (blank trailing rows included)
@@ -212,7 +253,7 @@ def xlsx_to_csv(
         if sheet is not None and sheet not in names:
             raise FormatError(f"sheet {sheet!r} not found; the workbook has {names}")
         candidates = [sheet] if sheet is not None else names
-        chosen, header, records = candidates[0], None, []
+        chosen, header, records, header_row = candidates[0], None, [], 0
         for index, name in enumerate(candidates):
             rows = _with_formulas(
                 workbook[name].iter_rows(values_only=True),
@@ -220,14 +261,32 @@ def xlsx_to_csv(
             )
             table = _sheet_table(rows, is_header)
             if index == 0 or table[2]:
-                chosen, header, records = name, table[0], table[1]
+                chosen, header, records, header_row = name, table[0], table[1], table[3]
             if table[2]:
                 break
         _write(target, records, [h for h in header or [] if h])
-        return [n for n in names if n != chosen]
+        return [n for n in names if n != chosen], chosen, header_row
     finally:
         workbook.close()
         formulas.close()
+
+
+def count_sheet_rows(path: Path, sheet: str, header_row: int) -> int:
+    """Rows of ``sheet`` below ``header_row`` that hold anything (a value or a formula).
+
+    The landed count of a workbook for the load ledger, read apart from ``xlsx_to_csv``: a row the
+    conversion drops shows up as a difference between landed and loaded + quarantined."""
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(path, read_only=True, data_only=False)
+    try:
+        return sum(
+            1
+            for row in workbook[sheet].iter_rows(min_row=header_row + 1, values_only=True)
+            if any(v is not None and str(v).strip() for v in row)
+        )
+    finally:
+        workbook.close()
 
 
 def _with_formulas(values, formulas):

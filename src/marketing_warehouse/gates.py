@@ -160,12 +160,13 @@ def _ledger_reader(settings: Settings, key: str, ds: date) -> str:
             values.append(
                 f"({_sql_literal(dataset)}, {_sql_literal(r['source_file'])}, "
                 f"{_sql_literal(r['status'])}, {int(r['rows_landed'])}, {int(r['rows_loaded'])}, "
-                f"{int(r['rows_quarantined'])})"
+                f"{int(r['rows_quarantined'])}, {_sql_literal(r.get('rows_lost_at', ''))})"
             )
-    values = values or ["(null, null, null, 0, 0, 0)"]
+    values = values or ["(null, null, null, 0, 0, 0, '')"]
     return (
         f"(select * from (values {', '.join(values)}) "
-        f"as t(dataset, source_file, status, rows_landed, rows_loaded, rows_quarantined) "
+        f"as t(dataset, source_file, status, rows_landed, rows_loaded, rows_quarantined, "
+        f"rows_lost_at) "
         f"where source_file is not null)"
     )
 

@@ -1,7 +1,9 @@
 """Quarantine: where every landed row that cannot be loaded goes, with a reason a user can act on.
 
-Per landed file, ``rows landed = rows loaded + rows quarantined``. A file that cannot be read at
-all is quarantined whole: one entry with no row number and the first bytes of the file.
+Per landed file, ``rows landed = rows loaded + rows quarantined``, where rows landed is counted
+apart from the load (see ``extract.count_records``). A file that cannot be read at all is
+quarantined whole: one entry with no row number whose raw content is the file's size and hash,
+never its bytes (a headerless export's first line is a person's record).
 Quarantine entries are Parquet files beside the raw partitions, so extraction of different sources
 never competes for the warehouse's single DuckDB writer; dbt exposes them as ``audit.quarantine``.
 """
@@ -22,6 +24,8 @@ class Reason(StrEnum):
     AMBIGUOUS_DATE_ORDER = "ambiguous_date_order"
     # One row
     MALFORMED_ROW = "malformed_row"
+    UNDECODABLE_ROW = "undecodable_row"
+    NUL_BYTES = "nul_bytes"
     REPEATED_HEADER = "repeated_header"
     SUMMARY_ROW = "summary_row"
     MISSING_REQUIRED_VALUE = "missing_required_value"

@@ -63,6 +63,19 @@ def test_bad_input(settings, key, name):
             assert word in details, details
         assert all(e["raw_content"] for e in quarantined)
         assert all(r["_source_file"] == path.name for r in raw)
+    # what the case says must not be copied anywhere: messages, the ledger, quarantine entries
+    copied = " | ".join(
+        [result.message, json.dumps(Ledger(settings, contract).entries(DAY), default=str)]
+        + [
+            f"{e['raw_content']} {e['reason_detail']}"
+            for e in quarantined
+            if e["row_number"] is None
+        ]
+        + [e["reason_detail"] or "" for e in quarantined]
+    )
+    for text in expect.absent:
+        assert text not in copied, f"{text!r} copied into {copied[:500]}"
+    assert "\x00" not in json.dumps([list(r.values()) for r in raw], default=str)
     for column in expect.unknown:
         assert column in result.unknown_columns, result.unknown_columns
     assert sum(result.formula_values.values()) == expect.formula_values

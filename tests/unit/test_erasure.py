@@ -180,7 +180,7 @@ def test_erasing_by_email_removes_the_person_everywhere_and_keeps_the_rest(wareh
         "2026-11-21/stripe_payments_x.csv": 1,
         "2026-11-21/voucher_redemptions_x.json": 1,
     }
-    assert result.quarantine_previews == 1  # the rejected HubSpot file
+    assert result.quarantine_previews == 0  # a whole-file entry keeps no content to redact
     assert result.warehouse_rows["build.duckdb:marts.dim_customers"] == 1
     assert result.warehouse_rows["warehouse.duckdb:marts.fct_orders"] == 1
     assert any(k.startswith("warehouse.2026") for k in result.warehouse_rows)  # old version too

@@ -14,7 +14,7 @@ from conftest import order_row, write_shopify
 
 from marketing_warehouse.contracts import contract_for
 from marketing_warehouse.demo import SHOPIFY_HEADER
-from marketing_warehouse.extract import FileRejected, extract_file
+from marketing_warehouse.extract import FileRejected, extract_file, file_preview, file_sha256
 
 CONTRACT = contract_for("shopify__order_lines")
 LOADED_AT = datetime(2026, 11, 22, 2, 0, 0)
@@ -594,3 +594,208 @@ def test_column_rules_are_checked_when_the_contract_loads(column, message):
     data["columns"][2] |= column
     with pytest.raises(ContractError, match=message):
         _parse(data, None)
+
+
+# --- the load ledger, bytes, encodings, names and headers ------------------------------------
+
+
+def fifty_orders(tmp_path: Path) -> tuple[Path, list[str]]:
+    names = [f"#{1001 + i}" for i in range(50)]
+    rows = [
+        order_row(n, f"p{i}@example.com", "2026-11-21 10:00:00 +0000") for i, n in enumerate(names)
+    ]
+    return write_shopify(tmp_path / "shopify_orders_export.csv", rows), names
+
+
+def test_an_unclosed_quote_in_row_2_of_50_costs_row_2_only(tmp_path):
+    path, names = fifty_orders(tmp_path)
+    lines = path.read_text("utf-8").split("\n")
+    lines[2] = lines[2].replace("Organic Cotton Tee", '"Organic Cotton Tee', 1)  # never closed
+    path.write_text("\n".join(lines), encoding="utf-8")
+    # counted apart from the pipeline: the csv module reads one long value from row 2 on
+    with path.open(encoding="utf-8", newline="") as handle:
+        assert len(list(csv.reader(handle))) - 1 == 2
+    result, loaded, quarantined = run(path, tmp_path)
+    assert (result.rows_landed, result.rows_loaded, result.rows_quarantined) == (50, 49, 1)
+    assert [r["order_name"] for r in loaded] == names[:1] + names[2:]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [(3, "malformed_row")]
+    assert "line 3" in quarantined[0]["reason_detail"]
+    assert "unclosed quote" in quarantined[0]["reason_detail"]
+    assert result.rows_lost_at == ""
+
+
+def test_multi_line_notes_and_addresses_stay_one_record(tmp_path):
+    path = write_shopify(
+        tmp_path / "shopify_orders_export.csv",
+        [
+            order_row("#1", "a@example.com", "2026-11-21", Notes="Leave at the door\nThanks, Jörg"),
+            order_row("#2", "b@example.com", "2026-11-21", Lineitem_name="Tee\nsize M, blue"),
+            order_row("#3", "c@example.com", "2026-11-21"),
+        ],
+    )
+    result, loaded, quarantined = run(path, tmp_path)
+    assert (result.rows_landed, len(loaded), quarantined) == (3, 3, [])
+    assert loaded[1]["lineitem_name"] == "Tee\nsize M, blue"
+
+
+def test_one_windows_1252_byte_in_a_utf8_file_quarantines_that_row_only(tmp_path):
+    path = write_shopify(
+        tmp_path / "shopify_orders_export.csv",
+        [
+            order_row("#1", "a@example.com", "2026-11-21", **{"Billing Name": "jörg"}),
+            order_row("#2", "b@example.com", "2026-11-21", **{"Billing Name": "Zoë"}),
+            order_row("#3", "c@example.com", "2026-11-21", **{"Billing Name": "REPLACE"}),
+        ],
+    )
+    path.write_bytes(path.read_bytes().replace(b"REPLACE", "Café".encode("cp1252")))
+    result, loaded, quarantined = run(path, tmp_path)
+    assert result.encoding == "utf-8"
+    assert [r["billing_name"] for r in loaded] == ["jörg", "Zoë"]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [(4, "undecodable_row")]
+    assert quarantined[0]["reason_detail"] == (
+        "line 4: not in the encoding of the rest of the file (utf-8)"
+    )
+
+
+def test_a_utf8_line_in_a_windows_1252_file_is_quarantined_not_garbled(tmp_path):
+    path = write_shopify(
+        tmp_path / "shopify_orders_export.csv",
+        [
+            order_row("#1", "a@example.com", "2026-11-21", **{"Billing Name": "Zoë Müller"}),
+            order_row("#2", "b@example.com", "2026-11-21", **{"Billing Name": "Größe"}),
+            order_row("#3", "c@example.com", "2026-11-21", **{"Billing Name": "REPLACE"}),
+        ],
+        encoding="cp1252",
+    )
+    path.write_bytes(path.read_bytes().replace(b"REPLACE", "jörg".encode()))
+    result, loaded, quarantined = run(path, tmp_path)
+    assert result.encoding == "cp1252"
+    assert [r["billing_name"] for r in loaded] == ["Zoë Müller", "Größe"]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [(4, "undecodable_row")]
+
+
+def test_one_utf8_line_and_one_windows_1252_line_read_as_utf8(tmp_path):
+    """A tie: UTF-8 wins, so the UTF-8 name loads as written and the other row is quarantined."""
+    path = write_shopify(
+        tmp_path / "shopify_orders_export.csv",
+        [
+            order_row("#1", "a@example.com", "2026-11-21", **{"Billing Name": "jörg"}),
+            order_row("#2", "b@example.com", "2026-11-21", **{"Billing Name": "REPLACE"}),
+        ],
+    )
+    path.write_bytes(path.read_bytes().replace(b"REPLACE", "Café".encode("cp1252")))
+    result, loaded, quarantined = run(path, tmp_path)
+    assert (result.encoding, [r["billing_name"] for r in loaded]) == ("utf-8", ["jörg"])
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [(3, "undecodable_row")]
+
+
+def test_mixed_crlf_and_lf_line_ends_load(tmp_path):
+    """Lines ending LF and CRLF by turns (rows edited by two tools). DuckDB refused such a file
+    whole when its lines end in a value (here the payment reference), not in an empty cell."""
+    names = ["#1", "#2", "#3", "#4"]
+    path = write_shopify(
+        tmp_path / "shopify_orders_export.csv",
+        [
+            order_row(n, "a@example.com", "2026-11-21", **{"Payment References": f"r{n}"})
+            for n in names
+        ],
+    )
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join(ln + b"\r" if i % 2 and ln else ln for i, ln in enumerate(lines)))
+    _, loaded, quarantined = run(path, tmp_path)
+    assert [r["order_name"] for r in loaded] == names and quarantined == []
+
+
+def test_nul_bytes_never_reach_raw_and_their_rows_are_quarantined(tmp_path):
+    path, names = fifty_orders(tmp_path)
+    lines = path.read_bytes().split(b"\n")
+    lines[5] = lines[5].replace(b"Organic Cotton Tee", b"Organic\x00 Cotton Tee")
+    lines[9] = b"\x00" * 4096 + lines[9]  # a zeroed disk block in front of an order
+    path.write_bytes(b"\n".join(lines))
+    _, loaded, quarantined = run(path, tmp_path)
+    assert [r["order_name"] for r in loaded] == [n for i, n in enumerate(names) if i not in (4, 8)]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [
+        (6, "nul_bytes"),
+        (10, "nul_bytes"),
+    ]
+    assert "<4096 NUL bytes>#1009" in quarantined[1]["raw_content"]
+    assert not any("\x00" in str(v) for r in loaded for v in r.values())
+    assert not any("\x00" in str(v) for q in quarantined for v in q.values())
+
+
+def test_a_landed_name_of_252_characters_loads(tmp_path):
+    name = "shopify_orders_" + "x" * (252 - len("shopify_orders_.csv")) + ".csv"
+    path = write_shopify(
+        tmp_path / name,
+        [order_row("#1", "a@example.com", "2026-11-21", **{"Billing Name": "Zoë"})],
+        encoding="cp1252",
+    )
+    assert len(path.name) == 252
+    result, loaded, _ = run(path, tmp_path)
+    assert (result.source_file, len(loaded)) == (name, 1)
+
+
+def test_a_headerless_export_is_rejected_without_copying_its_first_record(tmp_path):
+    path = tmp_path / "shopify_orders_bad.csv"
+    path.write_text(
+        "#1001,jorg.muller@example.com,2026-11-21 10:00:00 +0000,1,Jörg Müller\n"
+        "#1002,ann@example.com,2026-11-21 11:00:00 +0000,2,Ann Lee\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(FileRejected) as caught:
+        extract_file(
+            path,
+            CONTRACT,
+            date(2026, 11, 21),
+            tmp_path / "o.parquet",
+            tmp_path / "q.parquet",
+            LOADED_AT,
+        )
+    message = caught.value.message
+    assert caught.value.reason == "missing_required_column" and path.name in message
+    assert "is the header row missing?" in message
+    for value in ("#1001", "jorg.muller", "Jörg", "2026-11-21"):
+        assert value not in message
+
+
+def test_a_whole_file_quarantine_entry_keeps_size_and_hash_not_bytes(tmp_path):
+    text = tmp_path / "shopify_orders_bad.csv"
+    text.write_text("#1001,jorg.muller@example.com,Jörg Müller\n", encoding="utf-8")
+    image = tmp_path / "shopify_orders_image.csv"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + "Jörg Müller".encode() + bytes(range(256)))
+    for path in (text, image):
+        digest = file_sha256(path)
+        preview = file_preview(path, digest)
+        assert preview.startswith(
+            f"(content not copied: {path.stat().st_size} bytes, sha256 {digest}"
+        )
+        assert "rg" not in preview.replace(digest, "")
+    assert file_preview(image, "h").endswith(", a PNG image)")
+
+
+def test_a_headerless_export_reaches_no_run_summary_log_ledger_or_quarantine(settings, caplog):
+    import logging
+
+    from marketing_warehouse import pipeline
+
+    folder = settings.landing_dir / "2026-11-21"
+    folder.mkdir(parents=True)
+    (folder / "shopify_orders_bad.csv").write_text(
+        "#1001,jorg.muller@example.com,2026-11-20 10:00:00 +0000,1,Jörg Müller,+49 30 1234567\n"
+        "#1002,ann@example.com,2026-11-20 11:00:00 +0000,2,Ann Lee,+49 30 7654321\n",
+        encoding="utf-8",
+    )
+    with caplog.at_level(logging.INFO):
+        summary = pipeline.extract_source("shopify__order_lines", "2026-11-21", settings)
+    assert (
+        summary["rejected_files"] and "is the header row missing?" in summary["rejected_files"][0]
+    )
+    written = [
+        (settings.run_dir("2026-11-21") / "extract" / "shopify__order_lines.json").read_text(),
+        *(p.read_text() for p in settings.ledger_dir.rglob("*.json")),
+        caplog.text,
+    ]
+    glob = settings.quarantine_dir / "shopify__order_lines" / "load_date=*" / "*.parquet"
+    written += [str(r) for r in duckdb.sql(f"select * from read_parquet('{glob}')").fetchall()]
+    for value in ("#1001", "jorg.muller", "Jörg", "1234567", "2026-11-20"):
+        assert not any(value in text for text in written), value

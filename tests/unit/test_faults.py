@@ -130,3 +130,55 @@ def test_csv_export_defuses_formulas_and_keeps_numbers(tmp_path):
     assert write_csv_export(rel, target) == 2
     text = target.read_text("utf-8-sig")
     assert text.splitlines() == ["name,amount", '"\'=HYPERLINK(""http://x"")",-5.5', "Brand,3.0"]
+
+
+def conservation_only(settings, tmp_path):
+    """Settings whose raw gate runs the project's load_conservation suite and nothing else."""
+    import shutil
+
+    import yaml
+
+    from marketing_warehouse.config import load_settings
+
+    suites = tmp_path / "expectations"
+    (suites / "raw").mkdir(parents=True)
+    project = settings.project_dir / "expectations"
+    shutil.copy(project / "raw" / "load_conservation.json", suites / "raw")
+    bindings = yaml.safe_load((project / "gates.yml").read_text("utf-8"))["raw"]
+    chosen = [b for b in bindings if b["suite"] == "raw/load_conservation"]
+    (suites / "gates.yml").write_text(yaml.safe_dump({"raw": chosen}), "utf-8")
+    return load_settings(
+        {"MWH_DATA_DIR": str(settings.data_dir), "MWH_EXPECTATIONS_DIR": str(suites)}
+    )
+
+
+def test_a_loader_that_loses_records_stops_the_raw_gate_naming_file_and_lines(
+    settings, tmp_path, monkeypatch
+):
+    """The ledger's rows landed are counted from the file, not from the load: when the loader
+    reads the original file past a repair (here: it ignores the cleaned copy, as the extractor
+    did before), 48 orders go missing and the raw gate stops the run, naming the file and lines."""
+    from marketing_warehouse.gates import GateFailed, enforce, run_gate
+
+    path = landed(settings, "shopify_orders_a.csv", [f"#{1001 + i}" for i in range(50)])
+    lines = path.read_text("utf-8").split("\n")
+    lines[2] = lines[2].replace("Organic Cotton Tee", '"Organic Cotton Tee', 1)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    gate_settings = conservation_only(settings, tmp_path)
+
+    (good,) = load_source(settings, CONTRACT, DAY, AT)
+    assert (good.rows_landed, good.rows_loaded, good.rows_quarantined) == (50, 49, 1)
+    assert run_gate(gate_settings, "raw", DAY, "run-good").status == "pass"
+
+    monkeypatch.setattr(extract, "_clean_copy", lambda path, *args: path)
+    (lost,) = load_source(settings, CONTRACT, DAY, AT)
+    assert lost.rows_landed == 50 and lost.rows_loaded + lost.rows_quarantined < 50
+    entry = Ledger(settings, CONTRACT).entries(DAY)[0]
+    assert entry["rows_lost_at"].startswith("shopify_orders_a.csv: 50 records landed")
+    outcome = run_gate(gate_settings, "raw", DAY, "run-lost")
+    with pytest.raises(GateFailed) as failed:
+        enforce(outcome)
+    message = str(failed.value)
+    assert "raw/load_conservation" in message and "[critical]" in message
+    assert "shopify__order_lines: shopify_orders_a.csv: 50 records landed" in message
+    assert "the 48 record(s) at lines 4-51 did not reach the loader" in message

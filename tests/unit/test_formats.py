@@ -158,3 +158,35 @@ def test_missing_sheet_and_non_xlsx_file_are_rejected(tmp_path):
     fake.write_text("Date,From,To,Rate\n", encoding="utf-8")
     with pytest.raises(FileRejected, match=r"not a readable \.xlsx workbook"):
         run(fake, "spreadsheets__fx_rates", tmp_path)
+
+
+def test_json_keys_match_in_any_case_and_spacing_nested_ones_too(tmp_path):
+    path = tmp_path / "product_events_x.jsonl"
+    lines = [
+        {"messageId": "m1", "event": "login", "timestamp": "2026-11-21T10:00:00Z",
+         "context": {"device": "ios"}},
+        {"MessageID": "m2", " Event ": "login", "TIMESTAMP": "2026-11-21T11:00:00Z",
+         "Context": {"Device": "android"}},
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    _, loaded, quarantined = run(path, "product__events", tmp_path)
+    assert quarantined == []
+    assert [(r["message_id"], r["device"]) for r in loaded] == [("m1", "ios"), ("m2", "android")]
+
+
+def test_google_ads_total_rows_are_found_by_structure_and_a_total_campaign_loads(tmp_path):
+    path = tmp_path / "google_ads_x.csv"
+    path.write_text(
+        "Day,Campaign,Campaign ID,Currency code,Impr.,Clicks,Cost,Conversions,Conv. value\n"
+        "2026-11-21,Total Sale Nov,1801,EUR,100,5,10.00,1,20.00\n"
+        "2026-11-21,Search - Brand,1802,EUR,50,2,5.00,0,0\n"
+        "Total: Account,,,EUR,150,7,15.00,1,20.00\n"
+        ",Total: Campaigns,,EUR,150,7,15.00,1,20.00\n",
+        encoding="utf-8",
+    )
+    _, loaded, quarantined = run(path, "google_ads__campaign_stats", tmp_path)
+    assert [r["campaign_name"] for r in loaded] == ["Total Sale Nov", "Search - Brand"]
+    assert [(q["row_number"], q["reason_code"]) for q in quarantined] == [
+        (3, "summary_row"),
+        (4, "summary_row"),
+    ]

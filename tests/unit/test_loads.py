@@ -102,8 +102,14 @@ def test_unreadable_file_is_quarantined_whole_and_the_rest_loads(settings):
         f"select source_file, row_number, reason_code, raw_content "
         f"from read_parquet('{glob}', union_by_name = true)"
     ).fetchall()
-    assert rows == [
-        ("shopify_orders_bad.csv", None, "missing_required_column", "Order,Mail\n#2,b@x.com\n")
+    size, digest = bad.stat().st_size, results["shopify_orders_bad.csv"].file_hash
+    assert rows == [  # the entry keeps the file's size and hash, never its content
+        (
+            "shopify_orders_bad.csv",
+            None,
+            "missing_required_column",
+            f"(content not copied: {size} bytes, sha256 {digest})",
+        )
     ]
     ledger = json.loads(Ledger(settings, CONTRACT).path(date(2026, 11, 21)).read_text())
     assert {e["status"] for e in ledger} == {"loaded", "rejected"}
