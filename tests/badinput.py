@@ -14,7 +14,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from marketing_warehouse.contracts import Column, Contract, load_contracts
@@ -44,6 +44,8 @@ def value(column: Column, row: int, contract: Contract) -> str:
     kind = column.type
     if kind == "string":
         return f"#{1000 + row}" if column.name == contract.record_group else f"{column.name}-{row}"
+    if kind == "date" and column.name in contract.primary_key:  # FX rates: one rate a day
+        return (date(2026, 11, 21) - timedelta(days=row)).isoformat()
     return {
         "email": f"person{row}@example.com",
         "integer": str(row + 1),

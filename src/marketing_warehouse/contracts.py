@@ -76,6 +76,12 @@ class Contract:
     #: Rows sharing this column's value within a file form one record (Shopify: an order's line
     #: items, with the order-level fields on the first row). One bad row holds back the record.
     record_group: str | None = None
+    #: Rows of one file that share the primary key are one record at a finer grain (ad set, ad,
+    #: keyword) or broken down (age, device): ``grain_columns`` tell them apart and
+    #: ``additive_columns`` are summed to the primary key's grain. Without them, rows sharing the
+    #: key with different content make the file ambiguous (quarantined whole).
+    additive_columns: tuple[str, ...] = ()
+    grain_columns: tuple[str, ...] = ()
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -120,6 +126,8 @@ def _parse(data: dict, path: Path | None) -> Contract:
             sheet=data.get("sheet"),
             summary_row_pattern=data.get("summary_row_pattern"),
             record_group=data.get("record_group"),
+            additive_columns=tuple(data.get("additive_columns", ())),
+            grain_columns=tuple(data.get("grain_columns", ())),
             path=path,
         )
     except KeyError as exc:
@@ -132,6 +140,10 @@ def _parse(data: dict, path: Path | None) -> Contract:
             raise ContractError(f"{where}: column {column.name} has unknown type {column.type!r}")
     if contract.record_group and contract.record_group not in names:
         raise ContractError(f"{where}: record_group {contract.record_group!r} is not a column")
+    for key in ("additive_columns", "grain_columns"):
+        for name in getattr(contract, key):
+            if name not in names:
+                raise ContractError(f"{where}: {key} names {name!r}, which is not a column")
     if contract.format not in FORMATS:
         raise ContractError(f"{where}: unknown format {contract.format!r}")
     if contract.decimal_separator not in {"auto", ".", ","}:

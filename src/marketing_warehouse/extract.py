@@ -57,6 +57,8 @@ LINEAGE_COLUMNS = {
     "_row_number": "BIGINT",
     "_load_date": "DATE",
     "_loaded_at": "TIMESTAMP",
+    #: The landed file's modification time (UTC): when it was delivered, whatever its name.
+    "_landed_at": "TIMESTAMP",
 }
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -578,7 +580,8 @@ def extract_file(
             lineage = (
                 f"{_sql_str(path.name)} as _source_file, {_sql_str(file_hash)} as _file_hash, "
                 f"_row_number, date {_sql_str(load_date.isoformat())} as _load_date, "
-                f"timestamp {_sql_str(loaded_at.strftime('%Y-%m-%d %H:%M:%S'))} as _loaded_at"
+                f"timestamp {_sql_str(loaded_at.strftime('%Y-%m-%d %H:%M:%S'))} as _loaded_at, "
+                f"timestamp {_sql_str(_landed_at(path))} as _landed_at"
             )
             names = ", ".join(_ident(c.name) for c in contract.columns)
             out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -640,6 +643,11 @@ def extract_file(
             if own:
                 database.close()
     return result
+
+
+def _landed_at(path: Path) -> str:
+    """The file's modification time in UTC to the microsecond, as a DuckDB timestamp literal."""
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def extraction_database(memory_limit: str, spill_dir: Path | str) -> duckdb.DuckDBPyConnection:

@@ -45,6 +45,7 @@ from marketing_warehouse.config import Settings
 from marketing_warehouse.contracts import Contract
 from marketing_warehouse.extract import (
     DUCKDB_RESOURCE_ERRORS,
+    LINEAGE_COLUMNS,
     FileRejected,
     FileResult,
     empty_quarantine_file,
@@ -96,6 +97,19 @@ def _swap_in(new_dir: Path, target: Path, staging: Path) -> None:
         os.replace(new_dir, target)
     if old.exists():
         shutil.rmtree(old)
+
+
+def _schema_is_current(contract: Contract, schema_file: Path) -> bool:
+    """Whether the zero-row schema file has every column the contract and lineage now have."""
+    if not schema_file.exists():
+        return False
+    found = {
+        row[0]
+        for row in duckdb.sql(
+            f"describe select * from read_parquet('{str(schema_file).replace(chr(39), chr(39) * 2)}')"
+        ).fetchall()
+    }
+    return found >= {c.name for c in contract.columns} | set(LINEAGE_COLUMNS)
 
 
 def staging_dir(settings: Settings, contract: Contract) -> Path:
@@ -166,7 +180,7 @@ def _load_file(
 ) -> FileResult:
     name = f"{file_hash[:16]}.parquet"
     try:
-        return extract_file(
+        result = extract_file(
             path,
             contract,
             day,
@@ -176,6 +190,8 @@ def _load_file(
             file_hash,
             database,
         )
+        _check_keys(path, contract, raw_part / name, database)
+        return result
     except FileRejected as caught:
         rejection = caught
     except (OSError, duckdb.IOException, *DUCKDB_RESOURCE_ERRORS):
@@ -202,6 +218,71 @@ def _load_file(
     )
 
 
+#: Key groups named in a ``conflicting_keys`` message; the rest are counted.
+CONFLICTS_SHOWN = 5
+
+
+def _check_keys(
+    path: Path, contract: Contract, out_file: Path, database: duckdb.DuckDBPyConnection
+) -> None:
+    """Reject a file whose loaded rows share the contract's key but cannot be one record.
+
+    Without ``additive_columns`` a key names one record: exactly repeated rows are harmless
+    (downstream keeps one), rows that differ make the file ambiguous. With them, the rows of a key
+    are summed, so each must be told apart by the ``grain_columns`` (a repeated row would count
+    twice) and agree on every other column (one campaign, one currency). Row numbers only, never
+    values, go into the message."""
+    key = [c for c in contract.primary_key if c != "_row_number"]
+    if not key or len(key) < len(contract.primary_key) or not out_file.exists():
+        return  # a key with the row number is unique by construction
+    ident = [f'"{c}"' for c in key]
+    others = [
+        f'"{c.name}"'
+        for c in contract.columns
+        if c.name not in key + list(contract.additive_columns) + list(contract.grain_columns)
+    ]
+    if contract.additive_columns:
+        grain = ident + [f'"{c}"' for c in contract.grain_columns]
+        checks = [
+            (grain, "count(*) > 1", "repeat the same " + ", ".join(key + list(contract.grain_columns))
+             + " (rows are summed, so a repeated row would count twice)"),
+            (ident, f"count(distinct ({', '.join(others)})) > 1" if others else "false",
+             f"share {', '.join(key)} but differ in " + ", ".join(c.strip('"') for c in others)),
+        ]  # fmt: skip
+    else:
+        every = [f'"{c.name}"' for c in contract.columns]
+        checks = [
+            (ident, f"count(distinct ({', '.join(every)})) > 1",
+             f"share {', '.join(key)} with different content"),
+        ]  # fmt: skip
+    source = f"read_parquet('{str(out_file).replace(chr(39), chr(39) * 2)}')"
+    con = database.cursor()
+    try:
+        for columns, condition, what in checks:
+            groups = con.execute(
+                f"select list(_row_number order by _row_number) from {source} "
+                f"group by {', '.join(columns)} having {condition} order by min(_row_number)"
+            ).fetchall()
+            if groups:
+                shown = "; ".join(
+                    "rows " + ", ".join(str(n) for n in rows[0][:10])
+                    for rows in groups[:CONFLICTS_SHOWN]
+                )
+                more = (
+                    f" and {len(groups) - CONFLICTS_SHOWN} more"
+                    if len(groups) > CONFLICTS_SHOWN
+                    else ""
+                )
+                raise FileRejected(
+                    Reason.CONFLICTING_KEYS,
+                    f"{path.name}: {len(groups)} groups of rows {what}: {shown}{more}. Which row "
+                    "is right cannot be told, so the file is quarantined whole; export it again "
+                    "without the repeated rows (or with the columns that tell them apart).",
+                )
+    finally:
+        con.close()
+
+
 def load_source(
     settings: Settings, contract: Contract, ds: date, loaded_at: datetime
 ) -> list[FileResult]:
@@ -210,7 +291,7 @@ def load_source(
     raw_base = settings.raw_dir / contract.key
     quarantine_base = settings.quarantine_dir / contract.key
     schema_file = raw_base / "_schema" / "empty.parquet"
-    if not schema_file.exists():
+    if not _schema_is_current(contract, schema_file):  # a contract that gained columns
         empty_raw_file(contract, schema_file)
     q_schema = quarantine_base / "_schema" / "empty.parquet"
     if not q_schema.exists():

@@ -18,6 +18,7 @@ class Reason(StrEnum):
     MISSING_REQUIRED_COLUMN = "missing_required_column"
     DUPLICATE_COLUMN = "duplicate_column"
     EXTRACT_FAILED = "extract_failed"
+    CONFLICTING_KEYS = "conflicting_keys"
     # One row
     MALFORMED_ROW = "malformed_row"
     REPEATED_HEADER = "repeated_header"
