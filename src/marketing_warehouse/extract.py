@@ -100,6 +100,9 @@ class FileResult:
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     #: Loaded values a spreadsheet would run as a formula, per column header (see ``formula_like``).
     formula_values: dict[str, int] = field(default_factory=dict)
+    #: Digest of the typed rows (not the bytes): the same rows saved in another encoding or with
+    #: other line ends are one delivery (set by ``loads``).
+    rows_hash: str = ""
 
 
 def file_sha256(path: Path) -> str:

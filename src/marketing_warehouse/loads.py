@@ -14,7 +14,9 @@ Rules for a run of logical date ``ds`` (landing folders are ``<landing>/YYYY-MM-
 * files in earlier folders that no ledger knows (by content hash) are late arrivals and are added
   to their own folder's partition;
 * a file whose content hash is already in the ledger (a re-sent export, the same file under another
-  name) is skipped and recorded as ``skipped_duplicate``;
+  name) is skipped and recorded as ``skipped_duplicate``; so is a file whose typed rows equal those
+  of a file already loaded (the same export saved in another encoding or with other line ends),
+  once it has been extracted;
 * later folders are never touched, so dates can be backfilled in any order.
 
 Each partition is written in ``<data>/raw/_staging/`` (outside every folder dbt and the gates read,
@@ -152,6 +154,17 @@ class Ledger:
                 known.add(entry["file_hash"])
         return known
 
+    def known_rows(self, exclude_day: date) -> dict[str, str]:
+        """Rows digest -> file name of every loaded file (with its Parquet) of other days."""
+        return {
+            entry["rows_hash"]: entry["source_file"]
+            for entry in self.all_entries()
+            if entry["load_date"] != exclude_day.isoformat()
+            and entry["status"] == "loaded"
+            and entry.get("rows_hash")
+            and self._has_parquet(entry)
+        }
+
     def recorded(self) -> set[tuple[str, str, str]]:
         """(load date, file name, hash) of every file dealt with (loaded ones with their Parquet)."""
         return {
@@ -191,6 +204,7 @@ def _load_file(
             database,
         )
         _check_keys(path, contract, raw_part / name, database)
+        result.rows_hash = _rows_hash(contract, raw_part / name, result, database)
         return result
     except FileRejected as caught:
         rejection = caught
@@ -218,7 +232,7 @@ def _load_file(
     )
 
 
-#: Key groups named in a ``conflicting_keys`` message; the rest are counted.
+#: Key groups named in a ``conflicting_keys`` message (10 row numbers each); the rest are counted.
 CONFLICTS_SHOWN = 5
 
 
@@ -260,27 +274,43 @@ def _check_keys(
     try:
         for columns, condition, what in checks:
             groups = con.execute(
-                f"select list(_row_number order by _row_number) from {source} "
-                f"group by {', '.join(columns)} having {condition} order by min(_row_number)"
+                f"select list(_row_number order by _row_number)[1:10], count(*) over () "
+                f"from {source} group by {', '.join(columns)} having {condition} "
+                f"order by min(_row_number) limit {CONFLICTS_SHOWN}"
             ).fetchall()
             if groups:
-                shown = "; ".join(
-                    "rows " + ", ".join(str(n) for n in rows[0][:10])
-                    for rows in groups[:CONFLICTS_SHOWN]
-                )
-                more = (
-                    f" and {len(groups) - CONFLICTS_SHOWN} more"
-                    if len(groups) > CONFLICTS_SHOWN
-                    else ""
-                )
+                count = groups[0][1]
+                shown = "; ".join("rows " + ", ".join(str(n) for n in rows) for rows, _ in groups)
+                more = f" and {count - len(groups)} more" if count > len(groups) else ""
                 raise FileRejected(
                     Reason.CONFLICTING_KEYS,
-                    f"{path.name}: {len(groups)} groups of rows {what}: {shown}{more}. Which row "
-                    "is right cannot be told, so the file is quarantined whole; export it again "
-                    "without the repeated rows (or with the columns that tell them apart).",
+                    f"{path.name}: {count} group{'s' if count > 1 else ''} of rows {what}: "
+                    f"{shown}{more}. Which row is right cannot be told, so the file is "
+                    "quarantined whole; export it again without the repeated rows (or with the "
+                    "columns that tell them apart).",
                 )
     finally:
         con.close()
+
+
+def _rows_hash(
+    contract: Contract, out_file: Path, result: FileResult, database: duckdb.DuckDBPyConnection
+) -> str:
+    """A digest of the loaded rows' typed values in file order, with the landed and quarantined
+    counts; empty for a file that loaded nothing (such files are told apart by their bytes)."""
+    if not result.rows_loaded or not out_file.exists():
+        return ""
+    columns = ", ".join(f'"{c.name}"' for c in contract.columns)
+    source = f"read_parquet('{str(out_file).replace(chr(39), chr(39) * 2)}')"
+    con = database.cursor()
+    try:
+        digest = con.execute(
+            f"select md5(string_agg(md5(cast(row({columns}) as varchar)), '' "
+            f"order by _row_number)) from {source}"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    return f"{result.rows_landed}:{result.rows_quarantined}:{digest}"
 
 
 def load_source(
@@ -321,6 +351,7 @@ def _load_folders(
     raw_base = settings.raw_dir / contract.key
     quarantine_base = settings.quarantine_dir / contract.key
     known = ledger.known_hashes(exclude_day=ds)
+    known_rows = ledger.known_rows(exclude_day=ds)
     recorded = ledger.recorded()
     # (day, its results, or None for a file that still has to be extracted, with its arguments)
     plan: list[tuple[date, list[FileResult | None], list[tuple]]] = []
@@ -360,6 +391,29 @@ def _load_folders(
         extracted = pool.map(lambda job: _load_file(*job, database), all_jobs)
         for day, slots, _ in plan:
             day_results = [slot if slot is not None else next(extracted) for slot in slots]
+            for index, result in enumerate(day_results):
+                if result.status != "loaded" or not result.rows_hash:
+                    continue
+                if result.rows_hash not in known_rows:
+                    known_rows[result.rows_hash] = result.source_file
+                    continue
+                # the same rows in other bytes (another encoding, other line ends): one delivery
+                name = f"{result.file_hash[:16]}.parquet"
+                if day == ds:
+                    parts = (
+                        staging / f"raw-{day.isoformat()}",
+                        staging / f"quarantine-{day.isoformat()}",
+                    )
+                else:
+                    parts = (_partition(raw_base, day), _partition(quarantine_base, day))
+                for part in parts:
+                    (part / name).unlink(missing_ok=True)
+                day_results[index] = _duplicate(
+                    Path(result.source_file),
+                    result.file_hash,
+                    day,
+                    f"the same rows as {known_rows[result.rows_hash]} in other bytes",
+                )
             if day == ds:
                 _swap_in(staging / f"raw-{day.isoformat()}", _partition(raw_base, day), staging)
                 _swap_in(
@@ -387,11 +441,13 @@ def _load_folders(
     return results
 
 
-def _duplicate(path: Path, file_hash: str, day: date) -> FileResult:
+def _duplicate(
+    path: Path, file_hash: str, day: date, what: str = "same content as a file already loaded"
+) -> FileResult:
     return FileResult(
         source_file=path.name,
         file_hash=file_hash,
         load_date=day.isoformat(),
         status="skipped_duplicate",
-        message=f"{path.name}: same content as a file already loaded; skipped.",
+        message=f"{path.name}: {what}; skipped.",
     )

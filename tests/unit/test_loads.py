@@ -208,7 +208,7 @@ def test_rows_sharing_a_key_with_different_content_quarantine_the_file(settings)
     )
     [result] = load_source(settings, contract_for("stripe__payments"), date(2026, 11, 20), AT)
     assert (result.status, result.quarantine_reasons) == ("rejected", {"conflicting_keys": 1})
-    assert "1 groups of rows share payment_id with different content: rows 1, 3." in result.message
+    assert "1 group of rows share payment_id with different content: rows 1, 3." in result.message
     assert not any(v in result.message for v in ("ann@", "40.00", "45.00", "ch_1"))
     raw = settings.raw_dir / "stripe__payments" / "load_date=2026-11-20"
     assert list(raw.glob("*.parquet")) == []
@@ -283,3 +283,54 @@ def test_rows_of_one_campaign_and_day_in_two_currencies_quarantine_the_file(sett
     )
     assert (result.status, result.quarantine_reasons) == ("rejected", {"conflicting_keys": 1})
     assert "share campaign_id, report_date but differ in campaign_name, currency" in result.message
+
+
+def test_each_row_records_when_its_file_landed(settings):
+    """_landed_at is the landed file's modification time (UTC), whatever the file's name."""
+    import os
+
+    path = day_file(settings, "2026-11-20", "shopify_orders_a.csv", ["#1"])
+    os.utime(path, (1_795_000_000.25, 1_795_000_000.25))  # 2026-11-18 11:06:40.25 UTC
+    load_source(settings, CONTRACT, date(2026, 11, 20), AT)
+    glob = settings.raw_dir / "shopify__order_lines" / "load_date=*" / "*.parquet"
+    landed = duckdb.sql(f"select distinct _landed_at::varchar from read_parquet('{glob}')")
+    assert landed.fetchall() == [("2026-11-18 11:06:40.25",)]
+
+
+def test_the_same_rows_in_other_bytes_are_a_skipped_duplicate(settings):
+    """One export saved again as UTF-16 with CRLF line ends, beside it and (a day later) in the
+    next folder: one delivery, loaded once."""
+    export = day_file(settings, "2026-11-20", "shopify_orders.csv", ["#1", "#2"])
+    text = export.read_text("utf-8").replace("\n", "\r\n")
+    (export.parent / "shopify_orders_excel.csv").write_bytes(text.encode("utf-16"))
+    first = load_source(settings, CONTRACT, date(2026, 11, 20), AT)
+    assert [(r.source_file, r.status, r.rows_loaded) for r in first] == [
+        ("shopify_orders.csv", "loaded", 2),
+        ("shopify_orders_excel.csv", "skipped_duplicate", 0),
+    ]
+    assert "the same rows as shopify_orders.csv in other bytes" in first[1].message
+    later = settings.landing_dir / "2026-11-21" / "shopify_orders_again.csv"
+    later.parent.mkdir(parents=True)
+    later.write_bytes(text.encode("cp1252"))
+    second = load_source(settings, CONTRACT, date(2026, 11, 21), AT)
+    assert [(r.source_file, r.status) for r in second] == [
+        ("shopify_orders_again.csv", "skipped_duplicate")
+    ]
+    assert raw_orders(settings) == [("2026-11-20", "#1"), ("2026-11-20", "#2")]
+    again = load_source(settings, CONTRACT, date(2026, 11, 20), AT)  # a rerun of the day
+    assert [r.status for r in again] == ["loaded", "skipped_duplicate"]
+    assert raw_orders(settings) == [("2026-11-20", "#1"), ("2026-11-20", "#2")]
+
+
+def test_a_conflicting_keys_message_names_five_groups_and_counts_the_rest(settings):
+    lines = [
+        f"ch_{i},2026-11-20 10:00:00,{amount}.00,eur,paid,p{i}@example.com"
+        for i in range(7)
+        for amount in (10, 11)
+    ]
+    _stripe_file(settings, "stripe_payments.csv", lines)
+    [result] = load_source(settings, contract_for("stripe__payments"), date(2026, 11, 20), AT)
+    assert "7 groups of rows share payment_id with different content: rows 1, 2; rows 3, 4;" in (
+        result.message
+    )
+    assert "rows 9, 10 and 2 more." in result.message
