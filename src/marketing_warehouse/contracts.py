@@ -160,6 +160,12 @@ class Contract:
     date_order: str | None = None
     row_checks: tuple[RowCheck, ...] = ()
     unique_key: bool = False
+    #: Rows of one file that share the primary key are one record at a finer grain (ad set, ad,
+    #: keyword) or broken down (age, device): ``grain_columns`` tell them apart and
+    #: ``additive_columns`` are summed to the primary key's grain. Without them, rows sharing the
+    #: key with different content make the file ambiguous (quarantined whole).
+    additive_columns: tuple[str, ...] = ()
+    grain_columns: tuple[str, ...] = ()
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -238,6 +244,8 @@ def _parse(data: dict, path: Path | None) -> Contract:
             date_order=data.get("date_order"),
             row_checks=tuple(row_checks),
             unique_key=bool(data.get("unique_key", False)),
+            additive_columns=tuple(data.get("additive_columns", ())),
+            grain_columns=tuple(data.get("grain_columns", ())),
             path=path,
         )
     except KeyError as exc:
@@ -264,6 +272,10 @@ def _parse(data: dict, path: Path | None) -> Contract:
             f"{where}: formats of both day-month orders are listed; set date_order (the order of "
             "a file whose values do not tell)"
         )
+    for key in ("additive_columns", "grain_columns"):
+        for name in getattr(contract, key):
+            if name not in names:
+                raise ContractError(f"{where}: {key} names {name!r}, which is not a column")
     if contract.format not in FORMATS:
         raise ContractError(f"{where}: unknown format {contract.format!r}")
     if contract.decimal_separator not in {"auto", ".", ","}:

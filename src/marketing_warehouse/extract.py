@@ -79,6 +79,8 @@ LINEAGE_COLUMNS = {
     "_row_number": "BIGINT",
     "_load_date": "DATE",
     "_loaded_at": "TIMESTAMP",
+    #: The landed file's modification time (UTC): when it was delivered, whatever its name.
+    "_landed_at": "TIMESTAMP",
 }
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -130,6 +132,9 @@ class FileResult:
     #: Empty unless rows landed (counted apart from the load) differ from rows loaded + rows
     #: quarantined: then where in the file the records were lost; the raw gate stops the run.
     rows_lost_at: str = ""
+    #: Digest of the typed rows (not the bytes): the same rows saved in another encoding or with
+    #: other line ends are one delivery (set by ``loads``).
+    rows_hash: str = ""
 
 
 def file_sha256(path: Path) -> str:
@@ -1241,7 +1246,8 @@ def extract_file(
             lineage = (
                 f"{_sql_str(path.name)} as _source_file, {_sql_str(file_hash)} as _file_hash, "
                 f"_row_number, date {_sql_str(load_date.isoformat())} as _load_date, "
-                f"timestamp {_sql_str(loaded_at.strftime('%Y-%m-%d %H:%M:%S'))} as _loaded_at"
+                f"timestamp {_sql_str(loaded_at.strftime('%Y-%m-%d %H:%M:%S'))} as _loaded_at, "
+                f"timestamp {_sql_str(_landed_at(path))} as _landed_at"
             )
             names = ", ".join(_ident(c.name) for c in contract.columns)
             out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -1393,6 +1399,11 @@ def _where_lost(
         f"{text}: the {len(missing)} record(s) at lines {missing[0][0]}-{missing[-1][0]} did not "
         f"reach the loader as they are in the file (it read {len(got)} of {len(expected)})."
     )
+
+
+def _landed_at(path: Path) -> str:
+    """The file's modification time in UTC to the microsecond, as a DuckDB timestamp literal."""
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def extraction_database(memory_limit: str, spill_dir: Path | str) -> duckdb.DuckDBPyConnection:

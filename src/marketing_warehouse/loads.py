@@ -14,7 +14,9 @@ Rules for a run of logical date ``ds`` (landing folders are ``<landing>/YYYY-MM-
 * files in earlier folders that no ledger knows (by content hash) are late arrivals and are added
   to their own folder's partition;
 * a file whose content hash is already in the ledger (a re-sent export, the same file under another
-  name) is skipped and recorded as ``skipped_duplicate``;
+  name) is skipped and recorded as ``skipped_duplicate``; so is a file whose typed rows equal those
+  of a file already loaded (the same export saved in another encoding or with other line ends),
+  once it has been extracted;
 * later folders are never touched, so dates can be backfilled in any order.
 
 Each partition is written in ``<data>/raw/_staging/`` (outside every folder dbt and the gates read,
@@ -46,6 +48,7 @@ from marketing_warehouse.config import Plausibility, Settings
 from marketing_warehouse.contracts import Contract
 from marketing_warehouse.extract import (
     DUCKDB_RESOURCE_ERRORS,
+    LINEAGE_COLUMNS,
     FileRejected,
     FileResult,
     empty_quarantine_file,
@@ -161,6 +164,19 @@ def _swap_in(new_dir: Path, target: Path, staging: Path) -> None:
         shutil.rmtree(old)
 
 
+def _schema_is_current(contract: Contract, schema_file: Path) -> bool:
+    """Whether the zero-row schema file has every column the contract and lineage now have."""
+    if not schema_file.exists():
+        return False
+    found = {
+        row[0]
+        for row in duckdb.sql(
+            f"describe select * from read_parquet('{str(schema_file).replace(chr(39), chr(39) * 2)}')"
+        ).fetchall()
+    }
+    return found >= {c.name for c in contract.columns} | set(LINEAGE_COLUMNS)
+
+
 def staging_dir(settings: Settings, contract: Contract) -> Path:
     """Where a partition is assembled before it is swapped in; not read by dbt or the gates."""
     return settings.raw_dir / "_staging" / contract.key
@@ -201,6 +217,17 @@ class Ledger:
                 known.add(entry["file_hash"])
         return known
 
+    def known_rows(self, exclude_day: date) -> dict[str, str]:
+        """Rows digest -> file name of every loaded file (with its Parquet) of other days."""
+        return {
+            entry["rows_hash"]: entry["source_file"]
+            for entry in self.all_entries()
+            if entry["load_date"] != exclude_day.isoformat()
+            and entry["status"] == "loaded"
+            and entry.get("rows_hash")
+            and self._has_parquet(entry)
+        }
+
     def recorded(self) -> set[tuple[str, str, str]]:
         """(load date, file name, hash) of every file dealt with (loaded ones with their Parquet)."""
         return {
@@ -230,7 +257,7 @@ def _load_file(
 ) -> FileResult:
     name = f"{file_hash[:16]}.parquet"
     try:
-        return extract_file(
+        result = extract_file(
             path,
             contract,
             day,
@@ -241,6 +268,9 @@ def _load_file(
             database,
             plausibility,
         )
+        _check_keys(path, contract, raw_part / name, database)
+        result.rows_hash = _rows_hash(contract, raw_part / name, result, database)
+        return result
     except FileRejected as caught:
         rejection = caught
     except (OSError, duckdb.IOException, *DUCKDB_RESOURCE_ERRORS):
@@ -267,6 +297,87 @@ def _load_file(
     )
 
 
+#: Key groups named in a ``conflicting_keys`` message (10 row numbers each); the rest are counted.
+CONFLICTS_SHOWN = 5
+
+
+def _check_keys(
+    path: Path, contract: Contract, out_file: Path, database: duckdb.DuckDBPyConnection
+) -> None:
+    """Reject a file whose loaded rows share the contract's key but cannot be one record.
+
+    Without ``additive_columns`` a key names one record: exactly repeated rows are harmless
+    (downstream keeps one), rows that differ make the file ambiguous. With them, the rows of a key
+    are summed, so each must be told apart by the ``grain_columns`` (a repeated row would count
+    twice) and agree on every other column (one campaign, one currency). Row numbers only, never
+    values, go into the message."""
+    key = [c for c in contract.primary_key if c != "_row_number"]
+    if not key or len(key) < len(contract.primary_key) or not out_file.exists():
+        return  # a key with the row number is unique by construction
+    ident = [f'"{c}"' for c in key]
+    others = [
+        f'"{c.name}"'
+        for c in contract.columns
+        if c.name not in key + list(contract.additive_columns) + list(contract.grain_columns)
+    ]
+    if contract.additive_columns:
+        grain = ident + [f'"{c}"' for c in contract.grain_columns]
+        checks = [
+            (grain, "count(*) > 1", "repeat the same " + ", ".join(key + list(contract.grain_columns))
+             + " (rows are summed, so a repeated row would count twice)"),
+            (ident, f"count(distinct ({', '.join(others)})) > 1" if others else "false",
+             f"share {', '.join(key)} but differ in " + ", ".join(c.strip('"') for c in others)),
+        ]  # fmt: skip
+    else:
+        every = [f'"{c.name}"' for c in contract.columns]
+        checks = [
+            (ident, f"count(distinct ({', '.join(every)})) > 1",
+             f"share {', '.join(key)} with different content"),
+        ]  # fmt: skip
+    source = f"read_parquet('{str(out_file).replace(chr(39), chr(39) * 2)}')"
+    con = database.cursor()
+    try:
+        for columns, condition, what in checks:
+            groups = con.execute(
+                f"select list(_row_number order by _row_number)[1:10], count(*) over () "
+                f"from {source} group by {', '.join(columns)} having {condition} "
+                f"order by min(_row_number) limit {CONFLICTS_SHOWN}"
+            ).fetchall()
+            if groups:
+                count = groups[0][1]
+                shown = "; ".join("rows " + ", ".join(str(n) for n in rows) for rows, _ in groups)
+                more = f" and {count - len(groups)} more" if count > len(groups) else ""
+                raise FileRejected(
+                    Reason.CONFLICTING_KEYS,
+                    f"{path.name}: {count} group{'s' if count > 1 else ''} of rows {what}: "
+                    f"{shown}{more}. Which row is right cannot be told, so the file is "
+                    "quarantined whole; export it again without the repeated rows (or with the "
+                    "columns that tell them apart).",
+                )
+    finally:
+        con.close()
+
+
+def _rows_hash(
+    contract: Contract, out_file: Path, result: FileResult, database: duckdb.DuckDBPyConnection
+) -> str:
+    """A digest of the loaded rows' typed values in file order, with the landed and quarantined
+    counts; empty for a file that loaded nothing (such files are told apart by their bytes)."""
+    if not result.rows_loaded or not out_file.exists():
+        return ""
+    columns = ", ".join(f'"{c.name}"' for c in contract.columns)
+    source = f"read_parquet('{str(out_file).replace(chr(39), chr(39) * 2)}')"
+    con = database.cursor()
+    try:
+        digest = con.execute(
+            f"select md5(string_agg(md5(cast(row({columns}) as varchar)), '' "
+            f"order by _row_number)) from {source}"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    return f"{result.rows_landed}:{result.rows_quarantined}:{digest}"
+
+
 def load_source(
     settings: Settings, contract: Contract, ds: date, loaded_at: datetime
 ) -> list[FileResult]:
@@ -275,7 +386,7 @@ def load_source(
     raw_base = settings.raw_dir / contract.key
     quarantine_base = settings.quarantine_dir / contract.key
     schema_file = raw_base / "_schema" / "empty.parquet"
-    if not schema_file.exists():
+    if not _schema_is_current(contract, schema_file):  # a contract that gained columns
         empty_raw_file(contract, schema_file)
     q_schema = quarantine_base / "_schema" / "empty.parquet"
     if not q_schema.exists():
@@ -305,6 +416,7 @@ def _load_folders(
     raw_base = settings.raw_dir / contract.key
     quarantine_base = settings.quarantine_dir / contract.key
     known = ledger.known_hashes(exclude_day=ds)
+    known_rows = ledger.known_rows(exclude_day=ds)
     recorded = ledger.recorded()
     # (day, its results, or None for a file that still has to be extracted, with its arguments)
     plan: list[tuple[date, list[FileResult | None], list[tuple]]] = []
@@ -350,6 +462,29 @@ def _load_folders(
         )
         for day, slots, _ in plan:
             day_results = [slot if slot is not None else next(extracted) for slot in slots]
+            for index, result in enumerate(day_results):
+                if result.status != "loaded" or not result.rows_hash:
+                    continue
+                if result.rows_hash not in known_rows:
+                    known_rows[result.rows_hash] = result.source_file
+                    continue
+                # the same rows in other bytes (another encoding, other line ends): one delivery
+                name = f"{result.file_hash[:16]}.parquet"
+                if day == ds:
+                    parts = (
+                        staging / f"raw-{day.isoformat()}",
+                        staging / f"quarantine-{day.isoformat()}",
+                    )
+                else:
+                    parts = (_partition(raw_base, day), _partition(quarantine_base, day))
+                for part in parts:
+                    (part / name).unlink(missing_ok=True)
+                day_results[index] = _duplicate(
+                    Path(result.source_file),
+                    result.file_hash,
+                    day,
+                    f"the same rows as {known_rows[result.rows_hash]} in other bytes",
+                )
             if day == ds:
                 _swap_in(staging / f"raw-{day.isoformat()}", _partition(raw_base, day), staging)
                 _swap_in(
@@ -377,13 +512,15 @@ def _load_folders(
     return results
 
 
-def _duplicate(path: Path, file_hash: str, day: date) -> FileResult:
+def _duplicate(
+    path: Path, file_hash: str, day: date, what: str = "same content as a file already loaded"
+) -> FileResult:
     return FileResult(
         source_file=path.name,
         file_hash=file_hash,
         load_date=day.isoformat(),
         status="skipped_duplicate",
-        message=f"{path.name}: same content as a file already loaded; skipped.",
+        message=f"{path.name}: {what}; skipped.",
     )
 
 

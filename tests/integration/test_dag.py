@@ -15,6 +15,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -183,9 +184,27 @@ def _mwh_run(ds: str) -> list[str]:
     return [str(Path(sys.executable).parent / "mwh"), "run", "--date", ds]
 
 
+#: Ad exports below the campaign grain, landed beside the demo's campaign-level reports: a Meta
+#: ad-level export broken down by age and gender, and a Google Ads ad group download.
+META_AD_LEVEL = ("2026-11-18", "meta_ads_ads_by_age_gender.csv", "2026-11-15", 3)
+GOOGLE_AD_GROUPS = ("2026-11-19", "google_ads_ad_groups.csv", "2026-11-16", 3)
+FINER_GRAIN_CAMPAIGNS = {"91001": "Prospecting | ads", "91002": "Retargeting | ads"}
+
+
+def _land_finer_grain_ad_exports(landing: Path) -> None:
+    from ad_exports import write_google_ad_groups, write_meta_ad_level
+
+    for (folder, name, first, days), write in (
+        (META_AD_LEVEL, write_meta_ad_level),
+        (GOOGLE_AD_GROUPS, write_google_ad_groups),
+    ):
+        first_day = date.fromisoformat(first)
+        write(landing / folder / name, first_day, days, FINER_GRAIN_CAMPAIGNS)
+
+
 @dataclass
 class FirstRun:
-    """One clean run of 2026-11-21 on an empty landing folder (ten demo days written)."""
+    """One clean run of 2026-11-21 on ten demo days plus ad exports below the campaign grain."""
 
     root: Path
     env: dict[str, str]
@@ -196,8 +215,13 @@ class FirstRun:
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, dbt_manifest) -> FirstRun:
+    from marketing_warehouse import demo
+
     root = tmp_path_factory.mktemp("first_run")
     env = _env(root)
+    # the demo days `mwh run` writes into an empty landing folder, then the finer-grain exports
+    demo.generate(root / "data" / "landing", date(2026, 11, 21), 10, seed=42, scale=0.01)
+    _land_finer_grain_ad_exports(root / "data" / "landing")
     first = subprocess.run(_mwh_run("2026-11-21"), env=env, **RUN)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     landing = shutil.copytree(root / "data" / "landing", root / "landing-as-run")
@@ -317,6 +341,71 @@ def test_full_dag_run_rerun_and_failed_gates(first_run):
     dates = con.execute("select distinct logical_date::varchar from audit.publish_log").fetchall()
     con.close()
     assert dates == [("2026-11-21",)]
+
+
+def test_ad_exports_below_the_campaign_grain_reach_the_marts_whole(first_run):
+    """Spend, impressions and clicks per platform and day of the finer-grain exports (in the
+    build's ad-spend model) and per channel and month (published kpi_channel_performance) equal
+    the sums over the landed CSV files: rows summed within a file, the latest delivery of a
+    campaign and day winning across files."""
+    from ad_exports import expected_ad_totals
+
+    finer = first_run.root / "finer-grain-landing"
+    for folder, name, _, _ in (META_AD_LEVEL, GOOGLE_AD_GROUPS):
+        (finer / folder).mkdir(parents=True)
+        shutil.copy2(first_run.landing / folder / name, finer / folder / name)
+    expected = expected_ad_totals(finer)
+    assert len(expected) == 6  # 2 platforms x 3 days
+    build = duckdb.connect(
+        str(first_run.root / "data" / "warehouse" / "build.duckdb"), read_only=True
+    )
+    try:
+        got = {
+            (platform, day): {"spend": spend, "impressions": impressions, "clicks": clicks}
+            for platform, day, spend, impressions, clicks in build.execute(
+                "select ad_platform, report_date::varchar, sum(spend_amount_reporting), "
+                "sum(impressions), sum(clicks) from intermediate.int_ad_spend_converted "
+                "where campaign_id in ('91001', '91002') group by 1, 2"
+            ).fetchall()
+        }
+        loaded = build.execute(
+            "select source_file, rows_landed, rows_loaded from audit.load_ledger "
+            "where source_file in (?, ?) order by 1",
+            [META_AD_LEVEL[1], GOOGLE_AD_GROUPS[1]],
+        ).fetchall()
+    finally:
+        build.close()
+    assert got == expected
+    meta_rows = 2 * 2 * 2 * 3 * 6 * 3  # campaigns x ad sets x ads x days x ages x genders
+    google_rows = 2 * 3 * 3  # campaigns x ad groups x days
+    assert loaded == [
+        (GOOGLE_AD_GROUPS[1], google_rows + 2, google_rows),  # + its two "Total:" rows
+        (META_AD_LEVEL[1], meta_rows, meta_rows),
+    ]
+
+    # Per channel and month over every ad file landed (the demo's campaign reports too):
+    # Google spend is all EUR; Meta's demo spend is in GBP, so Meta is compared on volumes.
+    every = expected_ad_totals(first_run.landing)
+    month = {}
+    for (platform, _), metrics in every.items():
+        totals = month.setdefault(platform, dict.fromkeys(metrics, 0))
+        for metric, value in metrics.items():
+            totals[metric] += value
+    serving = duckdb.connect(str(first_run.serving), read_only=True)
+    try:
+        published = {
+            channel: {"spend": spend, "impressions": impressions, "clicks": clicks}
+            for channel, spend, impressions, clicks in serving.execute(
+                "select channel, spend, impressions, clicks from marts.kpi_channel_performance "
+                "where month = date '2026-11-01' and channel in ('google_ads', 'meta_ads')"
+            ).fetchall()
+        }
+    finally:
+        serving.close()
+    assert published["google_ads"] == month["google_ads"]
+    assert {k: published["meta_ads"][k] for k in ("impressions", "clicks")} == {
+        k: month["meta_ads"][k] for k in ("impressions", "clicks")
+    }
 
 
 #: A BI tool in its own process, printing one JSON line per query round: a hash of every mart, the

@@ -309,3 +309,48 @@ def test_an_order_without_a_rate_fails_the_build(tmp_path):
     result = run_dbt(settings, ["build", "--select", "+fct_orders"], dict(os.environ))
     assert result.returncode != 0
     assert "FAIL 1 not_null_fct_orders_fx_rate" in result.stdout
+
+
+def test_a_one_currency_shop_without_fx_says_which_rates_are_missing_and_what_to_do(tmp_path):
+    """A USD-only shop on the default reporting currency (EUR) with no FX workbook: the staging
+    gate names the currency pair, the rows and dates without a rate and both ways out; with
+    MWH_REPORTING_CURRENCY=USD the same staging passes."""
+    from marketing_warehouse.config import load_settings
+    from marketing_warehouse.gates import GateFailed, enforce, run_gate
+
+    settings = load_settings({"MWH_DATA_DIR": str(tmp_path / "data")})
+    landing = settings.landing_dir / "2026-11-20"
+    created = [
+        "2026-11-14 10:00:00 +0000",
+        "2026-11-16 23:30:00 -0500",
+        "2026-11-19 08:00:00 +0000",
+    ]
+    write_shopify(
+        landing / "shopify_orders.csv",
+        [
+            first(f"#{4001 + i}", f"c{i}@example.com", at, "20.00", Currency="USD")
+            for i, at in enumerate(created)
+        ],
+    )
+    for contract in load_contracts():
+        load_source(settings, contract, date(2026, 11, 20), utc_now())
+    result = run_dbt(settings, ["build", "--select", "staging"], dict(os.environ))
+    assert result.returncode == 0, result.stdout[-3000:]
+
+    outcome = run_gate(settings, "staging", date(2026, 11, 20), "run-1")
+    with pytest.raises(GateFailed) as failed:
+        enforce(outcome)
+    message = str(failed.value)
+    assert "staging/fx_rate_coverage" in message
+    assert (
+        "USD->EUR: no rate for 3 order rows created 2026-11-14 to 2026-11-19 (a rate may be at "
+        "most 7 days older): set MWH_REPORTING_CURRENCY=USD if the shop sells in USD only, or "
+        "land an FX workbook (fx_rates*.xlsx: Date, From, To, Rate) with USD->EUR rates for "
+        "those dates"
+    ) in message
+    assert "@example.com" not in message
+
+    in_usd = load_settings(
+        {"MWH_DATA_DIR": str(tmp_path / "data"), "MWH_REPORTING_CURRENCY": "USD"}
+    )
+    assert run_gate(in_usd, "staging", date(2026, 11, 20), "run-2").status == "pass"

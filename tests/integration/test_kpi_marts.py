@@ -695,3 +695,220 @@ def test_amounts_of_millions_convert_without_overflow(tmp_path):
     con.close()
     # 2,500,000 x 0.9123 = 2,280,750.00; 12,000,000.55 x 0.9123 = 10,947,600.501765 -> .50
     assert row == (Decimal("2280750.00"), Decimal("10947600.50"))
+
+
+def _build_landing(tmp_path: Path, land) -> tuple:
+    """Load every source of a landing for RUN_DATE and run a whole ``dbt build``."""
+    from marketing_warehouse.config import load_settings
+
+    settings = load_settings({"MWH_DATA_DIR": str(tmp_path / "data")})
+    land(settings.landing_dir)
+    results = [
+        r
+        for contract in load_contracts()
+        for r in load_source(settings, contract, RUN_DATE, utc_now())
+    ]
+    return settings, results, run_dbt(settings, ["build"], dict(os.environ))
+
+
+def _null_dates(con) -> dict[str, int]:
+    """Rows with a null value in a mart's date-grain column (date, month, *_date)."""
+    columns = con.sql(
+        "select table_name, column_name from information_schema.columns "
+        "where table_schema = 'marts' and data_type = 'DATE' "
+        "and (column_name in ('date', 'month', 'report_date', 'order_date') "
+        "or column_name like '%\\_month' escape '\\')"
+    ).fetchall()
+    found = {}
+    for table, column in columns:
+        n = con.sql(f'select count(*) from marts.{table} where "{column}" is null').fetchone()[0]
+        if n:
+            found[f"{table}.{column}"] = n
+    return found
+
+
+def _land_ads_at_finer_grains(landing: Path) -> dict[str, int]:
+    """Ads only (no orders, no FX: every account in EUR), below and at the campaign grain.
+
+    * Nov 16: a Meta campaign-level export of Nov 14-15 (overlaps the ad-level export below,
+      which was delivered later and wins for those days);
+    * Nov 18: a Meta ad-level export broken down by age and gender, Nov 14-17;
+    * Nov 17: a Google Ads ad group download of Nov 13-16, then a campaign-level original of
+      Nov 15 for campaign 7009 and, landed an hour later into the same folder under a name that
+      sorts first, its correction."""
+    from ad_exports import write_google_ad_groups, write_meta_ad_level
+
+    meta = {"6001": "Prospecting DE", "6002": "Retargeting", "6003": "Lookalike 2%"}
+    landed = {}
+    write_lines(
+        landing / "2026-11-16" / "meta_ads_campaigns.csv",
+        [
+            "Reporting starts,Reporting ends,Campaign name,Campaign ID,Day,Currency,Impressions,"
+            "Link clicks,Amount spent (EUR),Results,Purchases conversion value",
+            "2026-11-14,2026-11-15,Prospecting DE,6001,2026-11-14,EUR,1000,10,11.00,1,20.00",
+            "2026-11-14,2026-11-15,Prospecting DE,6001,2026-11-15,EUR,1100,11,12.00,0,0.00",
+            "2026-11-14,2026-11-15,Retargeting,6002,2026-11-14,EUR,900,9,9.50,0,0.00",
+        ],
+    )
+    landed["meta_ads_campaigns.csv"] = 3
+    landed["meta_ads_ads_age_gender.csv"] = write_meta_ad_level(
+        landing / "2026-11-18" / "meta_ads_ads_age_gender.csv", date(2026, 11, 14), 4, meta
+    )
+    landed["google_ads_ad_groups.csv"] = write_google_ad_groups(
+        landing / "2026-11-17" / "google_ads_ad_groups.csv",
+        date(2026, 11, 13),
+        4,
+        {"7001": "Search | Brand", "7002": "Search | Generic"},
+    )
+    header = GOOGLE_HEADER
+    for name, cost in (("google_ads_z_original.csv", "10.00"), ("google_ads_a_fix.csv", "12.00")):
+        write_lines(
+            landing / "2026-11-17" / name,
+            ["Campaign report", "November 15, 2026", header,
+             f"2026-11-15,Shopping,7009,EUR,500,5,{cost},0.00,0.00"],
+        )  # fmt: skip
+        landed[name] = 1
+    original = landing / "2026-11-17" / "google_ads_z_original.csv"
+    fix = landing / "2026-11-17" / "google_ads_a_fix.csv"
+    os.utime(original, (1_795_000_000, 1_795_000_000))
+    os.utime(fix, (1_795_003_600, 1_795_003_600))  # an hour later
+    return landed
+
+
+def test_ad_exports_below_the_campaign_grain_add_up(tmp_path):
+    """Ad-level and ad-group exports are summed to the campaign and day within their file; across
+    files the latest delivery wins per campaign and day (folder, then landing time, whatever the
+    file name). A landing of ad reports only builds every mart, none with a null date."""
+    from ad_exports import expected_ad_totals
+
+    landed = {}
+    settings, results, result = _build_landing(
+        tmp_path, lambda landing: landed.update(_land_ads_at_finer_grains(landing))
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    by_file = {r.source_file: (r.status, r.rows_loaded, r.quarantine_reasons) for r in results}
+    totals = {"summary_row": 2}  # Google's two "Total:" rows
+    assert by_file == {
+        name: ("loaded", n, totals if name == "google_ads_ad_groups.csv" else {})
+        for name, n in landed.items()
+    }
+    assert landed["meta_ads_ads_age_gender.csv"] == 3 * 2 * 2 * 4 * 6 * 3  # 1,728 rows
+
+    expected = expected_ad_totals(settings.landing_dir)
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    try:
+        got = {
+            (platform, day): {"spend": spend, "impressions": impressions, "clicks": clicks}
+            for platform, day, spend, impressions, clicks in con.sql(
+                "select ad_platform, report_date::varchar, sum(spend_amount_reporting), "
+                "sum(impressions), sum(clicks) from intermediate.int_ad_spend_converted "
+                "group by 1, 2"
+            ).fetchall()
+        }
+        assert got == expected
+        # the correction landed last wins over the original, whatever their names
+        assert con.sql(
+            "select spend_amount, source_file from intermediate.int_ad_spend_converted "
+            "where campaign_id = '7009'"
+        ).fetchall() == [(D("12.00"), "google_ads_a_fix.csv")]
+        channels = {
+            channel: (spend, impressions, clicks)
+            for channel, spend, impressions, clicks in con.sql(
+                "select channel, spend, impressions, clicks from marts.kpi_channel_performance "
+                "where spend is not null"
+            ).fetchall()
+        }
+        want = {}
+        for (platform, _), metrics in expected.items():
+            spend, impressions, clicks = want.get(platform, (D(0), 0, 0))
+            want[platform] = (
+                spend + metrics["spend"],
+                impressions + metrics["impressions"],
+                clicks + metrics["clicks"],
+            )
+        assert channels == want
+        assert con.sql("select count(*) from marts.kpi_daily").fetchone()[0] == 0
+        assert _null_dates(con) == {}
+    finally:
+        con.close()
+
+
+def _land_orders_only(landing: Path) -> None:
+    """Shopify orders only (EUR, no FX needed), delivered three times in one folder: the export,
+    the same bytes under the name a browser gives a second download, and the same rows saved
+    again as UTF-16 with CRLF line ends."""
+    shopify = [
+        order("#3001", "alice@example.com", "2026-11-17 10:00:00", "100.00"),
+        order("#3002", "bob@example.com", "2026-11-19 12:00:00", "50.00"),
+    ]
+    export = write_shopify(landing / "2026-11-20" / "shopify_orders.csv", shopify)
+    (landing / "2026-11-20" / "shopify_orders (1).csv").write_bytes(export.read_bytes())
+    text = export.read_text("utf-8").replace("\n", "\r\n")
+    (landing / "2026-11-20" / "shopify_orders_utf16.csv").write_bytes(text.encode("utf-16"))
+
+
+def test_a_landing_of_orders_only_builds_every_mart(tmp_path):
+    """The same content under two names in one folder is a skipped duplicate, and the build (the
+    load ledger's key test) passes; so are the same rows in other bytes. No ad report, no
+    spreadsheet: the marts they feed are empty, none has a null date."""
+    settings, results, result = _build_landing(tmp_path, _land_orders_only)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert sorted((r.source_file, r.status, r.rows_loaded) for r in results) == [
+        ("shopify_orders (1).csv", "loaded", 2),  # first by name
+        ("shopify_orders.csv", "skipped_duplicate", 0),
+        ("shopify_orders_utf16.csv", "skipped_duplicate", 0),
+    ]
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    try:
+        assert con.sql(
+            "select date::varchar, orders, revenue from marts.kpi_daily order by 1"
+        ).fetchall() == [
+            ("2026-11-17", 1, D("100.00")),
+            ("2026-11-18", 0, D("0.00")),
+            ("2026-11-19", 1, D("50.00")),
+        ]
+        assert con.sql("select count(*) from intermediate.int_ad_spend_converted").fetchone() == (
+            0,
+        )
+        assert _null_dates(con) == {}
+    finally:
+        con.close()
+
+
+def _land_spreadsheets_only(landing: Path) -> None:
+    header = ["Month", "Channel", "Budget", "Currency", "Target new customers", "Target revenue"]
+    write_workbook(
+        landing / "2026-11-01" / "marketing_budget.xlsx",
+        {"plan": [header, ["2026-11", "Google Ads", 200, "USD", 4, 400]]},
+    )
+    write_fx_workbook(
+        landing / "2026-11-01" / "fx_rates.xlsx", [(date(2026, 11, 1), "USD", "EUR", 0.90)]
+    )
+    plan = [
+        ["Experiment", "Hypothesis", "Start", "End", "Primary metric", "Minimum sample per variant",
+         "Control variant"],
+        ["EXP-9", "Banner", date(2026, 11, 2), date(2026, 11, 8), "conversion", 10, "a"],
+    ]  # fmt: skip
+    assignments = [
+        ["Experiment", "Email", "Variant", "Assigned at"],
+        ["EXP-9", "alice@example.com", "a", datetime(2026, 11, 2)],
+        ["EXP-9", "bob@example.com", "b", datetime(2026, 11, 2)],
+    ]
+    write_workbook(
+        landing / "2026-11-01" / "experiments.xlsx", {"plan": plan, "assignments": assignments}
+    )
+
+
+def test_a_landing_of_spreadsheets_only_builds_every_mart(tmp_path):
+    settings, results, result = _build_landing(tmp_path, _land_spreadsheets_only)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert {r.status for r in results} == {"loaded"}
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    try:
+        assert con.sql(
+            "select month::varchar, channel, budget, spend from marts.kpi_channel_performance"
+        ).fetchall() == [("2026-11-01", "google_ads", D("180.00"), None)]
+        assert con.sql("select count(*) from marts.kpi_daily").fetchone() == (0,)
+        assert _null_dates(con) == {}
+    finally:
+        con.close()

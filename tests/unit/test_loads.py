@@ -247,3 +247,157 @@ def test_the_landing_scan_lists_every_entry_no_run_reads_and_leaves_later_dates_
     (landing / "2026-11-21" / "tomorrow.txt").write_text("x")
     scan = scan_landing(landing, date(2026, 11, 20), load_contracts())
     assert {e["path"]: e["ignored_reason"] for e in scan} == expected
+
+
+STRIPE_HEADER = "id,Created date (UTC),Amount,Currency,Status,Customer Email"
+
+
+def _stripe_file(settings, name: str, lines: list[str]):
+    path = settings.landing_dir / "2026-11-20" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([STRIPE_HEADER, *lines]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_rows_sharing_a_key_with_different_content_quarantine_the_file(settings):
+    """Two payments under one id in one export: which is right cannot be told. The message names
+    the rows, never their values."""
+    _stripe_file(
+        settings,
+        "stripe_payments.csv",
+        [
+            "ch_1,2026-11-20 10:00:00,40.00,eur,paid,ann@example.com",
+            "ch_2,2026-11-20 11:00:00,25.00,eur,paid,bob@example.com",
+            "ch_1,2026-11-20 10:00:00,45.00,eur,paid,ann@example.com",
+            "ch_3,2026-11-20 12:00:00,10.00,eur,paid,cy@example.com",
+            "ch_3,2026-11-20 12:00:00,10.00,eur,paid,cy@example.com",  # an exact repeat
+        ],
+    )
+    [result] = load_source(settings, contract_for("stripe__payments"), date(2026, 11, 20), AT)
+    assert (result.status, result.quarantine_reasons) == ("rejected", {"conflicting_keys": 1})
+    assert "1 group of rows share payment_id with different content: rows 1, 3." in result.message
+    assert not any(v in result.message for v in ("ann@", "40.00", "45.00", "ch_1"))
+    raw = settings.raw_dir / "stripe__payments" / "load_date=2026-11-20"
+    assert list(raw.glob("*.parquet")) == []
+    quarantined = duckdb.sql(
+        f"select reason_code, row_number from read_parquet('{settings.quarantine_dir}/"
+        "stripe__payments/load_date=*/*.parquet')"
+    ).fetchall()
+    assert quarantined == [("conflicting_keys", None)]
+
+
+def test_exactly_repeated_rows_under_one_key_load(settings):
+    _stripe_file(
+        settings,
+        "stripe_payments.csv",
+        [
+            "ch_3,2026-11-20 12:00:00,10.00,eur,paid,cy@example.com",
+            "ch_3,2026-11-20 12:00:00,10.00,eur,paid,cy@example.com",
+        ],
+    )
+    [result] = load_source(settings, contract_for("stripe__payments"), date(2026, 11, 20), AT)
+    assert (result.status, result.rows_loaded) == ("loaded", 2)
+
+
+META_HEADER = (
+    "Campaign name,Campaign ID,Ad set name,Ad name,Age,Gender,Day,Currency,Impressions,"
+    "Amount spent (EUR)"
+)
+
+
+def _meta_file(settings, lines: list[str]):
+    path = settings.landing_dir / "2026-11-20" / "meta_ads_ads.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([META_HEADER, *lines]) + "\n", encoding="utf-8")
+    return load_source(settings, contract_for("meta_ads__campaign_stats"), date(2026, 11, 20), AT)
+
+
+def test_an_ad_level_report_loads_every_row_of_a_campaign_and_day(settings):
+    [result] = _meta_file(
+        settings,
+        [
+            "Spring,61,Set A,Ad 1,25-34,female,2026-11-19,EUR,100,1.50",
+            "Spring,61,Set A,Ad 1,25-34,male,2026-11-19,EUR,120,1.70",
+            "Spring,61,Set A,Ad 2,25-34,female,2026-11-19,EUR,90,1.10",
+            "Spring,61,Set B,Ad 1,25-34,female,2026-11-19,EUR,80,0.90",
+        ],
+    )
+    assert (result.status, result.rows_loaded, result.unknown_columns) == ("loaded", 4, [])
+
+
+def test_a_repeated_row_of_an_additive_report_quarantines_the_file(settings):
+    """Rows of an ad report are summed: a row pasted twice would count twice."""
+    [result] = _meta_file(
+        settings,
+        [
+            "Spring,61,Set A,Ad 1,25-34,female,2026-11-19,EUR,100,1.50",
+            "Spring,61,Set A,Ad 2,25-34,female,2026-11-19,EUR,90,1.10",
+            "Spring,61,Set A,Ad 1,25-34,female,2026-11-19,EUR,100,1.50",
+        ],
+    )
+    assert (result.status, result.quarantine_reasons) == ("rejected", {"conflicting_keys": 1})
+    assert "repeat the same campaign_id, report_date, ad_set_id" in result.message
+    assert "rows 1, 3." in result.message
+
+
+def test_rows_of_one_campaign_and_day_in_two_currencies_quarantine_the_file(settings):
+    [result] = _meta_file(
+        settings,
+        [
+            "Spring,61,Set A,Ad 1,25-34,female,2026-11-19,EUR,100,1.50",
+            "Spring,61,Set A,Ad 2,25-34,female,2026-11-19,USD,90,1.10",
+        ],
+    )
+    assert (result.status, result.quarantine_reasons) == ("rejected", {"conflicting_keys": 1})
+    assert "share campaign_id, report_date but differ in campaign_name, currency" in result.message
+
+
+def test_each_row_records_when_its_file_landed(settings):
+    """_landed_at is the landed file's modification time (UTC), whatever the file's name."""
+    import os
+
+    path = day_file(settings, "2026-11-20", "shopify_orders_a.csv", ["#1"])
+    os.utime(path, (1_795_000_000.25, 1_795_000_000.25))  # 2026-11-18 11:06:40.25 UTC
+    load_source(settings, CONTRACT, date(2026, 11, 20), AT)
+    glob = settings.raw_dir / "shopify__order_lines" / "load_date=*" / "*.parquet"
+    landed = duckdb.sql(f"select distinct _landed_at::varchar from read_parquet('{glob}')")
+    assert landed.fetchall() == [("2026-11-18 11:06:40.25",)]
+
+
+def test_the_same_rows_in_other_bytes_are_a_skipped_duplicate(settings):
+    """One export saved again as UTF-16 with CRLF line ends, beside it and (a day later) in the
+    next folder: one delivery, loaded once."""
+    export = day_file(settings, "2026-11-20", "shopify_orders.csv", ["#1", "#2"])
+    text = export.read_text("utf-8").replace("\n", "\r\n")
+    (export.parent / "shopify_orders_excel.csv").write_bytes(text.encode("utf-16"))
+    first = load_source(settings, CONTRACT, date(2026, 11, 20), AT)
+    assert [(r.source_file, r.status, r.rows_loaded) for r in first] == [
+        ("shopify_orders.csv", "loaded", 2),
+        ("shopify_orders_excel.csv", "skipped_duplicate", 0),
+    ]
+    assert "the same rows as shopify_orders.csv in other bytes" in first[1].message
+    later = settings.landing_dir / "2026-11-21" / "shopify_orders_again.csv"
+    later.parent.mkdir(parents=True)
+    later.write_bytes(text.encode("cp1252"))
+    second = load_source(settings, CONTRACT, date(2026, 11, 21), AT)
+    assert [(r.source_file, r.status) for r in second] == [
+        ("shopify_orders_again.csv", "skipped_duplicate")
+    ]
+    assert raw_orders(settings) == [("2026-11-20", "#1"), ("2026-11-20", "#2")]
+    again = load_source(settings, CONTRACT, date(2026, 11, 20), AT)  # a rerun of the day
+    assert [r.status for r in again] == ["loaded", "skipped_duplicate"]
+    assert raw_orders(settings) == [("2026-11-20", "#1"), ("2026-11-20", "#2")]
+
+
+def test_a_conflicting_keys_message_names_five_groups_and_counts_the_rest(settings):
+    lines = [
+        f"ch_{i},2026-11-20 10:00:00,{amount}.00,eur,paid,p{i}@example.com"
+        for i in range(7)
+        for amount in (10, 11)
+    ]
+    _stripe_file(settings, "stripe_payments.csv", lines)
+    [result] = load_source(settings, contract_for("stripe__payments"), date(2026, 11, 20), AT)
+    assert "7 groups of rows share payment_id with different content: rows 1, 2; rows 3, 4;" in (
+        result.message
+    )
+    assert "rows 9, 10 and 2 more." in result.message

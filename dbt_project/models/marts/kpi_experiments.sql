@@ -29,10 +29,7 @@ latest_plans as (
     from (
         select
             *,
-            row_number() over (
-                partition by experiment_id
-                order by load_date desc, source_file desc, source_row_number desc
-            ) as copy_rank
+            {{ latest_copy_rank('experiment_id') }} as copy_rank
         from plans
     ) as ranked
     where copy_rank = 1
@@ -45,10 +42,7 @@ latest_assignments as (
     from (
         select
             *,
-            row_number() over (
-                partition by experiment_id, email
-                order by load_date desc, source_file desc, source_row_number desc
-            ) as copy_rank
+            {{ latest_copy_rank('experiment_id, email') }} as copy_rank
         from assignments
     ) as ranked
     where copy_rank = 1

@@ -16,10 +16,7 @@ contacts as (
 
     select
         *,
-        row_number() over (
-            partition by record_id
-            order by load_date desc, source_file desc, source_row_number desc
-        ) as copy_rank
+        {{ latest_copy_rank('record_id') }} as copy_rank
     from {{ ref('stg_hubspot__contacts') }}
 
 ),
@@ -35,10 +32,7 @@ product_events as (
 
     select
         *,
-        row_number() over (
-            partition by message_id
-            order by load_date desc, source_file desc, source_row_number desc
-        ) as copy_rank
+        {{ latest_copy_rank('message_id') }} as copy_rank
     from {{ ref('stg_product__events') }}
 
 ),
@@ -47,10 +41,7 @@ redemptions as (
 
     select
         *,
-        row_number() over (
-            partition by redemption_id
-            order by load_date desc, source_file desc, source_row_number desc
-        ) as copy_rank
+        {{ latest_copy_rank('redemption_id') }} as copy_rank
     from {{ ref('stg_vouchers__redemptions') }}
 
 ),
@@ -59,10 +50,7 @@ assignments as (
 
     select
         *,
-        row_number() over (
-            partition by experiment_id, email
-            order by load_date desc, source_file desc, source_row_number desc
-        ) as copy_rank
+        {{ latest_copy_rank('experiment_id, email') }} as copy_rank
     from {{ ref('stg_spreadsheets__experiment_assignments') }}
 
 ),

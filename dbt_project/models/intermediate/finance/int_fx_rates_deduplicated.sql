@@ -11,10 +11,7 @@ ranked as (
 
     select
         *,
-        row_number() over (
-            partition by rate_date, from_currency, to_currency
-            order by load_date desc, source_file desc, source_row_number desc
-        ) as copy_rank
+        {{ latest_copy_rank('rate_date, from_currency, to_currency') }} as copy_rank
     from rates
 
 ),

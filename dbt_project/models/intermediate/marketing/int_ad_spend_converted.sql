@@ -1,13 +1,17 @@
-{#- One row per ad platform, campaign and report day across Google Ads and Meta Ads: the copy from
-    the latest landed report wins (several reports may cover a day), and spend and conversion value
-    are converted to the reporting currency with the rate of the report day (7-day lookback). -#}
+{#- One row per ad platform, campaign and report day across Google Ads and Meta Ads. A report
+    exported below the campaign (ad set, ad, ad group, keyword) or broken down (age, gender,
+    placement, device) has several rows per campaign and day: they are summed within their file
+    first. Of the files that cover a campaign and day, the latest delivery wins (latest_copy_rank),
+    never a sum across files. Spend and conversion value are converted to the reporting currency
+    with the rate of the report day (7-day lookback). -#}
 with
 
 google_ads as (
 
     select
         ad_platform, campaign_id, campaign_name, report_date, currency, impressions, clicks, cost,
-        conversions, conversion_value, source_file, source_row_number, load_date
+        conversions, conversion_value, source_file, file_hash, source_row_number, load_date,
+        landed_at, loaded_at
     from {{ ref('stg_google_ads__campaign_stats') }}
 
 ),
@@ -16,7 +20,8 @@ meta_ads as (
 
     select
         ad_platform, campaign_id, campaign_name, report_date, currency, impressions, clicks, cost,
-        conversions, conversion_value, source_file, source_row_number, load_date
+        conversions, conversion_value, source_file, file_hash, source_row_number, load_date,
+        landed_at, loaded_at
     from {{ ref('stg_meta_ads__campaign_stats') }}
 
 ),
@@ -35,15 +40,39 @@ stats as (
 
 ),
 
+per_file as (
+
+    select
+        ad_platform,
+        campaign_id,
+        report_date,
+        {#- extraction rejects a file whose rows of one campaign and day disagree on these -#}
+        min(campaign_name) as campaign_name,
+        min(currency) as currency,
+        sum(impressions) as impressions,
+        sum(clicks) as clicks,
+        sum(cost) as cost,
+        sum(conversions) as conversions,
+        sum(conversion_value) as conversion_value,
+        source_file,
+        file_hash,
+        min(source_row_number) as source_row_number,
+        load_date,
+        landed_at,
+        loaded_at
+    from stats
+    group by
+        ad_platform, campaign_id, report_date, source_file, file_hash, load_date, landed_at,
+        loaded_at
+
+),
+
 ranked as (
 
     select
         *,
-        row_number() over (
-            partition by ad_platform, campaign_id, report_date
-            order by load_date desc, source_file desc, source_row_number desc
-        ) as copy_rank
-    from stats
+        {{ latest_copy_rank('ad_platform, campaign_id, report_date') }} as copy_rank
+    from per_file
 
 ),
 

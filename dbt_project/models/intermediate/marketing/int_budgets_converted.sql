@@ -21,10 +21,7 @@ ranked as (
     select
         *,
         cast({{ dbt.date_trunc('month', 'budget_month') }} as date) as month,
-        row_number() over (
-            partition by {{ dbt.date_trunc('month', 'budget_month') }}, channel
-            order by load_date desc, source_file desc, source_row_number desc
-        ) as copy_rank
+        {{ latest_copy_rank(dbt.date_trunc('month', 'budget_month') ~ ', channel') }} as copy_rank
     from budgets
 
 ),

@@ -11,10 +11,7 @@ ranked as (
 
     select
         *,
-        row_number() over (
-            partition by campaign_id
-            order by load_date desc, source_file desc, source_row_number desc
-        ) as copy_rank
+        {{ latest_copy_rank('campaign_id') }} as copy_rank
     from campaigns
 
 ),

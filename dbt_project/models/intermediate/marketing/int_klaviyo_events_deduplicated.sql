@@ -19,10 +19,7 @@ ranked as (
 
     select
         *,
-        row_number() over (
-            partition by event_id
-            order by load_date desc, source_file desc, source_row_number desc
-        ) as copy_rank
+        {{ latest_copy_rank('event_id') }} as copy_rank
     from events
 
 ),

@@ -20,10 +20,7 @@ ranked as (
 
     select
         *,
-        row_number() over (
-            partition by redemption_id
-            order by load_date desc, source_file desc, source_row_number desc
-        ) as copy_rank
+        {{ latest_copy_rank('redemption_id') }} as copy_rank
     from records
 
 ),

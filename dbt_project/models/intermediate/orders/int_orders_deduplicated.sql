@@ -51,10 +51,7 @@ ranked as (
 
     select
         *,
-        row_number() over (
-            partition by order_name
-            order by load_date desc, source_file desc
-        ) as copy_rank
+        {{ latest_copy_rank('order_name') }} as copy_rank
     from orders_per_file
 
 ),
@@ -96,10 +93,7 @@ payments_ranked as (
 
     select
         *,
-        row_number() over (
-            partition by payment_id
-            order by load_date desc, source_file desc, source_row_number desc
-        ) as copy_rank
+        {{ latest_copy_rank('payment_id') }} as copy_rank
     from payments
 
 ),

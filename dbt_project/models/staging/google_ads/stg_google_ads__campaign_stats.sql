@@ -17,6 +17,14 @@ renamed as (
         -- campaign
         campaign_name,
 
+        -- below the campaign and segments (null in a campaign-level download)
+        ad_group_id,
+        ad_group as ad_group_name,
+        keyword_id,
+        keyword,
+        match_type,
+        device,
+
         -- metrics
         upper(currency) as currency,
         impressions,
@@ -29,7 +37,9 @@ renamed as (
         _source_file as source_file,
         _file_hash as file_hash,
         _row_number as source_row_number,
-        _load_date as load_date
+        _load_date as load_date,
+        _landed_at as landed_at,
+        _loaded_at as loaded_at
 
     from source
 

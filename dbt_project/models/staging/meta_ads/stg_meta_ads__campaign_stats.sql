@@ -17,6 +17,17 @@ renamed as (
         -- campaign
         campaign_name,
 
+        -- below the campaign and breakdowns (null in a campaign-level export)
+        ad_set_id,
+        ad_set_name,
+        ad_id,
+        ad_name,
+        age,
+        gender,
+        placement,
+        platform,
+        device,
+
         -- metrics
         upper(currency) as currency,
         impressions,
@@ -33,7 +44,9 @@ renamed as (
         _source_file as source_file,
         _file_hash as file_hash,
         _row_number as source_row_number,
-        _load_date as load_date
+        _load_date as load_date,
+        _landed_at as landed_at,
+        _loaded_at as loaded_at
 
     from source
 

@@ -16,7 +16,9 @@ renamed as (
         _source_file as source_file,
         _file_hash as file_hash,
         _row_number as source_row_number,
-        _load_date as load_date
+        _load_date as load_date,
+        _landed_at as landed_at,
+        _loaded_at as loaded_at
     from source
 
 ),
