@@ -297,7 +297,7 @@ def _load_file(
     )
 
 
-#: Key groups named in a ``conflicting_keys`` message (10 row numbers each); the rest are counted.
+#: Key groups named in an ``unresolvable_keys`` message (10 row numbers each); the rest are counted.
 CONFLICTS_SHOWN = 5
 
 
@@ -348,7 +348,7 @@ def _check_keys(
                 shown = "; ".join("rows " + ", ".join(str(n) for n in rows) for rows, _ in groups)
                 more = f" and {count - len(groups)} more" if count > len(groups) else ""
                 raise FileRejected(
-                    Reason.CONFLICTING_KEYS,
+                    Reason.UNRESOLVABLE_KEYS,
                     f"{path.name}: {count} group{'s' if count > 1 else ''} of rows {what}: "
                     f"{shown}{more}. Which row is right cannot be told, so the file is "
                     "quarantined whole; export it again without the repeated rows (or with the "

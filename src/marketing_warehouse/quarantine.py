@@ -22,7 +22,7 @@ class Reason(StrEnum):
     EXTRACT_FAILED = "extract_failed"
     UNSAFE_PATH = "unsafe_path"
     AMBIGUOUS_DATE_ORDER = "ambiguous_date_order"
-    CONFLICTING_KEYS = "conflicting_keys"
+    UNRESOLVABLE_KEYS = "unresolvable_keys"
     # One row
     MALFORMED_ROW = "malformed_row"
     UNDECODABLE_ROW = "undecodable_row"

@@ -274,7 +274,7 @@ def test_rows_sharing_a_key_with_different_content_quarantine_the_file(settings)
         ],
     )
     [result] = load_source(settings, contract_for("stripe__payments"), date(2026, 11, 20), AT)
-    assert (result.status, result.quarantine_reasons) == ("rejected", {"conflicting_keys": 1})
+    assert (result.status, result.quarantine_reasons) == ("rejected", {"unresolvable_keys": 1})
     assert "1 group of rows share payment_id with different content: rows 1, 3." in result.message
     assert not any(v in result.message for v in ("ann@", "40.00", "45.00", "ch_1"))
     raw = settings.raw_dir / "stripe__payments" / "load_date=2026-11-20"
@@ -283,7 +283,7 @@ def test_rows_sharing_a_key_with_different_content_quarantine_the_file(settings)
         f"select reason_code, row_number from read_parquet('{settings.quarantine_dir}/"
         "stripe__payments/load_date=*/*.parquet')"
     ).fetchall()
-    assert quarantined == [("conflicting_keys", None)]
+    assert quarantined == [("unresolvable_keys", None)]
 
 
 def test_exactly_repeated_rows_under_one_key_load(settings):
@@ -335,7 +335,7 @@ def test_a_repeated_row_of_an_additive_report_quarantines_the_file(settings):
             "Spring,61,Set A,Ad 1,25-34,female,2026-11-19,EUR,100,1.50",
         ],
     )
-    assert (result.status, result.quarantine_reasons) == ("rejected", {"conflicting_keys": 1})
+    assert (result.status, result.quarantine_reasons) == ("rejected", {"unresolvable_keys": 1})
     assert "repeat the same campaign_id, report_date, ad_set_id" in result.message
     assert "rows 1, 3." in result.message
 
@@ -348,7 +348,7 @@ def test_rows_of_one_campaign_and_day_in_two_currencies_quarantine_the_file(sett
             "Spring,61,Set A,Ad 2,25-34,female,2026-11-19,USD,90,1.10",
         ],
     )
-    assert (result.status, result.quarantine_reasons) == ("rejected", {"conflicting_keys": 1})
+    assert (result.status, result.quarantine_reasons) == ("rejected", {"unresolvable_keys": 1})
     assert "share campaign_id, report_date but differ in campaign_name, currency" in result.message
 
 
@@ -389,7 +389,7 @@ def test_the_same_rows_in_other_bytes_are_a_skipped_duplicate(settings):
     assert raw_orders(settings) == [("2026-11-20", "#1"), ("2026-11-20", "#2")]
 
 
-def test_a_conflicting_keys_message_names_five_groups_and_counts_the_rest(settings):
+def test_an_unresolvable_keys_message_names_five_groups_and_counts_the_rest(settings):
     lines = [
         f"ch_{i},2026-11-20 10:00:00,{amount}.00,eur,paid,p{i}@example.com"
         for i in range(7)
