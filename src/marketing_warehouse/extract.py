@@ -699,11 +699,13 @@ def _typed_expr(
         if naive:
             fmts = "[" + ", ".join(_sql_str(f) for f in naive) + "]"
             parts.append(f"try_strptime({text}, {fmts})")
-        # epoch milliseconds (13 digits) and seconds (10 digits)
+        # epoch milliseconds (11-13 digits: 1970-03 to 2286) and seconds (9-10 digits: 1973-03 to
+        # 2286); before 2001-09-09 milliseconds have 12 digits and seconds 9. Eight digits or
+        # fewer read as a number of days, a date (20261121) or a count, never as a time.
         parts.append(
-            f"case when regexp_full_match({text}, '[0-9]{{13}}') "
+            f"case when regexp_full_match({text}, '[0-9]{{11,13}}') "
             f"then make_timestamp({text}::bigint * 1000) "
-            f"when regexp_full_match({text}, '[0-9]{{10}}') "
+            f"when regexp_full_match({text}, '[0-9]{{9,10}}') "
             f"then make_timestamp({text}::bigint * 1000000) end"
         )
         return (
