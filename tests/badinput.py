@@ -631,12 +631,16 @@ def key_repeated_within_file(contract: Contract, path: Path) -> Expect:
     value: the repeat and both records of the conflict are quarantined, the other four load."""
     body = rows(contract, 5)
     keys = {contract.columns.index(contract.column(k)) for k in contract.primary_key}
-    other = next(i for i in range(len(contract.columns)) if i not in keys)
+    other = next(  # a free value: not a key, not an enumeration
+        i
+        for i, c in enumerate(contract.columns)
+        if i not in keys and c.type in {"string", "decimal"} and not c.accepted_values
+    )
     repeat = [
         str(v).upper() if contract.columns[i].type == "email" else v for i, v in enumerate(body[0])
     ]
     conflict = list(body[1])
-    conflict[other] = "7.5" if contract.columns[other].type == "decimal" else "other"
+    conflict[other] = "7.5" if contract.columns[other].type == "decimal" else "changed"
     body += [repeat, conflict]
     _write(contract, path, header(contract), body)
     return Expect(

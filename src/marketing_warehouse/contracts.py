@@ -24,9 +24,12 @@ loads (the raw gate's critical checks stay as a safety net that such a row can n
   the ledger (``filled_values``).
 - contract ``row_checks: [{rule: "clicks <= impressions", reason: implausible_metrics}]``: a
   comparison of two columns of one row (``<=``, ``<``, ``>=``, ``>``; skipped when either is empty).
-- contract ``unique_key: true``: the primary key (typed, so e-mails compare case-insensitively) is
-  unique within a file: a repeat of an identical row, and every row of a key whose rows disagree,
-  go to quarantine [conflicting_key].
+- the ``primary_key`` names one row of a file (``unique_key``; every contract whose key holds no
+  ``_row_number`` and whose rows are not summed): keys compare typed (e-mails case-insensitively);
+  a repeat of an identical row, and every row of a key whose rows disagree, go to quarantine
+  [conflicting_key]. Rows that are summed (``additive_columns``: ad reports below the campaign
+  grain) must differ in their ``grain_columns`` instead, or the file is quarantined whole
+  [unresolvable_keys].
 - contract ``date_order: day_first | month_first``: when a column lists formats of both orders
   (``%d/%m/%Y`` and ``%m/%d/%Y``), each file's order is inferred from its values (a first field
   above 12 means day-first, a second one month-first); a file without such a value is read in
@@ -159,11 +162,10 @@ class Contract:
     record_group: str | None = None
     date_order: str | None = None
     row_checks: tuple[RowCheck, ...] = ()
-    unique_key: bool = False
     #: Rows of one file that share the primary key are one record at a finer grain (ad set, ad,
     #: keyword) or broken down (age, device): ``grain_columns`` tell them apart and
     #: ``additive_columns`` are summed to the primary key's grain. Without them, rows sharing the
-    #: key with different content make the file ambiguous (quarantined whole).
+    #: key in one grain make the file ambiguous (quarantined whole).
     additive_columns: tuple[str, ...] = ()
     grain_columns: tuple[str, ...] = ()
     path: Path | None = field(default=None, compare=False)
@@ -172,6 +174,16 @@ class Contract:
     def key(self) -> str:
         """``<source>__<entity>``: names the suite, the raw folder and the dbt source table."""
         return f"{self.source}__{self.entity}"
+
+    @property
+    def unique_key(self) -> bool:
+        """Whether the primary key names one row of a file (see the module doc): not when it holds
+        the row number (Shopify line items) or rows are summed to it (``additive_columns``)."""
+        return (
+            bool(self.primary_key)
+            and "_row_number" not in self.primary_key
+            and not self.additive_columns
+        )
 
     @property
     def pii_columns(self) -> tuple[str, ...]:
@@ -243,7 +255,6 @@ def _parse(data: dict, path: Path | None) -> Contract:
             record_group=data.get("record_group"),
             date_order=data.get("date_order"),
             row_checks=tuple(row_checks),
-            unique_key=bool(data.get("unique_key", False)),
             additive_columns=tuple(data.get("additive_columns", ())),
             grain_columns=tuple(data.get("grain_columns", ())),
             path=path,

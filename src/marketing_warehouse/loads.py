@@ -304,36 +304,29 @@ CONFLICTS_SHOWN = 5
 def _check_keys(
     path: Path, contract: Contract, out_file: Path, database: duckdb.DuckDBPyConnection
 ) -> None:
-    """Reject a file whose loaded rows share the contract's key but cannot be one record.
+    """Reject an ad report whose loaded rows cannot be summed to the contract's key.
 
-    Without ``additive_columns`` a key names one record: exactly repeated rows are harmless
-    (downstream keeps one), rows that differ make the file ambiguous. With them, the rows of a key
-    are summed, so each must be told apart by the ``grain_columns`` (a repeated row would count
-    twice) and agree on every other column (one campaign, one currency). Row numbers only, never
-    values, go into the message."""
-    key = [c for c in contract.primary_key if c != "_row_number"]
-    if not key or len(key) < len(contract.primary_key) or not out_file.exists():
-        return  # a key with the row number is unique by construction
+    With ``additive_columns`` the rows of a key are summed, so each must be told apart by the
+    ``grain_columns`` (a repeated row would count twice) and agree on every other column (one
+    campaign, one currency). Contracts whose key names one row quarantine their conflicting rows
+    at extraction instead (``conflicting_key``). Row numbers only, never values, go into the
+    message."""
+    key = list(contract.primary_key)
+    if not contract.additive_columns or not out_file.exists():
+        return
     ident = [f'"{c}"' for c in key]
     others = [
         f'"{c.name}"'
         for c in contract.columns
         if c.name not in key + list(contract.additive_columns) + list(contract.grain_columns)
     ]
-    if contract.additive_columns:
-        grain = ident + [f'"{c}"' for c in contract.grain_columns]
-        checks = [
-            (grain, "count(*) > 1", "repeat the same " + ", ".join(key + list(contract.grain_columns))
-             + " (rows are summed, so a repeated row would count twice)"),
-            (ident, f"count(distinct ({', '.join(others)})) > 1" if others else "false",
-             f"share {', '.join(key)} but differ in " + ", ".join(c.strip('"') for c in others)),
-        ]  # fmt: skip
-    else:
-        every = [f'"{c.name}"' for c in contract.columns]
-        checks = [
-            (ident, f"count(distinct ({', '.join(every)})) > 1",
-             f"share {', '.join(key)} with different content"),
-        ]  # fmt: skip
+    grain = ident + [f'"{c}"' for c in contract.grain_columns]
+    checks = [
+        (grain, "count(*) > 1", "repeat the same " + ", ".join(key + list(contract.grain_columns))
+         + " (rows are summed, so a repeated row would count twice)"),
+        (ident, f"count(distinct ({', '.join(others)})) > 1" if others else "false",
+         f"share {', '.join(key)} but differ in " + ", ".join(c.strip('"') for c in others)),
+    ]  # fmt: skip
     source = f"read_parquet('{str(out_file).replace(chr(39), chr(39) * 2)}')"
     con = database.cursor()
     try:

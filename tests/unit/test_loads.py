@@ -259,9 +259,17 @@ def _stripe_file(settings, name: str, lines: list[str]):
     return path
 
 
-def test_rows_sharing_a_key_with_different_content_quarantine_the_file(settings):
-    """Two payments under one id in one export: which is right cannot be told. The message names
-    the rows, never their values."""
+def _quarantined(settings, key: str) -> list[tuple]:
+    return duckdb.sql(
+        f"select row_number::bigint, reason_code, reason_detail from read_parquet("
+        f"'{settings.quarantine_dir}/{key}/load_date=*/*.parquet') order by 1"
+    ).fetchall()
+
+
+def test_rows_sharing_a_key_with_different_content_are_quarantined_the_rest_loads(settings):
+    """Two payments under one id in one export: which is right cannot be told, so both go to
+    quarantine; an exact repeat goes as a repeat (its first copy loads). The detail names the
+    rows, never their values; the quarantined share decides whether the run stops."""
     _stripe_file(
         settings,
         "stripe_payments.csv",
@@ -274,29 +282,36 @@ def test_rows_sharing_a_key_with_different_content_quarantine_the_file(settings)
         ],
     )
     [result] = load_source(settings, contract_for("stripe__payments"), date(2026, 11, 20), AT)
-    assert (result.status, result.quarantine_reasons) == ("rejected", {"unresolvable_keys": 1})
-    assert "1 group of rows share payment_id with different content: rows 1, 3." in result.message
-    assert not any(v in result.message for v in ("ann@", "40.00", "45.00", "ch_1"))
-    raw = settings.raw_dir / "stripe__payments" / "load_date=2026-11-20"
-    assert list(raw.glob("*.parquet")) == []
-    quarantined = duckdb.sql(
-        f"select reason_code, row_number from read_parquet('{settings.quarantine_dir}/"
-        "stripe__payments/load_date=*/*.parquet')"
+    assert (result.status, result.rows_landed, result.rows_loaded) == ("loaded", 5, 2)
+    assert result.quarantine_reasons == {"conflicting_key": 3}
+    quarantined = _quarantined(settings, "stripe__payments")
+    assert [(n, code) for n, code, _ in quarantined] == [
+        (1, "conflicting_key"),
+        (3, "conflicting_key"),
+        (5, "conflicting_key"),
+    ]
+    details = [detail for _, _, detail in quarantined]
+    assert "rows 1, 3 share the key" in details[0] and "a repeat of row 4" in details[2]
+    assert not any(v in d for d in details for v in ("ann@", "40.00", "45.00", "ch_1", "ch_3"))
+    loaded = duckdb.sql(
+        f"select payment_id from read_parquet('{settings.raw_dir}/stripe__payments/"
+        "load_date=*/*.parquet') order by 1"
     ).fetchall()
-    assert quarantined == [("unresolvable_keys", None)]
+    assert loaded == [("ch_2",), ("ch_3",)]
 
 
-def test_exactly_repeated_rows_under_one_key_load(settings):
-    _stripe_file(
-        settings,
-        "stripe_payments.csv",
-        [
-            "ch_3,2026-11-20 12:00:00,10.00,eur,paid,cy@example.com",
-            "ch_3,2026-11-20 12:00:00,10.00,eur,paid,cy@example.com",
-        ],
-    )
+def test_many_conflicting_keys_are_each_named_by_their_rows(settings):
+    lines = [
+        f"ch_{i},2026-11-20 10:00:00,{amount}.00,eur,paid,p{i}@example.com"
+        for i in range(7)
+        for amount in (10, 11)
+    ]
+    _stripe_file(settings, "stripe_payments.csv", lines)
     [result] = load_source(settings, contract_for("stripe__payments"), date(2026, 11, 20), AT)
-    assert (result.status, result.rows_loaded) == ("loaded", 2)
+    assert (result.rows_landed, result.rows_loaded) == (14, 0)
+    details = [d for _, _, d in _quarantined(settings, "stripe__payments")]
+    assert [d.startswith(f"rows {2 * (i // 2) + 1}, {2 * (i // 2) + 2} share") for i, d in
+            enumerate(details)] == [True] * 14  # fmt: skip
 
 
 META_HEADER = (
@@ -387,17 +402,3 @@ def test_the_same_rows_in_other_bytes_are_a_skipped_duplicate(settings):
     again = load_source(settings, CONTRACT, date(2026, 11, 20), AT)  # a rerun of the day
     assert [r.status for r in again] == ["loaded", "skipped_duplicate"]
     assert raw_orders(settings) == [("2026-11-20", "#1"), ("2026-11-20", "#2")]
-
-
-def test_an_unresolvable_keys_message_names_five_groups_and_counts_the_rest(settings):
-    lines = [
-        f"ch_{i},2026-11-20 10:00:00,{amount}.00,eur,paid,p{i}@example.com"
-        for i in range(7)
-        for amount in (10, 11)
-    ]
-    _stripe_file(settings, "stripe_payments.csv", lines)
-    [result] = load_source(settings, contract_for("stripe__payments"), date(2026, 11, 20), AT)
-    assert "7 groups of rows share payment_id with different content: rows 1, 2; rows 3, 4;" in (
-        result.message
-    )
-    assert "rows 9, 10 and 2 more." in result.message
