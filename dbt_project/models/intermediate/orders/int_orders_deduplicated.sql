@@ -1,6 +1,6 @@
 {#- One row per order: Shopify orders and Stripe payments (memberships and invoices sold outside
     the Shopify checkout, see DECISIONLOG). Each tool repeats a record in every export that covers
-    it; the copy from the latest load wins (then the latest file name), so a re-sent or overlapping
+    it; the latest copy wins (latest_copy_rank: folder, landing time, load, name), so a re-sent or overlapping
     export never double-counts. Shopify order-level fields come from the order's first line-item row. -#}
 with
 
