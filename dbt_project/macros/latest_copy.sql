@@ -3,8 +3,8 @@
     ``partition_by``, the first is the one of the latest delivery folder (load_date), then the
     latest landed file (its modification time, whatever its name), then the latest load, then the
     file name and row number so the choice is always the same. Rows sharing a key inside one file
-    are never told apart by it: extraction quarantines such a file unless its rows are exact
-    repeats, and ad reports are summed per file before (int_ad_spend_converted). -#}
+    never reach it: extraction quarantines them (conflicting_key), and ad reports are summed per
+    file before (int_ad_spend_converted). -#}
 {% macro latest_copy_rank(partition_by) -%}
     row_number() over (
         partition by {{ partition_by }}
