@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -83,6 +84,27 @@ def _demo_days(settings: Settings, scale: float) -> int:
     return demo.default_days(scale, settings.demo_days)
 
 
+def _one_run_at_a_time(command):
+    """Run ``command`` holding the run lock; refuse at once (exit ``RUN_LOCKED_EXIT``, nothing
+    touched) while another run holds it."""
+
+    @functools.wraps(command)
+    def locked(args: argparse.Namespace) -> int:
+        from marketing_warehouse.runlock import RUN_LOCKED_EXIT, RunLocked, run_lock
+
+        settings = load_settings()
+        name = f"mwh {args.command} {_logical_date(getattr(args, 'date', None))} pid {os.getpid()}"
+        try:
+            with run_lock(settings, name):
+                return command(args)
+        except RunLocked as exc:
+            print(f"mwh {args.command} refused: {exc}", file=sys.stderr)
+            return RUN_LOCKED_EXIT
+
+    return locked
+
+
+@_one_run_at_a_time
 def cmd_run(args: argparse.Namespace) -> int:
     from marketing_warehouse import demo, summary
     from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
