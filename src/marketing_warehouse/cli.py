@@ -247,7 +247,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    """Serve a kept version again (and republish it to PostgreSQL when configured)."""
+    """Serve a kept version again (on PostgreSQL too when configured: both or neither)."""
     from marketing_warehouse.publish import PublishError, list_versions, rollback
 
     settings = load_settings()
@@ -258,16 +258,17 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         for version in versions:
             print(f"{'*' if version.is_current else ' '} {version.id}")
         return 0
+    from marketing_warehouse.pipeline import postgres_target
+    from marketing_warehouse.serve_postgres import PostgresPublishError
+
+    postgres = postgres_target(settings)
     try:
-        version = rollback(settings, args.to)
-    except PublishError as exc:
-        print(f"rollback failed: {exc}", file=sys.stderr)
+        version = rollback(settings, args.to, target=postgres.stage if postgres else None)
+    except (PublishError, PostgresPublishError) as exc:
+        print(f"rollback failed, nothing was changed: {exc}", file=sys.stderr)
         return 1
     print(f"{settings.warehouse_path} now serves version {version.id}")
-    if settings.postgres_dsn:
-        from marketing_warehouse.pipeline import publish_postgres
-
-        publish_postgres(settings)
+    if postgres:
         print(f"PostgreSQL schemas marts and audit now hold version {version.id}")
     return 0
 
