@@ -7,6 +7,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from datetime import date
@@ -144,7 +145,6 @@ def test_a_postgres_failure_leaves_both_targets_on_the_previous_version(tmp_path
     make_build_db(settings, 1)
     pipeline.publish("2026-11-21", "run_1", settings)
     matching = current_version(settings)
-    assert serve_postgres.served_version(settings) == matching
 
     # every attempt of the next run fails on PostgreSQL (the task and its retries): DuckDB never
     # moves, no version is added, the one PostgreSQL holds stays kept
@@ -156,9 +156,9 @@ def test_a_postgres_failure_leaves_both_targets_on_the_previous_version(tmp_path
         assert "0x00" in str(failure.value), attempt
         assert served_duckdb_orders(settings) == 1
         assert [v.id for v in list_versions(settings)] == [matching]
-        assert serve_postgres.served_version(settings) == matching
         with reader(postgres_cluster) as con:
             assert served_orders(con) == [(1,)]
+        assert serve_postgres.served_version(settings) == matching
     assert not list(settings.warehouse_path.parent.glob(".warehouse.*.tmp.duckdb*"))
     with psycopg.connect(postgres_cluster.dsn()) as con:
         schemas = con.execute(
@@ -196,13 +196,13 @@ def test_what_the_reader_changes_on_itself_is_put_back_by_the_next_publish(
     make_build_db(settings, 2)
     with caplog.at_level("WARNING", logger="marketing_warehouse.serve_postgres"):
         pipeline.publish("2026-11-22", "run_2", settings)
-    (line,) = [r.getMessage() for r in caplog.records if "had given itself settings" in r.message]
-    assert "work_mem" in line and "2GB" not in line
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(changed)
     with reader(postgres_cluster) as con:
         assert con.execute("show work_mem").fetchone() == ("4MB",)
         assert con.execute("show default_transaction_read_only").fetchone() == ("on",)
+    (line,) = [r.getMessage() for r in caplog.records if "had given itself settings" in r.message]
+    assert "work_mem" in line and "2GB" not in line
 
 
 def test_a_failed_commit_swaps_the_previous_duckdb_file_back(settings, postgres_cluster):
@@ -297,8 +297,7 @@ def test_a_reader_idle_in_a_transaction_is_ended_after_the_grace_period(
         started = time.monotonic()  # its idle time starts with the next statement
         (pid,) = forgotten.execute("select pg_backend_pid()").fetchone()
         with caplog.at_level("WARNING", logger="marketing_warehouse.serve_postgres"):
-            postgres = serve_postgres.PostgresTarget(settings)
-            publish(settings, date(2026, 11, 22), "run_2", target=postgres.stage)
+            pipeline.publish("2026-11-22", "run_2", settings)
         assert time.monotonic() - started >= 3  # not before the grace period
         with pytest.raises(psycopg.OperationalError):
             forgotten.execute("select 1")
@@ -362,3 +361,73 @@ def test_rollback_serves_the_earlier_version_on_postgres_too(settings, postgres_
     assert "PostgreSQL schemas marts and audit now hold version" in done.stdout
     with reader(postgres_cluster) as con:
         assert served_orders(con) == [(1,)]
+
+
+def test_the_version_postgres_holds_is_never_pruned(tmp_path, postgres_cluster):
+    env = {"MWH_DATA_DIR": str(tmp_path / "data"), "MWH_KEEP_VERSIONS": "2"}
+    settings = load_settings(env | postgres_cluster.serving_env())
+    make_build_db(settings, 1)
+    pipeline.publish("2026-11-21", "run_1", settings)
+    held = current_version(settings)
+    duckdb_only = load_settings(env)  # PostgreSQL switched off for a while
+    for version in (2, 3, 4):
+        make_build_db(duckdb_only, version)
+        publish(duckdb_only, date(2026, 11, 20 + version), f"run_{version}")
+    kept = [v.id for v in list_versions(settings)]
+    assert len(kept) == 3 and kept[0] == held  # the newest two, and the one PostgreSQL holds
+    assert serve_postgres.served_version(settings) == held
+
+
+KILLED_BEFORE_COMMIT = textwrap.dedent(
+    """
+    import contextlib, os, signal
+    from datetime import date
+    from marketing_warehouse import publish, serve_postgres
+    from marketing_warehouse.config import load_settings
+
+    settings = load_settings()
+
+    @contextlib.contextmanager
+    def dies_before_commit(source, version_id):
+        with serve_postgres.PostgresTarget(settings).stage(source, version_id):
+            def die():  # the process dies after the DuckDB swap, before PostgreSQL commits
+                print("killing before commit", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield die
+
+    publish.publish(settings, date(2026, 11, 22), "run_2", target=dies_before_commit)
+    """
+)
+
+
+def test_a_publish_killed_before_the_commit_is_repaired_by_its_retry(settings, postgres_cluster):
+    make_build_db(settings, 1)
+    pipeline.publish("2026-11-21", "run_1", settings)
+    first = current_version(settings)
+    make_build_db(settings, 2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MWH_")} | {
+        "MWH_DATA_DIR": str(settings.data_dir),
+        **postgres_cluster.serving_env(),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
+    }
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_COMMIT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert "killing before commit" in killed.stdout
+    # the one window left: DuckDB was swapped, PostgreSQL rolled back with the lost session
+    assert served_duckdb_orders(settings) == 2
+    assert serve_postgres.served_version(settings) == first
+    assert [v.id for v in list_versions(settings)] == [first]  # no version for a half publish
+
+    # the task's retry (same run) publishes both, as one version
+    pipeline.publish("2026-11-22", "run_2", settings)
+    versions = list_versions(settings)
+    assert versions[0].id == first and len(versions) == 2
+    assert serve_postgres.served_version(settings) == current_version(settings) != first
+    with reader(postgres_cluster) as con:
+        assert served_orders(con) == [(2,)]
