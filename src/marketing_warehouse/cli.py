@@ -93,7 +93,8 @@ def _one_run_at_a_time(command):
         from marketing_warehouse.runlock import RUN_LOCKED_EXIT, RunLocked, run_lock
 
         settings = load_settings()
-        name = f"mwh {args.command} {_logical_date(getattr(args, 'date', None))} pid {os.getpid()}"
+        date_part = f" {_logical_date(args.date)}" if "date" in vars(args) else ""
+        name = f"mwh {args.command}{date_part} pid {os.getpid()}"
         try:
             with run_lock(settings, name):
                 return command(args)

@@ -10,9 +10,15 @@ and a run killed at any point before the rename leaves the serving file as it wa
 sees the new version once its process holds no other connection to the file: DuckDB's Python client
 shares one open database among a process's connections to the same path.
 
-The last ``MWH_KEEP_VERSIONS`` versions are kept; ``rollback`` swaps one of them back in the same
-way. Publish and rollback take an exclusive lock on ``<warehouse dir>/.publish.lock`` so they never
-interleave.
+Versions are named ``<sequence>.<logical date>.<run hash>``: the sequence number orders them, never
+the wall clock, so a clock set back cannot reorder them; a run publishing again (a retry) replaces
+its own version. The last ``MWH_KEEP_VERSIONS`` versions are kept, plus the one being served and the
+one PostgreSQL holds; ``rollback`` swaps one of them back in the same way. Publish and rollback take
+an exclusive lock on ``<warehouse dir>/.publish.lock`` so they never interleave.
+
+With a second serving target (PostgreSQL, ``Target``) both move as one unit: the target is loaded
+and swapped inside its open transaction, then the file is renamed, then the target commits; a
+failure before the commit leaves the file untouched, a failed commit renames the previous file back.
 """
 
 from __future__ import annotations
