@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, dag, task, teardown
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from marketing_warehouse.alerts import on_failure
@@ -63,9 +63,11 @@ MART_ASSETS = [
 )
 def marketing_warehouse_nightly():
     @task
-    def prepare(ds: str | None = None) -> list[str]:
+    def prepare(ds: str | None = None, run_id: str | None = None) -> list[str]:
         from marketing_warehouse.pipeline import prepare as run
+        from marketing_warehouse.runlock import take_for_airflow_run
 
+        take_for_airflow_run(run_id)  # first: a run refused here has touched nothing
         return run(ds)
 
     @task(max_active_tis_per_dag=2)
@@ -92,6 +94,12 @@ def marketing_warehouse_nightly():
 
         return run(ds, run_id)
 
+    @teardown
+    def release_run_lock(run_id: str | None = None) -> bool:
+        from marketing_warehouse.runlock import release_run_lock as release
+
+        return release(load_settings(), run_id)
+
     extracted = extract_source.expand(key=prepare())
     gate_raw = gate.override(task_id="gate_raw")("raw")
     dbt_staging = dbt_task_group(
@@ -105,7 +113,9 @@ def marketing_warehouse_nightly():
     )
     gate_marts = gate.override(task_id="gate_marts")("marts")
 
-    (extracted >> gate_raw >> dbt_staging >> gate_staging >> dbt_marts >> gate_marts >> publish())
+    published = publish()
+    (extracted >> gate_raw >> dbt_staging >> gate_staging >> dbt_marts >> gate_marts >> published)
+    published >> release_run_lock()
 
 
 marketing_warehouse_nightly()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -119,6 +120,28 @@ def _demo_days(settings: Settings, scale: float) -> int:
     return demo.default_days(scale, settings.demo_days)
 
 
+def _one_run_at_a_time(command):
+    """Run ``command`` holding the run lock; refuse at once (exit ``RUN_LOCKED_EXIT``, nothing
+    touched) while another run holds it."""
+
+    @functools.wraps(command)
+    def locked(args: argparse.Namespace) -> int:
+        from marketing_warehouse.runlock import RUN_LOCKED_EXIT, RunLocked, run_lock
+
+        settings = load_settings()
+        date_part = f" {_logical_date(args.date)}" if "date" in vars(args) else ""
+        name = f"mwh {args.command}{date_part} pid {os.getpid()}"
+        try:
+            with run_lock(settings, name):
+                return command(args)
+        except RunLocked as exc:
+            print(f"mwh {args.command} refused: {exc}", file=sys.stderr)
+            return RUN_LOCKED_EXIT
+
+    return locked
+
+
+@_one_run_at_a_time
 def cmd_run(args: argparse.Namespace) -> int:
     from marketing_warehouse import demo, summary
     from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
@@ -262,7 +285,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    """Serve a kept version again (and republish it to PostgreSQL when configured)."""
+    """Serve a kept version again (on PostgreSQL too when configured: both or neither)."""
     from marketing_warehouse.publish import PublishError, list_versions, rollback
 
     settings = load_settings()
@@ -273,16 +296,17 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         for version in versions:
             print(f"{'*' if version.is_current else ' '} {version.id}")
         return 0
+    from marketing_warehouse.pipeline import postgres_target
+    from marketing_warehouse.serve_postgres import PostgresPublishError
+
+    postgres = postgres_target(settings)
     try:
-        version = rollback(settings, args.to)
-    except PublishError as exc:
-        print(f"rollback failed: {exc}", file=sys.stderr)
+        version = rollback(settings, args.to, target=postgres.stage if postgres else None)
+    except (PublishError, PostgresPublishError) as exc:
+        print(f"rollback failed, nothing was changed: {exc}", file=sys.stderr)
         return 1
     print(f"{settings.warehouse_path} now serves version {version.id}")
-    if settings.postgres_dsn:
-        from marketing_warehouse.pipeline import publish_postgres
-
-        publish_postgres(settings)
+    if postgres:
         print(f"PostgreSQL schemas marts and audit now hold version {version.id}")
     return 0
 

@@ -83,6 +83,11 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "(empty: role cannot log in)",
         "Password publish sets on the reader role; empty leaves the role without login.",
     ),
+    "MWH_POSTGRES_IDLE_READER_GRACE": (
+        "30",
+        "Seconds a reader session may sit idle in a transaction on the marts while a publish "
+        "waits for them; then publish ends that session (0 to 3600).",
+    ),
     "MWH_DBT_TASKS": (
         "per_model",
         "per_model: one Airflow task per dbt model; single: one dbt build task per dbt stage.",
@@ -164,6 +169,7 @@ class Settings:
     postgres_dsn: str = field(default="", repr=False)
     postgres_reader_role: str = "bi_reader"
     postgres_reader_password: str = field(default="", repr=False)
+    postgres_idle_reader_grace: int = 30
     dbt_tasks: str = "per_model"
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     plausibility: Plausibility = Plausibility()
@@ -269,6 +275,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ("MWH_TASK_RETRIES", "2"),
         ("MWH_KEEP_VERSIONS", "5"),
         ("MWH_EXTRACT_WORKERS", str(os.cpu_count() or 1)),
+        ("MWH_POSTGRES_IDLE_READER_GRACE", "30"),
     ):
         value = env.get(name, default)
         try:
@@ -283,6 +290,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raise ConfigError("MWH_KEEP_VERSIONS must be at least 1 (the version being served).")
     if ints["MWH_EXTRACT_WORKERS"] < 1:
         raise ConfigError("MWH_EXTRACT_WORKERS must be at least 1.")
+    if not 0 <= ints["MWH_POSTGRES_IDLE_READER_GRACE"] <= 3600:
+        raise ConfigError(
+            "MWH_POSTGRES_IDLE_READER_GRACE must be between 0 and 3600 seconds (a publish waits "
+            "that long for reader sessions idle in a transaction before ending them)."
+        )
     reader_role = env.get("MWH_POSTGRES_READER_ROLE", "bi_reader").strip()
     if not _IDENTIFIER.match(reader_role):
         raise ConfigError(
@@ -320,6 +332,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         postgres_dsn=env.get("MWH_POSTGRES_DSN", "").strip(),
         postgres_reader_role=reader_role,
         postgres_reader_password=env.get("MWH_POSTGRES_READER_PASSWORD", ""),
+        postgres_idle_reader_grace=ints["MWH_POSTGRES_IDLE_READER_GRACE"],
         dbt_tasks=dbt_tasks,
         duckdb_memory_limit=memory_limit,
         expectations_override=(

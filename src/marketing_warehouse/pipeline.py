@@ -150,25 +150,30 @@ def gate(stage: str, ds: str, run_id: str, settings: Settings | None = None) -> 
 
 
 def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
-    """Swap the audited marts into the serving file, then into PostgreSQL when configured, then
-    refresh the dbt docs.
+    """Swap the audited marts into the serving file and, when configured, PostgreSQL as one
+    unit, then refresh the dbt docs.
 
-    The DuckDB file is published first; a PostgreSQL failure then fails the task (PostgreSQL stays
-    at its previous version, the retry publishes both again). dbt docs are documentation, not
-    data: a failure to generate them is logged and does not fail the run.
+    PostgreSQL is loaded first, then the DuckDB file is swapped, then PostgreSQL commits: a
+    PostgreSQL failure fails the task with both targets on the previous version, and the retry
+    publishes both again (replacing, not adding to, this run's version). dbt docs are
+    documentation, not data: a failure to generate them is logged and does not fail the run.
     """
     from marketing_warehouse.publish import publish as publish_file
 
     settings = settings or load_settings()
-    result = publish_file(settings, date.fromisoformat(ds), run_id)
+    postgres = postgres_target(settings)
+    result = publish_file(
+        settings, date.fromisoformat(ds), run_id, target=postgres.stage if postgres else None
+    )
     log.info("published %s (version %s)", result.serving_path, result.version_path.name)
     payload: dict = {
         "serving_path": str(result.serving_path),
         "version": result.version_path.name,
         "row_counts": result.row_counts,
     }
-    if settings.postgres_dsn:
-        payload["postgres_row_counts"] = publish_postgres(settings)
+    if postgres:
+        payload["postgres_row_counts"] = postgres.counts
+        log_postgres(settings, postgres.counts)
     payload["dbt_docs"] = refresh_dbt_docs(settings)
     target = settings.run_dir(ds) / "publish.json"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -181,16 +186,34 @@ def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
     return payload
 
 
-def publish_postgres(settings: Settings) -> dict[str, int]:
-    """Copy the serving file's marts and audit into PostgreSQL (one transaction)."""
-    from marketing_warehouse.serve_postgres import publish_to_postgres
+def postgres_target(settings: Settings):
+    """The PostgreSQL serving target published with the DuckDB file, or None when off."""
+    if not settings.postgres_dsn:
+        return None
+    from marketing_warehouse.serve_postgres import PostgresTarget
 
-    counts = publish_to_postgres(settings)
+    return PostgresTarget(settings)
+
+
+def log_postgres(settings: Settings, counts: dict[str, int]) -> None:
     log.info(
         "published %d tables to PostgreSQL (reader role %s)",
         len(counts),
         settings.postgres_reader_role,
     )
+
+
+def publish_postgres(settings: Settings) -> dict[str, int]:
+    """Copy the serving file's marts and audit into PostgreSQL (one transaction) on their own,
+    and record which version PostgreSQL now holds."""
+    from marketing_warehouse.publish import list_versions, pin_version
+    from marketing_warehouse.serve_postgres import publish_to_postgres
+
+    current = next((v.id for v in list_versions(settings) if v.is_current), "")
+    counts = publish_to_postgres(settings, version_id=current)
+    if current:
+        pin_version(settings, current)
+    log_postgres(settings, counts)
     return counts
 
 

@@ -10,21 +10,29 @@ and a run killed at any point before the rename leaves the serving file as it wa
 sees the new version once its process holds no other connection to the file: DuckDB's Python client
 shares one open database among a process's connections to the same path.
 
-The last ``MWH_KEEP_VERSIONS`` versions are kept; ``rollback`` swaps one of them back in the same
-way. Publish and rollback take an exclusive lock on ``<warehouse dir>/.publish.lock`` so they never
-interleave.
+Versions are named ``<sequence>.<logical date>.<run hash>``: the sequence number orders them, never
+the wall clock, so a clock set back cannot reorder them; a run publishing again (a retry) replaces
+its own version. The last ``MWH_KEEP_VERSIONS`` versions are kept, plus the one being served and the
+one PostgreSQL holds; ``rollback`` swaps one of them back in the same way. Publish and rollback take
+an exclusive lock on ``<warehouse dir>/.publish.lock`` so they never interleave.
+
+With a second serving target (PostgreSQL, ``Target``) both move as one unit: the target is loaded
+and swapped inside its open transaction, then the file is renamed, then the target commits; a
+failure before the commit leaves the file untouched, a failed commit renames the previous file back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import hashlib
 import os
 import re
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -70,11 +78,25 @@ class PublishResult:
 
 @dataclass(frozen=True)
 class Version:
-    """One kept version of the serving file; ``id`` is what ``mwh rollback --to`` accepts."""
+    """One kept version of the serving file; ``id`` is what ``mwh rollback --to`` accepts.
+
+    ``sequence`` orders versions (0 for files named before versions had one); ``run`` is a short
+    hash of the run id that published it."""
 
     path: Path
     id: str
     is_current: bool
+    sequence: int = 0
+    run: str = ""
+
+
+#: A second serving target published as one unit with the DuckDB file: called with the new file
+#: and its version id, it loads everything and yields a ``commit`` callable; leaving the context
+#: without calling it (or by an exception) rolls the target back. See ``serve_postgres``.
+Target = Callable[[Path, str], AbstractContextManager[Callable[[], None]]]
+
+#: A version id: sequence number, logical date, hash of the run id.
+_VERSION_ID = re.compile(r"^(\d{6,})\.(\d{4}-\d{2}-\d{2})\.([0-9a-f]{8})$")
 
 
 def _sql_literal(value: str) -> str:
@@ -89,6 +111,32 @@ def _safe(name: str) -> str:
 
 def versions_dir(settings: Settings) -> Path:
     return settings.warehouse_path.parent / "versions"
+
+
+def _pin_path(settings: Settings) -> Path:
+    return versions_dir(settings) / ".other-targets.version"
+
+
+def pinned_version(settings: Settings) -> str | None:
+    """Id of the version the other serving target (PostgreSQL) was last committed with."""
+    try:
+        return _pin_path(settings).read_text("utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def pin_version(settings: Settings, version_id: str) -> None:
+    """Record that the other serving target now holds ``version_id`` (never pruned)."""
+    path = _pin_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(version_id + "\n", "utf-8")
+    os.replace(tmp, path)
+
+
+def run_tag(run_id: str) -> str:
+    """The part of a version id that names its run: one version per run, retries included."""
+    return hashlib.sha256(run_id.encode()).hexdigest()[:8]
 
 
 @contextlib.contextmanager
@@ -197,14 +245,29 @@ def _swap(source: Path, serving: Path) -> None:
     os.replace(source, serving)
 
 
-def publish(settings: Settings, ds: date, run_id: str) -> PublishResult:
-    """Build a new serving file from the build database, audit it and swap it in atomically."""
+def publish(
+    settings: Settings,
+    ds: date,
+    run_id: str,
+    *,
+    now: datetime | None = None,
+    target: Target | None = None,
+) -> PublishResult:
+    """Build a new serving file from the build database, audit it and swap it in atomically.
+
+    With ``target`` (PostgreSQL) both move as one unit: the target is loaded from the new file
+    first, then the file is swapped in, then the target commits; if the target fails before its
+    commit the DuckDB file was never swapped, if its commit fails the previous file is swapped
+    back. Versions are numbered by a sequence, not by ``now`` (the wall clock, which only goes
+    into ``audit.publish_log``); a run that publishes again (a retry) replaces its own version
+    instead of adding one.
+    """
     serving = settings.warehouse_path
     serving.parent.mkdir(parents=True, exist_ok=True)
     with publish_lock(settings):
         for stale in _tmp_files(serving):  # left by a run killed before its swap
             stale.unlink()
-        stamp = utc_now()
+        stamp = now or utc_now()
         slug = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:80]
         tmp = serving.parent / f".{serving.stem}.{slug}.tmp.duckdb"
         result = PublishResult(serving_path=serving, version_path=Path())
@@ -214,17 +277,56 @@ def publish(settings: Settings, ds: date, run_id: str) -> PublishResult:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        versions = versions_dir(settings)
-        versions.mkdir(parents=True, exist_ok=True)
-        version = (
-            versions / f"{serving.stem}.{datetime.now(UTC):%Y%m%dT%H%M%S%f}.{ds.isoformat()}."
-            f"{uuid.uuid4().hex[:6]}.duckdb"
-        )
-        _swap(tmp, serving)
-        os.link(serving, version)  # after the swap: only files that were served become versions
+        kept = list_versions(settings)
+        tag = run_tag(run_id)
+        sequence = max((v.sequence for v in kept), default=0) + 1
+        version_id = f"{sequence:06d}.{ds.isoformat()}.{tag}"
+        version = versions_dir(settings) / f"{serving.stem}.{version_id}.duckdb"
+        try:
+            _swap_in(settings, tmp, version_id, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _keep_version(serving, version)
+        for earlier in kept:  # an earlier attempt of this run: replaced, not kept beside it
+            if earlier.run == tag and earlier.id != pinned_version(settings):
+                earlier.path.unlink(missing_ok=True)
         result.version_path = version
         prune_versions(settings)
     return result
+
+
+def _keep_version(serving: Path, version: Path) -> None:
+    """Hard-link the serving file into ``versions/`` (after the swap: only files that were
+    served become versions)."""
+    version.parent.mkdir(parents=True, exist_ok=True)
+    tmp = version.with_name(f".{version.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.link(serving, tmp)
+    os.replace(tmp, version)
+
+
+def _swap_in(settings: Settings, source: Path, version_id: str, target: Target | None) -> None:
+    """Swap ``source`` in as the serving file, together with ``target`` when given (see
+    ``publish``). ``source`` is consumed on success."""
+    serving = settings.warehouse_path
+    with target(source, version_id) if target else contextlib.nullcontext() as commit:
+        previous = serving.parent / f".{serving.stem}.previous.tmp.duckdb"
+        previous.unlink(missing_ok=True)
+        if serving.exists():
+            os.link(serving, previous)
+        _swap(source, serving)
+        try:
+            if commit is not None:
+                commit()
+        except BaseException:
+            if previous.exists():  # the target did not commit: DuckDB goes back as well
+                os.replace(previous, serving)
+            else:
+                serving.unlink(missing_ok=True)
+            raise
+        previous.unlink(missing_ok=True)
+    if target is not None:
+        pin_version(settings, version_id)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -235,33 +337,43 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def list_versions(settings: Settings) -> list[Version]:
-    """Kept versions, oldest first; the one the serving file is a hard link of is current."""
+    """Kept versions, oldest first by sequence number (files named before versions had one come
+    first, by name); the one the serving file is a hard link of is current."""
     serving = settings.warehouse_path
     prefix = f"{serving.stem}."
-    return [
-        Version(
-            path=path,
-            id=path.name.removeprefix(prefix).removesuffix(".duckdb"),
-            is_current=_same_file(path, serving),
+    found = []
+    for path in versions_dir(settings).glob(f"{prefix}*.duckdb"):
+        version_id = path.name.removeprefix(prefix).removesuffix(".duckdb")
+        match = _VERSION_ID.match(version_id)
+        found.append(
+            Version(
+                path=path,
+                id=version_id,
+                is_current=_same_file(path, serving),
+                sequence=int(match.group(1)) if match else 0,
+                run=match.group(3) if match else "",
+            )
         )
-        for path in sorted(versions_dir(settings).glob(f"{prefix}*.duckdb"))
-    ]
+    return sorted(found, key=lambda v: (v.sequence, v.id))
 
 
 def prune_versions(settings: Settings) -> list[Path]:
-    """Delete all but the newest ``keep_versions`` versions (never the one being served)."""
+    """Delete all but the newest ``keep_versions`` versions; never the one being served nor the
+    one the other serving target holds (``pinned_version``)."""
     versions = list_versions(settings)
+    pinned = pinned_version(settings)
     removed = []
     for version in versions[: max(len(versions) - settings.keep_versions, 0)]:
-        if not version.is_current:
+        if not version.is_current and version.id != pinned:
             version.path.unlink()
             removed.append(version.path)
     return removed
 
 
-def rollback(settings: Settings, to: str | None = None) -> Version:
+def rollback(settings: Settings, to: str | None = None, *, target: Target | None = None) -> Version:
     """Serve a kept version again: ``to`` (an id or a unique part of one), else the one before
-    the version being served. The swap is the same atomic rename as a publish."""
+    the version being served. The swap is the same atomic rename as a publish, and with
+    ``target`` the same unit: both targets move to the version or neither does."""
     serving = settings.warehouse_path
     with publish_lock(settings):
         versions = list_versions(settings)
@@ -275,7 +387,7 @@ def rollback(settings: Settings, to: str | None = None) -> Version:
                 known = ", ".join(v.id for v in versions)
                 what = "no version matches" if not matches else "several versions match"
                 raise PublishError(f"{what} {to!r}; kept versions: {known}")
-            target = matches[0]
+            chosen = matches[0]
         else:
             current = [i for i, v in enumerate(versions) if v.is_current]
             if current and current[0] == 0:
@@ -283,9 +395,12 @@ def rollback(settings: Settings, to: str | None = None) -> Version:
                     f"the serving file is the oldest kept version ({versions[0].id}): "
                     "nothing earlier to roll back to"
                 )
-            target = versions[current[0] - 1] if current else versions[-1]
+            chosen = versions[current[0] - 1] if current else versions[-1]
         tmp = serving.parent / f".{serving.stem}.rollback.tmp.duckdb"
         tmp.unlink(missing_ok=True)
-        os.link(target.path, tmp)
-        _swap(tmp, serving)
-    return Version(path=target.path, id=target.id, is_current=True)
+        os.link(chosen.path, tmp)
+        try:
+            _swap_in(settings, tmp, chosen.id, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return dataclasses.replace(chosen, is_current=True)

@@ -84,6 +84,7 @@ def test_stages_run_in_order(dagbag):
         *sorted(marts),
         "gate_marts",
         "publish",
+        "release_run_lock",
     ]
     # every stage is upstream of every later stage, and never downstream of one
     assert staging | marts | {"gate_staging", "gate_marts", "publish"} <= _downstream_closure(
@@ -91,7 +92,8 @@ def test_stages_run_in_order(dagbag):
     )
     assert marts | {"gate_marts", "publish"} <= _downstream_closure(dag, "gate_staging")
     assert "publish" in _downstream_closure(dag, "gate_marts")
-    assert not _downstream_closure(dag, "publish")
+    assert _downstream_closure(dag, "publish") == {"release_run_lock"}
+    assert dag.get_task("release_run_lock").is_teardown  # runs after a failed run as well
     assert set(order) == ids
 
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -113,10 +113,69 @@ def test_keeps_the_last_n_versions_and_rolls_back(settings, env):
     assert len(list_versions(settings)) == 3
 
 
+def test_versions_follow_the_publish_order_when_the_clock_goes_back(settings, env):
+    make_build_db(settings, 1)
+    publish(settings, DS, "run_1", now=datetime(2026, 11, 22, 2, 0))
+    make_build_db(settings, 2)
+    publish(settings, DS, "run_2", now=datetime(2026, 11, 23, 2, 0))
+    # the machine's clock is six years behind during the next publish
+    make_build_db(settings, 3)
+    publish(settings, date(2026, 11, 23), "run_3", now=datetime(2020, 11, 24, 2, 0))
+    versions = list_versions(settings)
+    assert [v.sequence for v in versions] == [1, 2, 3]
+    assert [v.is_current for v in versions] == [False, False, True]
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        stamps = con.execute(
+            "select run_id, min(published_at) from audit.publish_log group by 1 order by 1"
+        ).fetchall()
+    finally:
+        con.close()
+    assert stamps[-1] == ("run_3", datetime(2020, 11, 24, 2, 0))  # the clock, as it was
+
+    mwh = [str(Path(sys.executable).parent / "mwh"), "rollback"]
+    done = subprocess.run(mwh, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert versions[1].id in done.stdout
+    assert served_orders(settings.warehouse_path) == 2
+
+    # the next publish (clock right again) prunes the oldest, never the skewed newest
+    make_build_db(settings, 4)
+    publish(settings, date(2026, 11, 24), "run_4", now=datetime(2026, 11, 25, 2, 0))
+    assert [v.sequence for v in list_versions(settings)] == [2, 3, 4]
+    assert served_orders(settings.warehouse_path) == 4
+
+
+def test_a_run_that_publishes_again_replaces_its_own_version(settings):
+    publish_version(settings, 1)
+    publish_version(settings, 2)
+    make_build_db(settings, 3)
+    for _attempt in range(4):  # the same run's task retried, e.g. after a later step failed
+        publish(settings, DS, "run_2")
+    versions = list_versions(settings)
+    assert len(versions) == 2 and versions[-1].is_current
+    assert served_orders(settings.warehouse_path) == 3
+    assert served_orders(versions[0].path) == 1  # the previous run's version is still kept
+
+
+def test_versions_named_before_sequence_numbers_come_first(settings):
+    publish_version(settings, 1)
+    (first,) = list_versions(settings)
+    legacy = first.path.with_name("warehouse.20261122T020000123456.2026-11-21.a1b2c3.duckdb")
+    first.path.rename(legacy)  # the name an earlier release gave it
+    publish_version(settings, 2)
+    versions = list_versions(settings)
+    assert versions[0].id == "20261122T020000123456.2026-11-21.a1b2c3"
+    assert [v.is_current for v in versions] == [False, True]
+    assert versions[1].sequence == 1
+    rollback(settings)
+    assert served_orders(settings.warehouse_path) == 1
+
+
 KILLED_PUBLISH = textwrap.dedent(
     """
     import os, signal, sys
-    from datetime import date
+    from datetime import date, datetime
     from marketing_warehouse import publish
     from marketing_warehouse.config import load_settings
 

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
+import time
 from datetime import date, datetime
+from pathlib import Path
 
 import duckdb
 import pytest
 from conftest import order_row, write_shopify
 
-from marketing_warehouse import extract, loads
+from marketing_warehouse import extract, loads, runlock
 from marketing_warehouse.contracts import contract_for
 from marketing_warehouse.extract import neutralise_formula
 from marketing_warehouse.loads import Ledger, load_source, staging_dir
+from marketing_warehouse.runlock import (
+    RUN_LOCKED_EXIT,
+    RunLocked,
+    acquire_run_lock,
+    read_holder,
+    release_run_lock,
+)
 
 CONTRACT = contract_for("shopify__order_lines")
 DAY = date(2026, 11, 21)
@@ -182,3 +195,138 @@ def test_a_loader_that_loses_records_stops_the_raw_gate_naming_file_and_lines(
     assert "raw/load_conservation" in message and "[critical]" in message
     assert "shopify__order_lines: shopify_orders_a.csv: 50 records landed" in message
     assert "the 48 record(s) at lines 4-51 did not reach the loader" in message
+
+
+# One run at a time -------------------------------------------------------------------------------
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+HOLD_RUN_LOCK = textwrap.dedent(
+    """
+    import sys
+    from marketing_warehouse.config import load_settings
+    from marketing_warehouse.runlock import run_lock
+
+    with run_lock(load_settings(), sys.argv[1]):
+        print("holding", flush=True)
+        sys.stdin.readline()  # a run in progress until the parent says so
+    """
+)
+TAKE_AS_AIRFLOW = textwrap.dedent(
+    """
+    import sys
+    from marketing_warehouse.config import load_settings
+    from marketing_warehouse.runlock import AIRFLOW, RunLocked, acquire_run_lock
+
+    try:
+        holder = acquire_run_lock(load_settings(), sys.argv[1], AIRFLOW)
+    except RunLocked as refused:
+        print(refused)
+        sys.exit(3)
+    print(holder["run_id"])
+    """
+)
+
+
+def lock_env(settings) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MWH_")}
+    return base | {"MWH_DATA_DIR": str(settings.data_dir), "PYTHONPATH": str(SRC)}
+
+
+def tree(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture
+def running(settings):
+    """A run in progress in another real process, holding the run lock."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_RUN_LOCK, "nightly 2026-11-21"],
+        env=lock_env(settings),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline() == "holding\n"
+    yield holder
+    if holder.poll() is None:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_second_mwh_run_is_refused_at_once_and_touches_nothing(settings, running):
+    before = tree(settings.data_dir)
+    started = time.monotonic()
+    second = subprocess.run(
+        [str(Path(sys.executable).parent / "mwh"), "run", "--date", "2026-11-21"],
+        env=lock_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == RUN_LOCKED_EXIT, second.stderr
+    assert time.monotonic() - started < 30  # no Airflow, no demo files, no dbt
+    assert "mwh run refused" in second.stderr
+    assert "'nightly 2026-11-21'" in second.stderr and f"pid {running.pid}" in second.stderr
+    assert tree(settings.data_dir) == before  # no landing files, no Airflow home, same lock
+    assert read_holder(settings)["run_id"] == "nightly 2026-11-21"
+
+    running.stdin.write("done\n")
+    running.stdin.flush()
+    assert running.wait(timeout=30) == 0
+    assert read_holder(settings) is None  # released at the end of the run
+
+
+def test_an_airflow_run_is_refused_by_a_run_in_progress(settings, running):
+    refused = subprocess.run(
+        [sys.executable, "-c", TAKE_AS_AIRFLOW, "scheduled__2026-11-22T02:00:00+00:00"],
+        env=lock_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 3, refused.stderr
+    assert "was refused and changed nothing" in refused.stdout
+    assert release_run_lock(settings, "scheduled__2026-11-22T02:00:00+00:00") is False
+    assert read_holder(settings)["run_id"] == "nightly 2026-11-21"
+
+
+def test_the_tasks_of_the_run_that_holds_the_lock_go_on(settings):
+    # mwh run holds the lock; the tasks of its `airflow dags test` are processes it started
+    with runlock.run_lock(settings, "mwh run 2026-11-21") as holder:
+        task = subprocess.run(
+            [sys.executable, "-c", TAKE_AS_AIRFLOW, "manual__2026-11-21T00:00:00+00:00"],
+            env=lock_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert task.returncode == 0, task.stdout + task.stderr
+        assert task.stdout.strip() == "mwh run 2026-11-21"
+        # the DAG's teardown releases only its own run's lock
+        assert release_run_lock(settings, "manual__2026-11-21T00:00:00+00:00") is False
+        assert read_holder(settings) == holder
+    assert read_holder(settings) is None
+
+
+def test_a_lock_left_by_a_crashed_run_is_taken_over(settings, running, caplog):
+    running.kill()
+    running.wait()
+    assert read_holder(settings)["pid"] == running.pid  # the crash left the lock behind
+    with (
+        caplog.at_level("WARNING", logger="marketing_warehouse.runlock"),
+        runlock.run_lock(settings, "mwh run 2026-11-22") as holder,
+    ):
+        assert holder["pid"] == os.getpid()
+    assert any("left behind by run 'nightly 2026-11-21'" in r.message for r in caplog.records)
+    assert read_holder(settings) is None
+
+
+def test_a_lock_left_by_an_earlier_airflow_run(settings):
+    """max_active_runs=1: a lock still held by another Airflow run when a new Airflow run starts
+    was left by a run whose teardown never ran. A command cannot know that and is refused."""
+    acquire_run_lock(settings, "scheduled__2026-11-21T02:00:00+00:00", runlock.AIRFLOW)
+    with pytest.raises(RunLocked, match="delete the lock file"):
+        acquire_run_lock(settings, "mwh erase", runlock.CLI)
+    taken = acquire_run_lock(settings, "scheduled__2026-11-22T02:00:00+00:00", runlock.AIRFLOW)
+    assert taken["run_id"] == "scheduled__2026-11-22T02:00:00+00:00"
+    assert release_run_lock(settings, "scheduled__2026-11-22T02:00:00+00:00")
