@@ -57,6 +57,8 @@ from marketing_warehouse.extract import (
 from marketing_warehouse.quarantine import Reason
 
 DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: Beside a source's ledger: hash -> landing folder of files an erasure rewrote (before and after).
+ERASED_HASHES = "erased_hashes.json"
 log = logging.getLogger(__name__)
 
 
@@ -136,6 +138,13 @@ class Ledger:
                 continue
             if entry["status"] != "skipped_duplicate":
                 known.add(entry["file_hash"])
+        erased = self.dir / ERASED_HASHES
+        if erased.exists():  # a file erasure rewrote is the same export, not a late arrival
+            known.update(
+                h
+                for h, day in json.loads(erased.read_text("utf-8")).items()
+                if exclude_day is None or day != exclude_day.isoformat()
+            )
         return known
 
     def recorded(self) -> set[tuple[str, str, str]]:
