@@ -218,3 +218,115 @@ def test_erasing_by_customer_id_and_bad_requests(warehouse, monkeypatch, capsys)
     assert "not a customer id" in capsys.readouterr().err
     with pytest.raises(ErasureError, match="exactly one"):
         erase(settings, email=ALICE, customer=customer_id(ALICE))
+
+
+# --- odd spellings, unknown and malformed addresses, unreadable files -----------------------
+
+ODD = "İlke@Example.com\t"  # Python's lower() and DuckDB's lower() disagree on İ; trim on tab
+
+
+def land_odd_person(settings):
+    write_shopify(
+        settings.landing_dir / "2026-11-20" / "shopify_orders_b.csv",
+        [
+            order_row("#7", ODD, "2026-11-20 12:00:00 +0100", **{"Billing Name": "Ilke Q"}),
+            order_row("#8", BOB, "2026-11-20 12:30:00 +0100"),
+        ],
+    )
+
+
+def add_odd_person_to_warehouses(settings):
+    """As dbt builds it: the e-mail through the normalize_email macro, customer_id its md5."""
+    from marketing_warehouse.identity import email_sql
+
+    for path in (settings.build_path, settings.warehouse_path):
+        con = duckdb.connect(str(path))
+        con.execute(
+            f"insert into marts.dim_customers select md5({email_sql('e')}), {email_sql('e')} "
+            "from (values (?)) t(e)",
+            [ODD],
+        )
+        con.close()
+
+
+def test_odd_spellings_are_erased_from_sql_built_tables_too(warehouse):
+    settings = warehouse
+    land_odd_person(settings)
+    load_all(settings, "2026-11-21")  # 2026-11-20's new file arrives late
+    add_odd_person_to_warehouses(settings)
+    assert "ilke@example.com" in everything(settings).replace("i̇", "i")
+    result = erase(settings, email="  İlke@example.COM ")
+    data = everything(settings)
+    assert "lke@example.com" not in data
+    assert result.landing_files == {"2026-11-20/shopify_orders_b.csv": 1}
+    assert result.warehouse_rows["build.duckdb:marts.dim_customers"] == 1
+    assert result.warehouse_rows["warehouse.duckdb:marts.dim_customers"] == 1
+    assert BOB in data
+    conservation(settings)
+
+
+def test_unknown_and_malformed_addresses_are_refused_and_not_recorded(
+    warehouse, monkeypatch, capsys
+):
+    settings = warehouse
+    monkeypatch.setenv("MWH_DATA_DIR", str(settings.data_dir))
+    before = everything(settings)
+    assert main(["erase", "--email", "nobody@example.com"]) == 2
+    assert "no landed file, raw file or DuckDB file knows this person" in capsys.readouterr().err
+    for malformed in ("alice at example.com", "alice@", "al ice@example.com", " \t "):
+        assert main(["erase", "--email", malformed]) == 1
+        err = capsys.readouterr().err
+        assert "not an address" in err and "alice" not in err
+    assert not (settings.data_dir / "audit" / "erasures.jsonl").exists()
+    assert not (settings.data_dir / "audit" / "erasure-journal.json").exists()
+    assert everything(settings) == before
+
+
+def test_an_unreadable_landed_file_is_reported_and_the_rest_erased(warehouse, monkeypatch, capsys):
+    settings = warehouse
+    binary = settings.landing_dir / "2026-11-21" / "shopify_orders_z.csv"
+    binary.write_bytes(bytes(range(256)) * 40 + ALICE.encode("utf-16-le"))
+    monkeypatch.setenv("MWH_DATA_DIR", str(settings.data_dir))
+    code = main(["erase", "--email", ALICE])
+    out = capsys.readouterr().out
+    assert code == 3  # erased where it could; one file still holds the address
+    assert "2026-11-21/shopify_orders_z.csv: cannot be read" in out
+    assert "its bytes hold the address" in out and ALICE not in out
+    binary.unlink()
+    assert ALICE not in everything(settings)
+    conservation(settings)
+    [line] = (settings.data_dir / "audit" / "erasures.jsonl").read_text().splitlines()
+    assert json.loads(line)["landing_files_unreadable"] == ["2026-11-21/shopify_orders_z.csv"]
+
+
+def test_gate_samples_of_personal_columns_hold_hashes(tmp_path):
+    from marketing_warehouse.config import load_settings
+    from marketing_warehouse.gates import run_gate, sample_hash
+
+    suites = tmp_path / "expectations"
+    (suites / "staging").mkdir(parents=True)
+    (suites / "gates.yml").write_text(
+        "staging:\n  - suite: staging/customers\n"
+        f"    sql: select * from (values ('{ALICE}', 'x'), ('not-an-address', 'y')) t(email, code)\n"
+    )
+    expectations = [
+        {"type": "expect_column_values_to_match_regex", "severity": "warning",
+         "kwargs": {"column": "email", "regex": "^bob@"}},
+        {"type": "expect_column_values_to_be_in_set", "severity": "warning",
+         "kwargs": {"column": "code", "value_set": ["x"]}},
+    ]  # fmt: skip
+    (suites / "staging" / "customers.json").write_text(
+        json.dumps({"name": "staging/customers", "expectations": expectations})
+    )
+    settings = load_settings(
+        {"MWH_DATA_DIR": str(tmp_path / "data"), "MWH_EXPECTATIONS_DIR": str(suites)}
+    )
+    settings.build_path.parent.mkdir(parents=True)
+    duckdb.connect(str(settings.build_path)).close()  # the staging gate reads the build file
+    run_gate(settings, "staging", date(2026, 11, 21), "run-1")
+    results = settings.run_dir("2026-11-21") / "validation" / "staging.parquet"
+    samples = dict(duckdb.sql(f"select column_name, unexpected_sample from '{results}'").fetchall())
+    assert sorted(json.loads(samples["email"])) == sorted(
+        [sample_hash(ALICE), sample_hash("not-an-address")]
+    )
+    assert json.loads(samples["code"]) == ["y"]  # not personal: the value itself
