@@ -378,22 +378,22 @@ def _landing_step(settings: Settings, journal: Journal, rel: str, result: Erasur
     journal.state["moved"][old[:16]] = new
     journal.state["landing"][rel] = removed
     journal.save()
-    for contract in contracts:  # the loader must know both contents before either is on disk
-        _add_erased_hashes(settings, contract, {old, new}, rel.split("/")[0])
+    for contract in [c for c in load_contracts() if c.matches_file(path.name)]:
+        # every source reading the file must know both contents before either is on disk
+        _add_erased_hashes(settings, contract, {old, new}, rel.split("/"))
     _checkpoint()
     os.replace(tmp, path)
 
 
-def _add_erased_hashes(settings: Settings, contract: Contract, hashes: set, day: str) -> None:
+def _add_erased_hashes(settings: Settings, contract: Contract, hashes: set, where: list) -> None:
     path = settings.ledger_dir / contract.key / ERASED_HASHES
     known = json.loads(path.read_text("utf-8")) if path.exists() else {}
-    if all(known.get(h) == day for h in hashes):
+    if all(known.get(h) == where for h in hashes):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(
-        json.dumps(known | dict.fromkeys(hashes, day), indent=1, sort_keys=True), "utf-8"
-    )
+    new = known | dict.fromkeys(hashes, where)
+    tmp.write_text(json.dumps(new, indent=1, sort_keys=True), "utf-8")
     os.replace(tmp, path)
 
 

@@ -57,7 +57,7 @@ from marketing_warehouse.extract import (
 from marketing_warehouse.quarantine import Reason
 
 DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-#: Beside a source's ledger: hash -> landing folder of files an erasure rewrote (before and after).
+#: Beside a source's ledger: hash -> [load date, file name] of files an erasure rewrote.
 ERASED_HASHES = "erased_hashes.json"
 log = logging.getLogger(__name__)
 
@@ -138,14 +138,18 @@ class Ledger:
                 continue
             if entry["status"] != "skipped_duplicate":
                 known.add(entry["file_hash"])
-        erased = self.dir / ERASED_HASHES
-        if erased.exists():  # a file erasure rewrote is the same export, not a late arrival
-            known.update(
-                h
-                for h, day in json.loads(erased.read_text("utf-8")).items()
-                if exclude_day is None or day != exclude_day.isoformat()
-            )
+        known.update(
+            h for day, _, h in self._erased() if exclude_day is None or day != str(exclude_day)
+        )
         return known
+
+    def _erased(self) -> set[tuple[str, str, str]]:
+        """(load date, file name, hash) of landed files an erasure rewrote, before and after:
+        the same export as the one the ledger records, never a late arrival."""
+        path = self.dir / ERASED_HASHES
+        if not path.exists():
+            return set()
+        return {(day, name, h) for h, (day, name) in json.loads(path.read_text("utf-8")).items()}
 
     def recorded(self) -> set[tuple[str, str, str]]:
         """(load date, file name, hash) of every file dealt with (loaded ones with their Parquet)."""
@@ -153,7 +157,7 @@ class Ledger:
             (e["load_date"], e["source_file"], e["file_hash"])
             for e in self.all_entries()
             if e["status"] != "loaded" or self._has_parquet(e)
-        }
+        } | self._erased()
 
     def _has_parquet(self, entry: dict) -> bool:
         part = _partition(self.raw_dir, date.fromisoformat(entry["load_date"]))

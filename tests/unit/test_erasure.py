@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
 from datetime import date, datetime
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -14,6 +19,7 @@ from marketing_warehouse.cli import main
 from marketing_warehouse.contracts import load_contracts
 from marketing_warehouse.demo_marketing import write_workbook
 from marketing_warehouse.erasure import ErasureError, customer_id, erase
+from marketing_warehouse.extract import file_sha256
 from marketing_warehouse.loads import Ledger, load_source
 from marketing_warehouse.publish import versions_dir
 
@@ -330,3 +336,91 @@ def test_gate_samples_of_personal_columns_hold_hashes(tmp_path):
         [sample_hash(ALICE), sample_hash("not-an-address")]
     )
     assert json.loads(samples["code"]) == ["y"]  # not personal: the value itself
+
+
+# --- fault injection: a crash at any point, then a rerun, equals an uninterrupted erasure -----
+
+
+def state(settings) -> dict:
+    """Everything erasure changes, in a comparable form (workbooks by cell, Parquet by row)."""
+    from openpyxl import load_workbook
+
+    found: dict = {}
+    for path in sorted(settings.landing_dir.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = str(path.relative_to(settings.data_dir))
+        if path.suffix == ".xlsx":
+            book = load_workbook(path, read_only=True)
+            found[rel] = [list(s.iter_rows(values_only=True)) for s in book.worksheets]
+            book.close()
+        else:
+            found[rel] = path.read_bytes()
+    for path in sorted(settings.raw_dir.rglob("*")):
+        rel = str(path.relative_to(settings.data_dir))
+        if path.suffix == ".parquet":
+            found[rel] = sorted(map(repr, duckdb.sql(f"select * from '{path}'").fetchall()))
+        elif path.is_file():
+            found[rel] = json.loads(path.read_text("utf-8"))
+    for db in [settings.build_path, settings.warehouse_path, *versions_dir(settings).iterdir()]:
+        con = duckdb.connect(str(db), read_only=True)
+        for schema, table in con.execute(
+            "select schema_name, table_name from duckdb_tables() order by 1, 2"
+        ).fetchall():
+            rows = con.execute(f"select * from {schema}.{table}").fetchall()
+            found[f"{db.name}:{schema}.{table}"] = sorted(map(repr, rows))
+        con.close()
+    log = settings.data_dir / "audit" / "erasures.jsonl"
+    found["log"] = [
+        {k: v for k, v in json.loads(line).items() if k != "erased_at"}
+        for line in log.read_text().splitlines()
+    ]
+    found["journal left"] = (settings.data_dir / "audit" / "erasure-journal.json").exists()
+    # openpyxl stamps the save time into a workbook: a rewritten workbook's hash differs per run
+    text = json.dumps(found, default=repr, sort_keys=True)
+    for book in settings.landing_dir.rglob("*.xlsx"):
+        text = text.replace(file_sha256(book), "<workbook>").replace(file_sha256(book)[:16], "<w>")
+    for erased in settings.ledger_dir.rglob("erased_hashes.json"):
+        for digest in json.loads(erased.read_text()):
+            text = text.replace(digest, "<erased>")
+    return json.loads(text)
+
+
+def mwh(settings, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "mwh"), *args],
+        env={**os.environ, "MWH_DATA_DIR": str(settings.data_dir), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_an_erasure_killed_at_any_point_is_finished_by_a_rerun(warehouse, tmp_path):
+    from marketing_warehouse.config import load_settings
+
+    baseline = warehouse
+    copies = {}
+    for stop in (1, 2, 4, 7, 9, 12, 16, 22):
+        target = tmp_path / f"stop{stop}"
+        shutil.copytree(baseline.data_dir, target)
+        copies[stop] = load_settings({"MWH_DATA_DIR": str(target), "MWH_TASK_RETRIES": "0"})
+    done = mwh(baseline, "erase", "--email", ALICE)
+    assert done.returncode == 0, done.stderr
+    expected = state(baseline)
+    assert not expected["journal left"] and len(expected["log"]) == 1
+
+    stopped = 0
+    for stop, settings in copies.items():
+        killed = mwh(settings, "erase", "--email", ALICE, MWH_ERASURE_STOP_AFTER=str(stop))
+        assert killed.returncode in (0, 75), killed.stderr
+        if killed.returncode == 75:
+            stopped += 1
+            assert not (settings.data_dir / "audit" / "erasures.jsonl").exists()
+            # the nightly run before anyone reruns the erasure: nothing is reloaded as late
+            assert load_all(settings, "2026-11-22") == []
+            assert mwh(settings, "erase", "--email", "bob@example.com").returncode == 1
+            again = mwh(settings, "erase", "--resume")
+            assert again.returncode == 0, again.stderr
+        assert state(settings) == expected, stop
+    assert stopped >= 6
