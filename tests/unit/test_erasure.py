@@ -424,3 +424,33 @@ def test_an_erasure_killed_at_any_point_is_finished_by_a_rerun(warehouse, tmp_pa
             assert again.returncode == 0, again.stderr
         assert state(settings) == expected, stop
     assert stopped >= 6
+
+
+def test_erasure_swaps_fresh_files_in_while_a_bi_tool_holds_the_serving_file(warehouse):
+    settings = warehouse
+    version = next(versions_dir(settings).iterdir())
+    current = versions_dir(settings) / "warehouse.20261121T020000.2026-11-21.fedcba.duckdb"
+    os.link(settings.warehouse_path, current)  # publish keeps the served file as a version
+    reader = subprocess.Popen(  # a BI tool: read-only connections, kept open
+        [sys.executable, "-c", (
+            "import duckdb, sys, time\n"
+            f"cons = [duckdb.connect({str(settings.warehouse_path)!r}, read_only=True),\n"
+            f"        duckdb.connect({str(version)!r}, read_only=True)]\n"
+            "print(cons[0].execute('select count(*) from marts.dim_customers').fetchone()[0])\n"
+            "sys.stdout.flush(); time.sleep(60)"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert reader.stdout.readline().strip() == "2"
+        result = erase(settings, email=ALICE)
+        assert result.warehouse_rows["warehouse.duckdb:marts.dim_customers"] == 1
+        assert reader.poll() is None  # the tool was not disturbed
+    finally:
+        reader.kill()
+        reader.wait()
+    assert ALICE not in everything(settings)
+    assert os.path.samefile(current, settings.warehouse_path)  # still the current version
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    assert con.execute("select count(*) from marts.dim_customers").fetchone()[0] == 1
+    con.close()
