@@ -730,12 +730,12 @@ def _known_spellings(settings: Settings, cid: str, needles: list[str]) -> set[st
         quarantined = sorted(settings.quarantine_dir.glob("*/load_date=*/*.parquet"))
         if quarantined:
             listing = ", ".join(_sql_str(str(f)) for f in quarantined)
-            hit = con.execute(
-                f"select count(*) from read_parquet([{listing}], union_by_name = true) "
-                f"where {_text_theirs_sql('raw_content', cid, needles)}"
-            ).fetchone()[0]
-            if hit:
-                found.update(needles)
+            for (spelling,) in con.execute(  # addresses in quarantined rows and previews
+                f"select distinct unnest(list_filter(regexp_extract_all(raw_content, "
+                f"{_sql_str(EMAIL_PATTERN)}), x -> {customer_id_sql('x')} = '{cid}')) "
+                f"from read_parquet([{listing}], union_by_name = true)"
+            ).fetchall():
+                found.add(spelling)
         for group in _database_groups(settings):
             try:
                 con.execute(f"attach {_sql_str(str(group[0]))} as probe (read_only)")
