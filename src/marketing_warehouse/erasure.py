@@ -10,7 +10,7 @@ the job. The steps:
 
 * **landing**: every landed export that holds them is rewritten without their rows (same format,
   encoding and delimiter; a temporary copy renamed over the file). Before the rename, the old and
-  the new content hash are added to the source's ``_ledger/<source>/erased_hashes.json``, which
+  the new content hash are added to the source's ``raw/_erased/<source>.json``, which
   the loader counts as known: a file erasure rewrote is never reloaded as a late arrival, even if
   the job stopped half-way. A landed file that cannot be read (a binary under a ``.csv`` name) is
   reported, with whether its bytes hold the address, and does not stop the job;
@@ -68,7 +68,7 @@ from marketing_warehouse.identity import (
     customer_id_sql,
     normalize_email,
 )
-from marketing_warehouse.loads import ERASED_HASHES, landing_folders
+from marketing_warehouse.loads import Ledger, landing_folders
 from marketing_warehouse.publish import publish_lock, versions_dir
 
 #: Addresses in free text (quarantined raw content); matched by their customer id.
@@ -386,7 +386,7 @@ def _landing_step(settings: Settings, journal: Journal, rel: str, result: Erasur
 
 
 def _add_erased_hashes(settings: Settings, contract: Contract, hashes: set, where: list) -> None:
-    path = settings.ledger_dir / contract.key / ERASED_HASHES
+    path = Ledger(settings, contract).erased_path
     known = json.loads(path.read_text("utf-8")) if path.exists() else {}
     if all(known.get(h) == where for h in hashes):
         return

@@ -57,8 +57,9 @@ from marketing_warehouse.extract import (
 from marketing_warehouse.quarantine import Reason
 
 DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-#: Beside a source's ledger: hash -> [load date, file name] of files an erasure rewrote.
-ERASED_HASHES = "erased_hashes.json"
+#: Under the raw folder, one file per source: hash -> [load date, file name] of landed files an
+#: erasure rewrote (outside the ledger's folder, which dbt reads as load_ledger).
+ERASED_HASHES_DIR = "_erased"
 log = logging.getLogger(__name__)
 
 
@@ -146,10 +147,14 @@ class Ledger:
     def _erased(self) -> set[tuple[str, str, str]]:
         """(load date, file name, hash) of landed files an erasure rewrote, before and after:
         the same export as the one the ledger records, never a late arrival."""
-        path = self.dir / ERASED_HASHES
+        path = self.erased_path
         if not path.exists():
             return set()
         return {(day, name, h) for h, (day, name) in json.loads(path.read_text("utf-8")).items()}
+
+    @property
+    def erased_path(self) -> Path:
+        return self.raw_dir.parent / ERASED_HASHES_DIR / f"{self.raw_dir.name}.json"
 
     def recorded(self) -> set[tuple[str, str, str]]:
         """(load date, file name, hash) of every file dealt with (loaded ones with their Parquet)."""

@@ -191,6 +191,8 @@ def test_erasing_by_email_removes_the_person_everywhere_and_keeps_the_rest(wareh
     assert result.warehouse_rows["warehouse.duckdb:marts.fct_orders"] == 1
     assert any(k.startswith("warehouse.2026") for k in result.warehouse_rows)  # old version too
     conservation(settings)
+    ledger = settings.ledger_dir / "*" / "*.json"  # the glob of dbt's source load_ledger
+    assert duckdb.sql(f"select count(*) from read_json('{ledger}', format = 'array')").fetchone()
     shopify = (settings.landing_dir / "2026-11-20" / "shopify_orders_a.csv").read_bytes()
     assert b";" in shopify and "Bøb".encode("cp1252") in shopify  # same delimiter and encoding
 
@@ -380,7 +382,7 @@ def state(settings) -> dict:
     text = json.dumps(found, default=repr, sort_keys=True)
     for book in settings.landing_dir.rglob("*.xlsx"):
         text = text.replace(file_sha256(book), "<workbook>").replace(file_sha256(book)[:16], "<w>")
-    for erased in settings.ledger_dir.rglob("erased_hashes.json"):
+    for erased in (settings.raw_dir / "_erased").glob("*.json"):
         for digest in json.loads(erased.read_text()):
             text = text.replace(digest, "<erased>")
     return json.loads(text)
