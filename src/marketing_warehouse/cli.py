@@ -227,12 +227,16 @@ def write_csv_export(relation, target: Path) -> int:
     return count
 
 
+@_one_run_at_a_time
 def cmd_erase(args: argparse.Namespace) -> int:
-    from marketing_warehouse.erasure import ErasureError, erase
+    from marketing_warehouse.erasure import ErasureError, UnknownPerson, erase, log_path
 
     settings = load_settings()
     try:
-        result = erase(settings, email=args.email, customer=args.customer_id)
+        result = erase(settings, email=args.email, customer=args.customer_id, resume=args.resume)
+    except UnknownPerson as exc:
+        print(f"not erased: {exc}", file=sys.stderr)
+        return 2
     except ErasureError as exc:
         print(f"erasure failed: {exc}", file=sys.stderr)
         return 1
@@ -240,15 +244,21 @@ def cmd_erase(args: argparse.Namespace) -> int:
     print(f"erased customer {result.customer_id}:")
     for name, rows in result.landing_files.items():
         print(f"  landing   {name}: {rows} row(s) removed")
+    for name, what in result.unreadable_files.items():
+        print(f"  landing   {name}: {what}")
     print(f"  raw       {record['raw_rows_removed']} row(s) removed")
     print(
         f"  quarantine {record['quarantine_rows_removed']} row(s) removed, "
-        f"{record['quarantine_previews_redacted']} file preview(s) removed"
+        f"{record['quarantine_previews_redacted']} file preview(s) redacted"
     )
     for name, rows in result.warehouse_rows.items():
         print(f"  warehouse {name}: {rows} row(s) removed")
-    print(f"recorded (hash only) in {settings.data_dir / 'audit' / 'erasures.jsonl'}")
-    return 0
+    if result.postgres_tables:
+        print(f"  postgres  {result.postgres_tables} table(s) republished from the erased file")
+    print(f"  files     {len(result.files_redacted)} report, doc or log file(s) redacted")
+    print(f"recorded (hash only) in {log_path(settings)}")
+    held = [n for n, what in result.unreadable_files.items() if "hold the address" in what]
+    return 3 if held else 0
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
@@ -471,11 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--csv", help="write the result to this CSV file (formulas defused)")
     query.set_defaults(func=cmd_query)
     erase = sub.add_parser(
-        "erase", help="remove one person from landing, raw, quarantine and the DuckDB files"
+        "erase", help="remove one person from every file, database and log the warehouse writes"
     )
     who = erase.add_mutually_exclusive_group(required=True)
     who.add_argument("--email", help="the person's e-mail address")
     who.add_argument("--customer-id", help="the warehouse customer_id (md5 of the e-mail)")
+    who.add_argument(
+        "--resume", action="store_true", help="finish the erasure a crash or an error stopped"
+    )
     erase.set_defaults(func=cmd_erase)
     af = sub.add_parser("airflow", help="an airflow command with the project's environment")
     af.add_argument("airflow_args", nargs=argparse.REMAINDER)

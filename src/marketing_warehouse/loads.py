@@ -61,6 +61,9 @@ from marketing_warehouse.extract import (
 from marketing_warehouse.quarantine import Reason
 
 DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: Under the raw folder, one file per source: hash -> [load date, file name] of landed files an
+#: erasure rewrote (outside the ledger's folder, which dbt reads as load_ledger).
+ERASED_HASHES_DIR = "_erased"
 log = logging.getLogger(__name__)
 
 
@@ -215,6 +218,9 @@ class Ledger:
                 continue
             if entry["status"] != "skipped_duplicate":
                 known.add(entry["file_hash"])
+        known.update(
+            h for day, _, h in self._erased() if exclude_day is None or day != str(exclude_day)
+        )
         return known
 
     def known_rows(self, exclude_day: date) -> dict[str, str]:
@@ -228,13 +234,25 @@ class Ledger:
             and self._has_parquet(entry)
         }
 
+    def _erased(self) -> set[tuple[str, str, str]]:
+        """(load date, file name, hash) of landed files an erasure rewrote, before and after:
+        the same export as the one the ledger records, never a late arrival."""
+        path = self.erased_path
+        if not path.exists():
+            return set()
+        return {(day, name, h) for h, (day, name) in json.loads(path.read_text("utf-8")).items()}
+
+    @property
+    def erased_path(self) -> Path:
+        return self.raw_dir.parent / ERASED_HASHES_DIR / f"{self.raw_dir.name}.json"
+
     def recorded(self) -> set[tuple[str, str, str]]:
         """(load date, file name, hash) of every file dealt with (loaded ones with their Parquet)."""
         return {
             (e["load_date"], e["source_file"], e["file_hash"])
             for e in self.all_entries()
             if e["status"] != "loaded" or self._has_parquet(e)
-        }
+        } | self._erased()
 
     def _has_parquet(self, entry: dict) -> bool:
         part = _partition(self.raw_dir, date.fromisoformat(entry["load_date"]))

@@ -276,6 +276,25 @@ def test_a_second_mwh_run_is_refused_at_once_and_touches_nothing(settings, runni
     assert read_holder(settings) is None  # released at the end of the run
 
 
+def test_an_erasure_during_a_run_is_refused_at_once_and_touches_nothing(settings, running):
+    landed = settings.landing_dir / "2026-11-21" / "stripe_payments.csv"
+    landed.parent.mkdir(parents=True)
+    landed.write_text("id,Created date (UTC),Amount,Currency,Status,Customer Email\n"
+                      "ch_1,2026-11-21 10:00:00,40.00,eur,paid,ann@example.com\n")  # fmt: skip
+    before = tree(settings.data_dir)
+    erase = subprocess.run(
+        [str(Path(sys.executable).parent / "mwh"), "erase", "--email", "ann@example.com"],
+        env=lock_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert erase.returncode == RUN_LOCKED_EXIT, erase.stderr
+    assert "mwh erase refused" in erase.stderr and "'nightly 2026-11-21'" in erase.stderr
+    assert tree(settings.data_dir) == before  # the export still holds the person: not erased
+    assert b"ann@example.com" in landed.read_bytes()
+
+
 def test_an_airflow_run_is_refused_by_a_run_in_progress(settings, running):
     refused = subprocess.run(
         [sys.executable, "-c", TAKE_AS_AIRFLOW, "scheduled__2026-11-22T02:00:00+00:00"],
