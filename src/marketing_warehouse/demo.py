@@ -278,7 +278,7 @@ def generate(
             write_fx_workbook(fx_target, fx_rows)
             written.append(fx_target)
         written.append(marketing.stripe_day(rng, day, subscribers, folder))
-        written.append(marketing.hubspot_day(rng, day, customers, folder, day == first_day))
+        written.append(marketing.hubspot_day(rng, day, customers, folder, first_day))
         klaviyo = marketing.klaviyo_day(rng, day, customers, folder, campaign_no)
         campaign_no += bool(klaviyo)
         written += klaviyo

@@ -87,19 +87,27 @@ def stripe_day(rng, day: date, subscribers: list, folder: Path) -> Path:
     return _write_csv(folder / f"stripe_payments_{day.isoformat()}.csv", header, rows)
 
 
-def hubspot_day(rng, day: date, customers: list, folder: Path, first_day: bool) -> Path:
+def hubspot_day(rng, day: date, customers: list, folder: Path, first_day: date) -> Path:
     header = ["Record ID", "First Name", "Last Name", "Email", "Phone Number", "Lifecycle Stage",
               "Original Source", "Marketing contact status", "Unsubscribed from all email",
               "SMS consent", "Country/Region", "Create Date", "Last Activity Date"]  # fmt: skip
     # first delivery: everybody known so far; afterwards: contacts changed that day
-    chosen = customers if first_day else rng.sample(customers, k=max(1, len(customers) // 30))
+    chosen = (
+        customers if day == first_day else rng.sample(customers, k=max(1, len(customers) // 30))
+    )
+    # contacts were created in 2025, or in the year before the demo's first day for an older
+    # history: never after the export that lists them
+    since = min(
+        datetime(2025, 1, 1),
+        datetime(first_day.year, first_day.month, first_day.day) - timedelta(days=366),
+    )
     rows = []
     us_style = day.toordinal() % 7 == 0  # an export from a US-locale portal user
     for customer in chosen:
         if customer.index % 10 == 9:
             continue  # not every buyer is in the CRM
         first, last = customer.name.split(" ", 1)
-        created = datetime(2025, 1, 1) + timedelta(hours=customer.index * 7 % 8000)
+        created = since + timedelta(hours=customer.index * 7 % 8000)
         fmt = "%m/%d/%Y %H:%M" if us_style else "%Y-%m-%d %H:%M"
         rows.append([
             str(100000 + customer.index), first, last, _messy_email(rng, customer.email),

@@ -605,20 +605,20 @@ def test_a_historical_date_publishes_and_a_mostly_quarantined_export_stops_the_n
     env = _env(root) | {"MWH_DBT_TASKS": "single"}
     landing = root / "data" / "landing"
     mwh = str(Path(sys.executable).parent / "mwh")
-    made = subprocess.run([mwh, "demo", "--date", "2015-07-01", "--days", "10"], env=env, **RUN)
+    made = subprocess.run([mwh, "demo", "--date", "1998-07-01", "--days", "10"], env=env, **RUN)
     assert made.returncode == 0, made.stdout + made.stderr
     strays = {
-        "exports/shopify_orders_2015-07-01.csv": "outside_date_folder",
-        "2015-07-01/old/shopify_orders_2015-06-30.csv": "nested_folder",
-        "2015-07-01/orders backup.csv": "no_contract",
+        "exports/shopify_orders_1998-07-01.csv": "outside_date_folder",
+        "1998-07-01/old/shopify_orders_1998-06-30.csv": "nested_folder",
+        "1998-07-01/orders backup.csv": "no_contract",
     }
     for path in strays:
         (landing / path).parent.mkdir(parents=True, exist_ok=True)
         (landing / path).write_text("Name,Email\n#1,stray@example.com\n", "utf-8")
 
-    first = subprocess.run(_mwh_run("2015-07-01"), env=env, **RUN)
+    first = subprocess.run(_mwh_run("1998-07-01"), env=env, **RUN)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "Marketing warehouse run for 2015-07-01: SUCCESS" in first.stdout
+    assert "Marketing warehouse run for 1998-07-01: SUCCESS" in first.stdout
     assert "ok   publish" in first.stdout
     assert f"Ignored landing entries ({len(strays)}; no run reads them):" in first.stdout
     for path, reason in strays.items():
@@ -632,19 +632,19 @@ def test_a_historical_date_publishes_and_a_mostly_quarantined_export_stops_the_n
         "where suite = 'raw/landing_scan'"
     ).fetchall()
     con.close()
-    assert dates == [("2015-07-01",)] and kpi_days == (10, "2015-07-01")
+    assert dates == [("1998-07-01",)] and kpi_days == (10, "1998-07-01")
     assert scan == [("warning", False, len(strays))]
     before = _mart_fingerprints(serving)
 
     # The next day's export: 9 of its 10 orders lost "Lineitem quantity" on every line.
-    export = landing / "2015-07-02" / "shopify_orders_export_2015-07-02.csv"
+    export = landing / "1998-07-02" / "shopify_orders_export_1998-07-02.csv"
     write_shopify(
         export,
         [
             order_row(
                 f"#{n}",
                 f"buyer{n}@example.com",
-                "2015-07-02 10:00:00 +0000",
+                "1998-07-02 10:00:00 +0000",
                 qty="1" if n == 1 else "",
                 Currency="EUR",
             )
@@ -656,11 +656,11 @@ def test_a_historical_date_publishes_and_a_mostly_quarantined_export_stops_the_n
         written = list(csv.DictReader(handle))
     landed, lost = len(written), sum(1 for r in written if not r["Lineitem quantity"])
     assert (landed, lost) == (300, 270)
-    bad = subprocess.run(_mwh_run("2015-07-02"), env=env, **RUN)
+    bad = subprocess.run(_mwh_run("1998-07-02"), env=env, **RUN)
     assert bad.returncode != 0, bad.stdout[-3000:]
-    assert "2015-07-02: FAILED" in bad.stdout and "raw      FAIL" in bad.stdout
+    assert "1998-07-02: FAILED" in bad.stdout and "raw      FAIL" in bad.stdout
     assert (
-        f"shopify__order_lines/2015-07-02/{export.name}: {lost} of {landed} rows quarantined "
+        f"shopify__order_lines/1998-07-02/{export.name}: {lost} of {landed} rows quarantined "
         f"({lost / landed:.2%}); top reasons missing_required_value {lost}"
     ) in bad.stdout
     assert "Not published this run." in bad.stdout and "dbt_staging" not in bad.stdout
@@ -668,4 +668,4 @@ def test_a_historical_date_publishes_and_a_mostly_quarantined_export_stops_the_n
     con = duckdb.connect(str(serving), read_only=True)
     dates = con.execute("select distinct logical_date::varchar from audit.publish_log").fetchall()
     con.close()
-    assert dates == [("2015-07-01",)]
+    assert dates == [("1998-07-01",)]
