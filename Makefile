@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 
-.PHONY: run test lint format airflow bench bench-extraction clean install postgres docs
+.PHONY: run test test-fast lint format airflow bench bench-extraction clean install postgres docs
 
 install: $(STAMP)
 
@@ -26,7 +26,13 @@ run: $(STAMP)
 test: $(STAMP) postgres
 	$(BIN)/ruff check src dags tests
 	$(BIN)/ruff format --check src dags tests
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
+
+## make test-fast: lint and the unit tests only (no DAG runs, no dbt builds, no PostgreSQL)
+test-fast: $(STAMP)
+	$(BIN)/ruff check src dags tests
+	$(BIN)/ruff format --check src dags tests
+	$(BIN)/pytest tests/unit -q
 
 ## make airflow: a real local Airflow (scheduler, dag-processor, api-server) on http://localhost:8080
 airflow: $(STAMP)
