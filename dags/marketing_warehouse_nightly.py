@@ -29,17 +29,13 @@ from datetime import UTC, datetime, time, timedelta
 from airflow.sdk import Asset, dag, task, teardown
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from marketing_warehouse.alerts import on_failure
-from marketing_warehouse.config import load_settings
-from marketing_warehouse.dbt_tasks import dbt_task_group
-from marketing_warehouse.pipeline import EARLIEST_LOGICAL_DATE, WAREHOUSE_POOL
-from marketing_warehouse.publish import PUBLISHED_MARTS
+from marketing_warehouse import pipeline
 
-settings = load_settings()
+settings = pipeline.load_settings()
 
 MART_ASSETS = [
     Asset(name=f"marts.{mart}", uri=f"duckdb://marketing-warehouse/marts/{mart}", group="marts")
-    for mart in PUBLISHED_MARTS
+    for mart in pipeline.PUBLISHED_MARTS
 ]
 
 
@@ -47,7 +43,7 @@ MART_ASSETS = [
     dag_id="marketing_warehouse_nightly",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable(settings.schedule, timezone="UTC"),
-    start_date=datetime.combine(EARLIEST_LOGICAL_DATE, time(), tzinfo=UTC),
+    start_date=datetime.combine(pipeline.EARLIEST_LOGICAL_DATE, time(), tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args={
@@ -56,57 +52,45 @@ MART_ASSETS = [
         "retry_delay": timedelta(minutes=5),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(hours=1),
-        "on_failure_callback": on_failure,
+        "on_failure_callback": pipeline.on_failure,
     },
-    on_failure_callback=on_failure,
+    on_failure_callback=pipeline.on_failure,
     tags=["marketing", "warehouse"],
 )
 def marketing_warehouse_nightly():
     @task
     def prepare(ds: str | None = None, run_id: str | None = None) -> list[str]:
-        from marketing_warehouse.pipeline import prepare as run
-        from marketing_warehouse.runlock import take_for_airflow_run
-
-        take_for_airflow_run(run_id)  # first: a run refused here has touched nothing
-        return run(ds)
+        pipeline.take_for_airflow_run(run_id)  # first: a run refused here has touched nothing
+        return pipeline.prepare(ds)
 
     @task(max_active_tis_per_dag=2)
     def extract_source(key: str, ds: str | None = None) -> dict:
-        from marketing_warehouse.pipeline import extract_source as run
+        return pipeline.extract_source(key, ds)
 
-        return run(key, ds)
-
-    @task(pool=WAREHOUSE_POOL)
+    @task(pool=pipeline.WAREHOUSE_POOL)
     def gate(stage: str, ds: str | None = None, run_id: str | None = None) -> dict:
         from airflow.exceptions import AirflowFailException
 
-        from marketing_warehouse.gates import GateFailed
-        from marketing_warehouse.pipeline import gate as run
-
         try:
-            return run(stage, ds, run_id)
-        except GateFailed as failure:  # bad data: retrying cannot help
+            return pipeline.gate(stage, ds, run_id)
+        except pipeline.GateFailed as failure:  # bad data: retrying cannot help
             raise AirflowFailException(str(failure)) from failure
 
-    @task(pool=WAREHOUSE_POOL, outlets=MART_ASSETS)
+    @task(pool=pipeline.WAREHOUSE_POOL, outlets=MART_ASSETS)
     def publish(ds: str | None = None, run_id: str | None = None) -> dict:
-        from marketing_warehouse.pipeline import publish as run
-
-        return run(ds, run_id)
+        return pipeline.publish(ds, run_id)
 
     @teardown
     def release_run_lock(run_id: str | None = None) -> bool:
-        from marketing_warehouse.runlock import release_run_lock as release
-
-        return release(load_settings(), run_id)
+        return pipeline.release_run_lock(pipeline.load_settings(), run_id)
 
     extracted = extract_source.expand(key=prepare())
     gate_raw = gate.override(task_id="gate_raw")("raw")
-    dbt_staging = dbt_task_group(
+    dbt_staging = pipeline.dbt_task_group(
         "dbt_staging", ["path:models/staging", "path:models/audit"], settings
     )
     gate_staging = gate.override(task_id="gate_staging")("staging")
-    dbt_marts = dbt_task_group(
+    dbt_marts = pipeline.dbt_task_group(
         "dbt_marts",
         ["path:seeds", "path:models/intermediate", "path:models/marts", "path:models/semantic"],
         settings,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from marketing_warehouse.contracts import Column, Contract, load_contracts
+from marketing_warehouse.ingest.contracts import Column, Contract, load_contracts
 
 FORMULAS = ('=HYPERLINK("http://evil.example/x","click")', "+cmd|' /C calc'!A0", "@SUM(1+1)")
 HUGE = "x" * (5 * 1024 * 1024)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from marketing_warehouse.config import Settings, load_settings
-from marketing_warehouse.demo import SHOPIFY_HEADER
+from marketing_warehouse.tools.demo import SHOPIFY_HEADER
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def dbt_manifest():
     """The manifest Cosmos renders from (``make`` keeps it fresh; tests make sure it exists)."""
     import os
 
-    from marketing_warehouse.dbt_tasks import manifest_is_stale, parse_project
+    from marketing_warehouse.transform.dbt_tasks import manifest_is_stale, parse_project
 
     settings = load_settings()
     if manifest_is_stale(settings):
@@ -150,11 +150,11 @@ def dbt_built(tmp_path_factory) -> Settings:
     import os
     from datetime import date
 
-    from marketing_warehouse import demo
-    from marketing_warehouse.contracts import load_contracts
-    from marketing_warehouse.dbt_tasks import run_dbt
-    from marketing_warehouse.extract import utc_now
-    from marketing_warehouse.loads import load_source
+    from marketing_warehouse.ingest.contracts import load_contracts
+    from marketing_warehouse.ingest.extract import utc_now
+    from marketing_warehouse.ingest.loads import load_source
+    from marketing_warehouse.tools import demo
+    from marketing_warehouse.transform.dbt_tasks import run_dbt
 
     root = tmp_path_factory.mktemp("dbt_built")
     settings = load_settings({"MWH_DATA_DIR": str(root / "data")})

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from marketing_warehouse.config import Settings
 
+#: Airflow pool with one slot for every task that opens the build DuckDB file (one writer at a time):
+#: dbt tasks, gates and publish. ``ensure_airflow`` creates it.
+WAREHOUSE_POOL = "warehouse_writer"
+
 TELEMETRY_OFF = {
     "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
     "DO_NOT_TRACK": "1",
@@ -67,8 +71,6 @@ def airflow(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Comple
 
 def ensure_airflow(settings: Settings, env: dict[str, str]) -> None:
     """Create or migrate Airflow's metadata database and the warehouse writer pool."""
-    from marketing_warehouse.pipeline import WAREHOUSE_POOL
-
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     marker = home / ".mwh-initialised"

@@ -113,7 +113,7 @@ def run_dag(settings: Settings, ds: str, env: dict[str, str], log_path: Path) ->
 
 def _demo_days(settings: Settings, scale: float) -> int:
     """MWH_DEMO_DAYS when set, else a year from scale 0.1 (60 days below)."""
-    from marketing_warehouse import demo
+    from marketing_warehouse.tools import demo
 
     if "MWH_DEMO_DAYS" in os.environ:
         return settings.demo_days
@@ -126,7 +126,7 @@ def _one_run_at_a_time(command):
 
     @functools.wraps(command)
     def locked(args: argparse.Namespace) -> int:
-        from marketing_warehouse.runlock import RUN_LOCKED_EXIT, RunLocked, run_lock
+        from marketing_warehouse.ops.runlock import RUN_LOCKED_EXIT, RunLocked, run_lock
 
         settings = load_settings()
         date_part = f" {_logical_date(args.date)}" if "date" in vars(args) else ""
@@ -143,9 +143,10 @@ def _one_run_at_a_time(command):
 
 @_one_run_at_a_time
 def cmd_run(args: argparse.Namespace) -> int:
-    from marketing_warehouse import demo, summary
     from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
-    from marketing_warehouse.dbt_tasks import manifest_is_stale, parse_project
+    from marketing_warehouse.ops import summary
+    from marketing_warehouse.tools import demo
+    from marketing_warehouse.transform.dbt_tasks import manifest_is_stale, parse_project
 
     # One interactive run: a failed task fails now instead of waiting minutes for a retry.
     os.environ.setdefault("MWH_TASK_RETRIES", "0")
@@ -176,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from marketing_warehouse import demo
+    from marketing_warehouse.tools import demo
 
     settings = load_settings()
     files = demo.generate(
@@ -214,7 +215,7 @@ def write_csv_export(relation, target: Path) -> int:
     """
     import csv
 
-    from marketing_warehouse.extract import neutralise_formula
+    from marketing_warehouse.ingest.extract import neutralise_formula
 
     target.parent.mkdir(parents=True, exist_ok=True)
     count = 0
@@ -229,7 +230,7 @@ def write_csv_export(relation, target: Path) -> int:
 
 @_one_run_at_a_time
 def cmd_erase(args: argparse.Namespace) -> int:
-    from marketing_warehouse.erasure import ErasureError, UnknownPerson, erase, log_path
+    from marketing_warehouse.ops.erasure import ErasureError, UnknownPerson, erase, log_path
 
     settings = load_settings()
     try:
@@ -264,7 +265,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Any airflow command with the project's environment (e.g. ``mwh airflow standalone``)."""
     from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
-    from marketing_warehouse.dbt_tasks import manifest_is_stale, parse_project
+    from marketing_warehouse.transform.dbt_tasks import manifest_is_stale, parse_project
 
     settings = load_settings()
     env = airflow_env(settings)
@@ -278,7 +279,7 @@ def cmd_airflow(args: argparse.Namespace) -> int:
 
 def cmd_dbt_parse(args: argparse.Namespace) -> int:
     from marketing_warehouse.airflow_env import airflow_env
-    from marketing_warehouse.dbt_tasks import parse_project
+    from marketing_warehouse.transform.dbt_tasks import parse_project
 
     settings = load_settings()
     print(parse_project(settings, airflow_env(settings)))
@@ -296,7 +297,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Serve a kept version again (on PostgreSQL too when configured: both or neither)."""
-    from marketing_warehouse.publish import PublishError, list_versions, rollback
+    from marketing_warehouse.serve.publish import PublishError, list_versions, rollback
 
     settings = load_settings()
     if args.list:
@@ -307,7 +308,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             print(f"{'*' if version.is_current else ' '} {version.id}")
         return 0
     from marketing_warehouse.pipeline import postgres_target
-    from marketing_warehouse.serve_postgres import PostgresPublishError
+    from marketing_warehouse.serve.postgres import PostgresPublishError
 
     postgres = postgres_target(settings)
     try:
@@ -323,7 +324,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_docs(args: argparse.Namespace) -> int:
     """Serve dbt docs and GX data docs on one local port until interrupted."""
-    from marketing_warehouse.docs import make_server
+    from marketing_warehouse.serve.docs import make_server
 
     settings = load_settings()
     if args.generate:  # opens the build file: not while a run is writing it
@@ -346,8 +347,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 def cmd_metric(args: argparse.Namespace) -> int:
     """A semantic-layer metric over time through MetricFlow, on the serving file."""
-    from marketing_warehouse import semantic
-    from marketing_warehouse.dbt_tasks import manifest_is_stale, parse_project
+    from marketing_warehouse.serve import semantic
+    from marketing_warehouse.transform.dbt_tasks import manifest_is_stale, parse_project
 
     settings = load_settings()
     env = semantic.environment()
@@ -380,8 +381,8 @@ def cmd_metabase_setup(args: argparse.Namespace) -> int:
     """Prepare the PostgreSQL reader role, then point Metabase at the serving database as it."""
     from psycopg.conninfo import conninfo_to_dict
 
-    from marketing_warehouse import metabase_setup
-    from marketing_warehouse.serve_postgres import prepare_reader
+    from marketing_warehouse.serve import metabase_setup
+    from marketing_warehouse.serve.postgres import prepare_reader
 
     settings = load_settings()
     email = os.environ.get("METABASE_ADMIN_EMAIL", "")
@@ -418,7 +419,7 @@ def cmd_metabase_setup(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import tempfile
 
-    from marketing_warehouse import bench
+    from marketing_warehouse.tools import bench
 
     settings = load_settings()
     out = Path(args.out) if args.out else settings.data_dir / "bench"
@@ -437,7 +438,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _bench_full(args: argparse.Namespace, out: Path) -> int:
     import shutil
 
-    from marketing_warehouse import bench
+    from marketing_warehouse.tools import bench
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = out / f"run-{args.scale:g}-{stamp}"

@@ -2,6 +2,10 @@
 
 Each stage is idempotent for its logical date ``ds``: extraction replaces the date's raw partition,
 dbt rebuilds its models, gates rewrite the date's results, publish swaps in a complete file.
+
+The DAG file imports this module only: besides the stages it finds here what Airflow needs to
+build the tasks (the settings, the dbt task groups, the writer pool, the failure callback, the run
+lock, the published marts), so the DAG shows the flow and the sub-packages stay behind it.
 """
 
 from __future__ import annotations
@@ -13,9 +17,34 @@ import resource
 from dataclasses import asdict
 from datetime import date
 
+from marketing_warehouse.airflow_env import WAREHOUSE_POOL
 from marketing_warehouse.config import Settings, load_settings
-from marketing_warehouse.contracts import contract_for, load_contracts
-from marketing_warehouse.extract import utc_now
+from marketing_warehouse.ingest.contracts import contract_for, load_contracts
+from marketing_warehouse.ingest.extract import utc_now
+from marketing_warehouse.ops.alerts import on_failure
+from marketing_warehouse.ops.runlock import release_run_lock, take_for_airflow_run
+from marketing_warehouse.quality.gates import GateFailed
+from marketing_warehouse.serve.publish import PUBLISHED_MARTS
+from marketing_warehouse.transform.dbt_tasks import dbt_task_group
+
+#: The stages, and what the DAG file builds its tasks with.
+__all__ = [
+    "EARLIEST_LOGICAL_DATE",
+    "PUBLISHED_MARTS",
+    "WAREHOUSE_POOL",
+    "GateFailed",
+    "dbt_task_group",
+    "extract_source",
+    "gate",
+    "load_settings",
+    "on_failure",
+    "prepare",
+    "publish",
+    "publish_postgres",
+    "refresh_dbt_docs",
+    "release_run_lock",
+    "take_for_airflow_run",
+]
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +54,6 @@ log = logging.getLogger(__name__)
 #: the contracts describe and within what every Airflow metadata database stores (MySQL
 #: timestamps start in 1970).
 EARLIEST_LOGICAL_DATE = date(1990, 1, 1)
-
-#: Airflow pool with one slot for every task that opens the build DuckDB file (one writer at a time).
-WAREHOUSE_POOL = "warehouse_writer"
 
 
 def log_peak_memory(stage: str) -> float:
@@ -69,8 +95,8 @@ def write_landing_scan(settings: Settings, ds: str) -> list[dict]:
     """Record every landing entry the run looks at (``loads.scan_landing``) in the run folder,
     for the raw gate's ``raw/landing_scan`` suite, the summary and the report; log each one the
     run ignores."""
-    from marketing_warehouse.gates import landing_scan_path
-    from marketing_warehouse.loads import IGNORED_REASONS, scan_landing
+    from marketing_warehouse.ingest.loads import IGNORED_REASONS, scan_landing
+    from marketing_warehouse.quality.gates import landing_scan_path
 
     entries = scan_landing(settings.landing_dir, date.fromisoformat(ds), load_contracts())
     target = landing_scan_path(settings, ds)
@@ -89,7 +115,7 @@ def write_landing_scan(settings: Settings, ds: str) -> list[dict]:
 
 def extract_source(key: str, ds: str, settings: Settings | None = None) -> dict:
     """Load the files landed for ``ds`` (and late files for earlier dates) of one source entity."""
-    from marketing_warehouse.loads import load_source
+    from marketing_warehouse.ingest.loads import load_source
 
     settings = settings or load_settings()
     contract = contract_for(key)
@@ -133,7 +159,7 @@ def extract_source(key: str, ds: str, settings: Settings | None = None) -> dict:
 
 def gate(stage: str, ds: str, run_id: str, settings: Settings | None = None) -> dict:
     """Run one GX gate; raise ``GateFailed`` when a critical expectation fails."""
-    from marketing_warehouse.gates import enforce, run_gate
+    from marketing_warehouse.quality.gates import enforce, run_gate
 
     settings = settings or load_settings()
     outcome = run_gate(settings, stage, date.fromisoformat(ds), run_id)
@@ -158,7 +184,7 @@ def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
     publishes both again (replacing, not adding to, this run's version). dbt docs are
     documentation, not data: a failure to generate them is logged and does not fail the run.
     """
-    from marketing_warehouse.publish import publish as publish_file
+    from marketing_warehouse.serve.publish import publish as publish_file
 
     settings = settings or load_settings()
     postgres = postgres_target(settings)
@@ -178,7 +204,7 @@ def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
     target = settings.run_dir(ds) / "publish.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(payload, indent=1), "utf-8")
-    from marketing_warehouse import report
+    from marketing_warehouse.ops import report
 
     payload["report"] = str(report.write(settings, ds, succeeded=True))
     log.info("run report: %s", payload["report"])
@@ -190,7 +216,7 @@ def postgres_target(settings: Settings):
     """The PostgreSQL serving target published with the DuckDB file, or None when off."""
     if not settings.postgres_dsn:
         return None
-    from marketing_warehouse.serve_postgres import PostgresTarget
+    from marketing_warehouse.serve.postgres import PostgresTarget
 
     return PostgresTarget(settings)
 
@@ -206,8 +232,8 @@ def log_postgres(settings: Settings, counts: dict[str, int]) -> None:
 def publish_postgres(settings: Settings) -> dict[str, int]:
     """Copy the serving file's marts and audit into PostgreSQL (one transaction) on their own,
     and record which version PostgreSQL now holds."""
-    from marketing_warehouse.publish import list_versions, pin_version
-    from marketing_warehouse.serve_postgres import publish_to_postgres
+    from marketing_warehouse.serve.postgres import publish_to_postgres
+    from marketing_warehouse.serve.publish import list_versions, pin_version
 
     current = next((v.id for v in list_versions(settings) if v.is_current), "")
     counts = publish_to_postgres(settings, version_id=current)
@@ -222,7 +248,7 @@ def refresh_dbt_docs(settings: Settings) -> str:
     import os
     import subprocess
 
-    from marketing_warehouse.docs import generate_dbt_docs
+    from marketing_warehouse.serve.docs import generate_dbt_docs
 
     try:
         index = generate_dbt_docs(settings, dict(os.environ))

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from marketing_warehouse.bench import HEADLINES
 from marketing_warehouse.cli import main
+from marketing_warehouse.tools.bench import HEADLINES
 
 pytestmark = pytest.mark.integration
 

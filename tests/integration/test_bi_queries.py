@@ -10,10 +10,10 @@ import psycopg
 import pytest
 
 from marketing_warehouse.config import load_settings
-from marketing_warehouse.gates import Check, GateResult, write_results
-from marketing_warehouse.publish import publish
-from marketing_warehouse.query_pack import load_queries
-from marketing_warehouse.serve_postgres import publish_to_postgres
+from marketing_warehouse.quality.gates import Check, GateResult, write_results
+from marketing_warehouse.serve.postgres import publish_to_postgres
+from marketing_warehouse.serve.publish import publish
+from marketing_warehouse.serve.query_pack import load_queries
 
 pytestmark = pytest.mark.integration
 QUERIES = load_queries()

@@ -22,7 +22,7 @@ import duckdb
 import pytest
 from conftest import order_row, write_shopify
 
-from marketing_warehouse.publish import PUBLISHED_MARTS
+from marketing_warehouse.serve.publish import PUBLISHED_MARTS
 
 pytestmark = pytest.mark.integration
 DAG_ID = "marketing_warehouse_nightly"
@@ -53,7 +53,7 @@ def test_dag_settings(dagbag):
 
 
 def test_failure_alerts_are_wired_on_the_dag_and_every_task(dagbag):
-    from marketing_warehouse.alerts import on_failure
+    from marketing_warehouse.ops.alerts import on_failure
 
     def callbacks(value):
         return value if isinstance(value, list) else [value]
@@ -217,7 +217,7 @@ class FirstRun:
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, dbt_manifest) -> FirstRun:
-    from marketing_warehouse import demo
+    from marketing_warehouse.tools import demo
 
     root = tmp_path_factory.mktemp("first_run")
     env = _env(root)

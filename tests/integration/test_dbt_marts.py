@@ -22,11 +22,11 @@ import duckdb
 import pytest
 from conftest import order_row, write_shopify
 
-from marketing_warehouse.contracts import load_contracts
-from marketing_warehouse.dbt_tasks import run_dbt
-from marketing_warehouse.demo import write_fx_workbook
-from marketing_warehouse.extract import utc_now
-from marketing_warehouse.loads import load_source
+from marketing_warehouse.ingest.contracts import load_contracts
+from marketing_warehouse.ingest.extract import utc_now
+from marketing_warehouse.ingest.loads import load_source
+from marketing_warehouse.tools.demo import write_fx_workbook
+from marketing_warehouse.transform.dbt_tasks import run_dbt
 
 pytestmark = pytest.mark.integration
 
@@ -316,7 +316,7 @@ def test_a_one_currency_shop_without_fx_says_which_rates_are_missing_and_what_to
     gate names the currency pair, the rows and dates without a rate and both ways out; with
     MWH_REPORTING_CURRENCY=USD the same staging passes."""
     from marketing_warehouse.config import load_settings
-    from marketing_warehouse.gates import GateFailed, enforce, run_gate
+    from marketing_warehouse.quality.gates import GateFailed, enforce, run_gate
 
     settings = load_settings({"MWH_DATA_DIR": str(tmp_path / "data")})
     landing = settings.landing_dir / "2026-11-20"

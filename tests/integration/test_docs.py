@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from marketing_warehouse.config import load_settings
-from marketing_warehouse.docs import dbt_docs_dir, generate_dbt_docs, gx_docs_dir
+from marketing_warehouse.serve.docs import dbt_docs_dir, generate_dbt_docs, gx_docs_dir
 
 pytestmark = pytest.mark.integration
 SRC = Path(__file__).resolve().parents[2] / "src"

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 from test_erasure import ALICE, BOB, build_warehouses, everything, land, load_all
 
 from marketing_warehouse.config import load_settings
-from marketing_warehouse.erasure import erase
-from marketing_warehouse.serve_postgres import publish_to_postgres
+from marketing_warehouse.ops.erasure import erase
+from marketing_warehouse.serve.postgres import publish_to_postgres
 
 pytestmark = pytest.mark.integration
 

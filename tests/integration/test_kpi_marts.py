@@ -29,12 +29,12 @@ import duckdb
 import pytest
 from conftest import order_row, write_shopify
 
-from marketing_warehouse.contracts import load_contracts
-from marketing_warehouse.dbt_tasks import run_dbt
-from marketing_warehouse.demo import write_fx_workbook
-from marketing_warehouse.demo_marketing import write_workbook
-from marketing_warehouse.extract import utc_now
-from marketing_warehouse.loads import load_source
+from marketing_warehouse.ingest.contracts import load_contracts
+from marketing_warehouse.ingest.extract import utc_now
+from marketing_warehouse.ingest.loads import load_source
+from marketing_warehouse.tools.demo import write_fx_workbook
+from marketing_warehouse.tools.demo_marketing import write_workbook
+from marketing_warehouse.transform.dbt_tasks import run_dbt
 
 pytestmark = pytest.mark.integration
 

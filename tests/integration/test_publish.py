@@ -16,7 +16,7 @@ import pytest
 from conftest import make_build_db
 
 from marketing_warehouse.config import load_settings
-from marketing_warehouse.publish import (
+from marketing_warehouse.serve.publish import (
     PublishError,
     list_versions,
     publish,
@@ -176,7 +176,7 @@ KILLED_PUBLISH = textwrap.dedent(
     """
     import os, signal, sys
     from datetime import date, datetime
-    from marketing_warehouse import publish
+    from marketing_warehouse.serve import publish
     from marketing_warehouse.config import load_settings
 
     def die(source, serving):  # the process dies right before the atomic rename

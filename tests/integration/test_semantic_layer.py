@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from marketing_warehouse.publish import publish
+from marketing_warehouse.serve.publish import publish
 
 pytestmark = pytest.mark.integration
 SRC = Path(__file__).resolve().parents[2] / "src"

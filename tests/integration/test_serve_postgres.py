@@ -18,10 +18,11 @@ import psycopg
 import pytest
 from conftest import make_build_db
 
-from marketing_warehouse import pipeline, serve_postgres
+from marketing_warehouse import pipeline
 from marketing_warehouse.config import load_settings
-from marketing_warehouse.publish import list_versions, publish
-from marketing_warehouse.serve_postgres import PostgresPublishError, publish_to_postgres
+from marketing_warehouse.serve import postgres as serve_postgres
+from marketing_warehouse.serve.postgres import PostgresPublishError, publish_to_postgres
+from marketing_warehouse.serve.publish import list_versions, publish
 
 pytestmark = pytest.mark.integration
 
@@ -194,7 +195,7 @@ def test_what_the_reader_changes_on_itself_is_put_back_by_the_next_publish(
         assert con.execute("show work_mem").fetchone() == ("2GB",)
 
     make_build_db(settings, 2)
-    with caplog.at_level("WARNING", logger="marketing_warehouse.serve_postgres"):
+    with caplog.at_level("WARNING", logger="marketing_warehouse.serve.postgres"):
         pipeline.publish("2026-11-22", "run_2", settings)
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(changed)
@@ -296,7 +297,7 @@ def test_a_reader_idle_in_a_transaction_is_ended_after_the_grace_period(
         assert served_orders(forgotten) == [(1,)]
         started = time.monotonic()  # its idle time starts with the next statement
         (pid,) = forgotten.execute("select pg_backend_pid()").fetchone()
-        with caplog.at_level("WARNING", logger="marketing_warehouse.serve_postgres"):
+        with caplog.at_level("WARNING", logger="marketing_warehouse.serve.postgres"):
             pipeline.publish("2026-11-22", "run_2", settings)
         assert time.monotonic() - started >= 3  # not before the grace period
         with pytest.raises(psycopg.OperationalError):
@@ -382,7 +383,7 @@ KILLED_BEFORE_COMMIT = textwrap.dedent(
     """
     import contextlib, os, signal
     from datetime import date
-    from marketing_warehouse import publish, serve_postgres
+    from marketing_warehouse.serve import publish, postgres as serve_postgres
     from marketing_warehouse.config import load_settings
 
     settings = load_settings()

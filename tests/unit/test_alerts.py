@@ -20,9 +20,9 @@ from typing import ClassVar
 
 import pytest
 
-from marketing_warehouse import alerts
-from marketing_warehouse.alerts import failure_event, load_alert_settings, notify, on_failure
 from marketing_warehouse.config import ConfigError
+from marketing_warehouse.ops import alerts
+from marketing_warehouse.ops.alerts import failure_event, load_alert_settings, notify, on_failure
 
 # --- servers ---------------------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ import duckdb
 import pytest
 from badinput import CASES, Expect, corpus, filename
 
-from marketing_warehouse.contracts import contract_for, load_contracts
-from marketing_warehouse.loads import Ledger, load_source
+from marketing_warehouse.ingest.contracts import contract_for, load_contracts
+from marketing_warehouse.ingest.loads import Ledger, load_source
 
 DAY = date(2026, 11, 21)
 AT = datetime(2026, 11, 22, 2, 0)
@@ -94,8 +94,8 @@ def test_one_bad_row_per_source_is_quarantined_and_the_raw_gate_passes(settings)
     raw expectation. Now each is quarantined and the gate (on the loaded rows) passes."""
     from badinput import workbook
 
-    from marketing_warehouse.gates import run_gate
     from marketing_warehouse.pipeline import extract_source
+    from marketing_warehouse.quality.gates import run_gate
 
     folder = settings.landing_dir / DAY.isoformat()
     folder.mkdir(parents=True)
@@ -143,7 +143,7 @@ def test_one_bad_row_per_source_is_quarantined_and_the_raw_gate_passes(settings)
 
 def _critical_raw_checks():
     from marketing_warehouse.config import REPO_ROOT
-    from marketing_warehouse.contracts import load_contracts
+    from marketing_warehouse.ingest.contracts import load_contracts
 
     sources = {c.key for c in load_contracts()}
     for suite in sorted((REPO_ROOT / "expectations" / "raw").glob("*.json")):

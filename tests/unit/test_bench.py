@@ -18,7 +18,7 @@ def test_extraction_bench_smoke(tmp_path, capsys):
 
 
 def test_demo_days_are_a_year_from_scale_one_tenth():
-    from marketing_warehouse.demo import default_days
+    from marketing_warehouse.tools.demo import default_days
 
     assert default_days(0.1) == default_days(1.0) == 365
     assert default_days(0.01) == 60
@@ -28,7 +28,7 @@ def test_demo_days_are_a_year_from_scale_one_tenth():
 def test_measure_reports_wall_time_and_the_process_trees_memory(tmp_path):
     import sys
 
-    from marketing_warehouse.bench import measure
+    from marketing_warehouse.tools.bench import measure
 
     # a child that holds ~60 MB for a second inside a grandchild
     code = (
@@ -50,7 +50,7 @@ def test_single_mode_runs_each_dbt_stage_as_one_build_task(settings):
 
     from cosmos.operators.local import DbtBuildLocalOperator
 
-    from marketing_warehouse.dbt_tasks import dbt_task_group
+    from marketing_warehouse.transform.dbt_tasks import dbt_task_group
 
     task = dbt_task_group(
         "dbt_marts", ["path:seeds", "path:models/marts"], replace(settings, dbt_tasks="single")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import yaml
 
+from marketing_warehouse.airflow_env import WAREHOUSE_POOL
 from marketing_warehouse.cli import build_parser
 from marketing_warehouse.config import SETTINGS_HELP, load_settings
-from marketing_warehouse.docs import DocsHandler
-from marketing_warehouse.metabase_setup import Warehouse, database_payload
-from marketing_warehouse.pipeline import WAREHOUSE_POOL
+from marketing_warehouse.serve.docs import DocsHandler
+from marketing_warehouse.serve.metabase_setup import Warehouse, database_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

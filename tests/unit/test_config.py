@@ -53,7 +53,7 @@ def test_bad_settings_are_named(env, message):
 
 
 def test_serving_defaults():
-    from marketing_warehouse.publish import KEEP_VERSIONS
+    from marketing_warehouse.serve.publish import KEEP_VERSIONS
 
     settings = load_settings({})
     assert settings.keep_versions == KEEP_VERSIONS

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from marketing_warehouse.alerts import on_failure
+from marketing_warehouse.ops.alerts import on_failure
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -22,14 +22,14 @@ def dag(monkeypatch):
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import TaskGroup
 
-    from marketing_warehouse import dbt_tasks
+    from marketing_warehouse import pipeline
 
     def fake_group(group_id, select, settings):
         with TaskGroup(group_id) as group:
             EmptyOperator(task_id="model_build", pool="warehouse_writer")
         return group
 
-    monkeypatch.setattr(dbt_tasks, "dbt_task_group", fake_group)
+    monkeypatch.setattr(pipeline, "dbt_task_group", fake_group)
     monkeypatch.setenv("MWH_TASK_RETRIES", "3")
     bag = DagBag(dag_folder=str(PROJECT / "dags"))
     assert bag.import_errors == {}

@@ -16,12 +16,12 @@ import pytest
 from conftest import order_row, write_shopify
 
 from marketing_warehouse.cli import main
-from marketing_warehouse.contracts import load_contracts
-from marketing_warehouse.demo_marketing import write_workbook
-from marketing_warehouse.erasure import ErasureError, customer_id, erase
-from marketing_warehouse.extract import file_sha256
-from marketing_warehouse.loads import Ledger, load_source
-from marketing_warehouse.publish import versions_dir
+from marketing_warehouse.ingest.contracts import load_contracts
+from marketing_warehouse.ingest.extract import file_sha256
+from marketing_warehouse.ingest.loads import Ledger, load_source
+from marketing_warehouse.ops.erasure import ErasureError, customer_id, erase
+from marketing_warehouse.serve.publish import versions_dir
+from marketing_warehouse.tools.demo_marketing import write_workbook
 
 AT = datetime(2026, 11, 22, 2, 0)
 ALICE, BOB = "alice@example.com", "bob@example.com"
@@ -245,7 +245,7 @@ def land_odd_person(settings):
 
 def add_odd_person_to_warehouses(settings):
     """As dbt builds it: the e-mail through the normalize_email macro, customer_id its md5."""
-    from marketing_warehouse.identity import email_sql
+    from marketing_warehouse.ops.identity import email_sql
 
     for path in (settings.build_path, settings.warehouse_path):
         con = duckdb.connect(str(path))
@@ -309,7 +309,7 @@ def test_an_unreadable_landed_file_is_reported_and_the_rest_erased(warehouse, mo
 
 def test_gate_samples_of_personal_columns_hold_hashes(tmp_path):
     from marketing_warehouse.config import load_settings
-    from marketing_warehouse.gates import run_gate, sample_hash
+    from marketing_warehouse.quality.gates import run_gate, sample_hash
 
     suites = tmp_path / "expectations"
     (suites / "staging").mkdir(parents=True)

@@ -12,9 +12,9 @@ import duckdb
 import pytest
 from conftest import order_row, write_shopify
 
-from marketing_warehouse.contracts import contract_for
-from marketing_warehouse.demo import SHOPIFY_HEADER
-from marketing_warehouse.extract import FileRejected, extract_file, file_preview, file_sha256
+from marketing_warehouse.ingest.contracts import contract_for
+from marketing_warehouse.ingest.extract import FileRejected, extract_file, file_preview, file_sha256
+from marketing_warehouse.tools.demo import SHOPIFY_HEADER
 
 CONTRACT = contract_for("shopify__order_lines")
 LOADED_AT = datetime(2026, 11, 22, 2, 0, 0)
@@ -359,7 +359,7 @@ def test_years_of_history_load_for_an_old_run_date(tmp_path):
 
 def test_the_earliest_plausible_date_is_a_setting(settings, tmp_path):
     from marketing_warehouse.config import load_settings
-    from marketing_warehouse.loads import load_source
+    from marketing_warehouse.ingest.loads import load_source
 
     strict = load_settings(
         {"MWH_DATA_DIR": str(settings.data_dir), "MWH_EARLIEST_DATE": "2000-01-01"}
@@ -571,7 +571,7 @@ def _contract(**extra) -> dict:
     ],
 )
 def test_contract_rules_are_checked_when_the_contract_loads(extra, message):
-    from marketing_warehouse.contracts import ContractError, _parse
+    from marketing_warehouse.ingest.contracts import ContractError, _parse
 
     with pytest.raises(ContractError, match=message):
         _parse(_contract(**extra), None)
@@ -588,7 +588,7 @@ def test_contract_rules_are_checked_when_the_contract_loads(extra, message):
     ],
 )
 def test_column_rules_are_checked_when_the_contract_loads(column, message):
-    from marketing_warehouse.contracts import ContractError, _parse
+    from marketing_warehouse.ingest.contracts import ContractError, _parse
 
     data = _contract()
     data["columns"][2] |= column

@@ -15,11 +15,12 @@ import duckdb
 import pytest
 from conftest import order_row, write_shopify
 
-from marketing_warehouse import extract, loads, runlock
-from marketing_warehouse.contracts import contract_for
-from marketing_warehouse.extract import neutralise_formula
-from marketing_warehouse.loads import Ledger, load_source, staging_dir
-from marketing_warehouse.runlock import (
+from marketing_warehouse.ingest import extract, loads
+from marketing_warehouse.ingest.contracts import contract_for
+from marketing_warehouse.ingest.extract import neutralise_formula
+from marketing_warehouse.ingest.loads import Ledger, load_source, staging_dir
+from marketing_warehouse.ops import runlock
+from marketing_warehouse.ops.runlock import (
     RUN_LOCKED_EXIT,
     RunLocked,
     acquire_run_lock,
@@ -171,7 +172,7 @@ def test_a_loader_that_loses_records_stops_the_raw_gate_naming_file_and_lines(
     """The ledger's rows landed are counted from the file, not from the load: when the loader
     reads the original file past a repair (here: it ignores the cleaned copy, as the extractor
     did before), 48 orders go missing and the raw gate stops the run, naming the file and lines."""
-    from marketing_warehouse.gates import GateFailed, enforce, run_gate
+    from marketing_warehouse.quality.gates import GateFailed, enforce, run_gate
 
     path = landed(settings, "shopify_orders_a.csv", [f"#{1001 + i}" for i in range(50)])
     lines = path.read_text("utf-8").split("\n")
@@ -204,7 +205,7 @@ HOLD_RUN_LOCK = textwrap.dedent(
     """
     import sys
     from marketing_warehouse.config import load_settings
-    from marketing_warehouse.runlock import run_lock
+    from marketing_warehouse.ops.runlock import run_lock
 
     with run_lock(load_settings(), sys.argv[1]):
         print("holding", flush=True)
@@ -215,7 +216,7 @@ TAKE_AS_AIRFLOW = textwrap.dedent(
     """
     import sys
     from marketing_warehouse.config import load_settings
-    from marketing_warehouse.runlock import AIRFLOW, RunLocked, acquire_run_lock
+    from marketing_warehouse.ops.runlock import AIRFLOW, RunLocked, acquire_run_lock
 
     try:
         holder = acquire_run_lock(load_settings(), sys.argv[1], AIRFLOW)
@@ -332,7 +333,7 @@ def test_a_lock_left_by_a_crashed_run_is_taken_over(settings, running, caplog):
     running.wait()
     assert read_holder(settings)["pid"] == running.pid  # the crash left the lock behind
     with (
-        caplog.at_level("WARNING", logger="marketing_warehouse.runlock"),
+        caplog.at_level("WARNING", logger="marketing_warehouse.ops.runlock"),
         runlock.run_lock(settings, "mwh run 2026-11-22") as holder,
     ):
         assert holder["pid"] == os.getpid()

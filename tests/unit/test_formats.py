@@ -9,9 +9,9 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from marketing_warehouse.contracts import contract_for
-from marketing_warehouse.demo_marketing import write_workbook
-from marketing_warehouse.extract import FileRejected, extract_file
+from marketing_warehouse.ingest.contracts import contract_for
+from marketing_warehouse.ingest.extract import FileRejected, extract_file
+from marketing_warehouse.tools.demo_marketing import write_workbook
 
 AT = datetime(2026, 11, 22, 2, 0)
 DAY = date(2026, 11, 21)

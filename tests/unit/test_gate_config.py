@@ -6,8 +6,8 @@ import json
 import re
 
 from marketing_warehouse.config import load_settings
-from marketing_warehouse.contracts import load_contracts
-from marketing_warehouse.gates import SEVERITIES, STAGES, load_bindings
+from marketing_warehouse.ingest.contracts import load_contracts
+from marketing_warehouse.quality.gates import SEVERITIES, STAGES, load_bindings
 
 
 def test_every_contract_has_a_raw_suite_bound_to_what_the_run_loaded():
@@ -35,7 +35,7 @@ def test_every_bound_suite_exists_and_every_expectation_has_a_severity():
 def test_the_quarantine_model_accepts_exactly_the_reason_codes():
     import yaml
 
-    from marketing_warehouse.quarantine import Reason
+    from marketing_warehouse.ingest.quarantine import Reason
 
     models = yaml.safe_load(
         (load_settings().project_dir / "dbt_project/models/audit/_audit__models.yml").read_text()

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from marketing_warehouse.config import load_settings
-from marketing_warehouse.gates import GateFailed, enforce, run_gate
+from marketing_warehouse.quality.gates import GateFailed, enforce, run_gate
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def _one_suite_settings(tmp_path, name: str, sql: str, expectations: list[dict])
 
 def _count_frames(monkeypatch) -> list[int]:
     """The sizes of the frames the gate hands to GX, appended as they go."""
-    from marketing_warehouse import gates
+    from marketing_warehouse.quality import gates
 
     frames: list[int] = []
     original = gates._frames
@@ -141,7 +141,7 @@ def test_a_large_batch_with_a_unique_key_is_validated_in_key_chunks_with_the_ver
     """Twelve rows in four landed files, validated whole and in four chunks split by a hash of
     the unique key: the same verdicts and counts (the duplicate key is found wherever its rows
     are), and ``mostly`` applies to the sums."""
-    from marketing_warehouse import gates
+    from marketing_warehouse.quality import gates
 
     settings = _one_suite_settings(
         tmp_path,
@@ -189,7 +189,7 @@ def test_a_large_batch_of_row_wise_checks_is_validated_in_consecutive_chunks(tmp
     """5,000 rows (a mart, say) in chunks of 2,048 rows: row counts add up (each chunk alone is
     below the minimum), ``mostly`` applies to the sums, and the verdicts equal those of one
     frame."""
-    from marketing_warehouse import gates
+    from marketing_warehouse.quality import gates
 
     expectations = [
         {"type": "expect_table_row_count_to_be_between", "severity": "critical",

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marketing_warehouse.config import REPO_ROOT
-from marketing_warehouse.identity import (
+from marketing_warehouse.ops.identity import (
     customer_id,
     customer_id_sql,
     email_sql,

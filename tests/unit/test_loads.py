@@ -9,8 +9,8 @@ import duckdb
 from conftest import order_row, write_shopify
 
 from marketing_warehouse.config import load_settings
-from marketing_warehouse.contracts import contract_for
-from marketing_warehouse.loads import Ledger, load_source
+from marketing_warehouse.ingest.contracts import contract_for
+from marketing_warehouse.ingest.loads import Ledger, load_source
 
 CONTRACT = contract_for("shopify__order_lines")
 AT = datetime(2026, 11, 22, 2, 0)
@@ -221,8 +221,8 @@ def test_a_link_out_of_the_landing_folder_is_refused_unread_and_one_inside_loads
 
 
 def test_the_landing_scan_lists_every_entry_no_run_reads_and_leaves_later_dates_out(settings):
-    from marketing_warehouse.contracts import load_contracts
-    from marketing_warehouse.loads import scan_landing
+    from marketing_warehouse.ingest.contracts import load_contracts
+    from marketing_warehouse.ingest.loads import scan_landing
 
     landing = settings.landing_dir
     expected = {

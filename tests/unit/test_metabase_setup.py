@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import pytest
 
-from marketing_warehouse.metabase_setup import (
+from marketing_warehouse.serve.metabase_setup import (
     DATABASE_NAME,
     MetabaseSetupError,
     Warehouse,

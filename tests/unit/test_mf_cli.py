@@ -4,7 +4,7 @@ import pytest
 import requests
 import update_checker
 
-from marketing_warehouse.mf_cli import disable_update_check
+from marketing_warehouse.serve.mf_cli import disable_update_check
 
 
 def test_mf_runs_without_asking_pypi_for_updates(monkeypatch):

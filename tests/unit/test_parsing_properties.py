@@ -15,16 +15,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from marketing_warehouse.contracts import (
+from marketing_warehouse.ingest.contracts import (
     Column,
     Contract,
     contract_for,
     format_order,
     load_contracts,
 )
-from marketing_warehouse.currencies import ISO_4217
-from marketing_warehouse.extract import parse_values
-from marketing_warehouse.formats import _cell
+from marketing_warehouse.ingest.currencies import ISO_4217
+from marketing_warehouse.ingest.extract import parse_values
+from marketing_warehouse.ingest.formats import _cell
 
 PROFILE = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True

@@ -10,7 +10,8 @@ import duckdb
 import pytest
 from conftest import order_row, write_shopify
 
-from marketing_warehouse import pipeline, report, summary
+from marketing_warehouse import pipeline
+from marketing_warehouse.ops import report, summary
 
 DS = "2026-11-21"
 

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import duckdb
 
-from marketing_warehouse import demo, duck
+from marketing_warehouse import duck
 from marketing_warehouse.config import DEFAULT_DUCKDB_MEMORY_LIMIT, Settings, load_settings
-from marketing_warehouse.contracts import contract_for
-from marketing_warehouse.extract import extract_file
+from marketing_warehouse.ingest.contracts import contract_for
+from marketing_warehouse.ingest.extract import extract_file
+from marketing_warehouse.tools import demo
 
 
 @dataclass
@@ -272,7 +273,11 @@ def full(
     (e) with ``compare_single``, (d) again with the other ``MWH_DBT_TASKS`` mode.
     """
     from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
-    from marketing_warehouse.dbt_tasks import dbt_executable, manifest_is_stale, parse_project
+    from marketing_warehouse.transform.dbt_tasks import (
+        dbt_executable,
+        manifest_is_stale,
+        parse_project,
+    )
 
     days = days or demo.default_days(scale)
     ds, next_ds = BENCH_END, BENCH_END + timedelta(days=1)
@@ -326,7 +331,7 @@ def full(
     floor = measure(
         "floor",
         "(c) DuckDB floor, same marts",
-        [sys.executable, "-m", "marketing_warehouse.bench", "floor", str(landing),
+        [sys.executable, "-m", "marketing_warehouse.tools.bench", "floor", str(landing),
          ds.isoformat(), str(floor_db), settings.reporting_currency,
          settings.duckdb_memory_limit],
         env,

@@ -2,7 +2,7 @@
 
 dbt-metricflow's CLI asks PyPI for a newer version of itself on every call (``update_checker``).
 Nothing the project runs should call out, and offline machines would wait for the timeout, so
-``mwh metric`` runs ``python -m marketing_warehouse.mf_cli`` (this module) instead of ``mf``.
+``mwh metric`` runs ``python -m marketing_warehouse.serve.mf_cli`` (this module) instead of ``mf``.
 """
 
 from __future__ import annotations

@@ -263,7 +263,7 @@ def _write_report(context: dict[str, Any]) -> None:
     if not ds:
         return
     try:
-        from marketing_warehouse import report
+        from marketing_warehouse.ops import report
 
         report.write(load_settings(), ds, succeeded=False)
     except Exception as exc:  # the alert matters more than the report

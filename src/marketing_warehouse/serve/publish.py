@@ -39,8 +39,8 @@ import duckdb
 
 from marketing_warehouse import duck
 from marketing_warehouse.config import Settings
-from marketing_warehouse.extract import utc_now
-from marketing_warehouse.gates import RESULT_COLUMNS
+from marketing_warehouse.ingest.extract import utc_now
+from marketing_warehouse.quality.gates import RESULT_COLUMNS
 
 #: Schemas copied to the serving file; nothing else (staging, intermediate) is visible to BI tools.
 PUBLISHED_SCHEMAS = ("marts", "audit")

@@ -21,8 +21,8 @@ from decimal import Decimal
 from itertools import zip_longest
 from pathlib import Path
 
-from marketing_warehouse.contracts import normalise_header
-from marketing_warehouse.quarantine import Reason
+from marketing_warehouse.ingest.contracts import normalise_header
+from marketing_warehouse.ingest.quarantine import Reason
 
 ROW_COLUMN = "__source_row"
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import duckdb
 
 from marketing_warehouse.config import Settings
-from marketing_warehouse.publish import PUBLISHED_SCHEMAS, table_counts
+from marketing_warehouse.serve.publish import PUBLISHED_SCHEMAS, table_counts
 
 #: Schema whose tables the reader role may select; every other schema stays closed to it.
 READER_SCHEMAS = ("marts",)

@@ -52,8 +52,8 @@ from pathlib import Path
 import duckdb
 
 from marketing_warehouse.config import Settings
-from marketing_warehouse.contracts import Contract, load_contracts
-from marketing_warehouse.extract import (
+from marketing_warehouse.ingest.contracts import Contract, load_contracts
+from marketing_warehouse.ingest.extract import (
     _as_plain_utf8,
     _detect_encoding,
     _find_header,
@@ -61,15 +61,15 @@ from marketing_warehouse.extract import (
     file_sha256,
     utc_now,
 )
-from marketing_warehouse.formats import _flatten
-from marketing_warehouse.identity import (
+from marketing_warehouse.ingest.formats import _flatten
+from marketing_warehouse.ingest.loads import Ledger, landing_folders
+from marketing_warehouse.ops.identity import (
     EMAIL_SHAPE,
     customer_id,
     customer_id_sql,
     normalize_email,
 )
-from marketing_warehouse.loads import Ledger, landing_folders
-from marketing_warehouse.publish import publish_lock, versions_dir
+from marketing_warehouse.serve.publish import publish_lock, versions_dir
 
 #: Addresses in free text (quarantined raw content); matched by their customer id.
 EMAIL_PATTERN = r"[^\s@\"',;<>()\[\]{}:]+@[^\s@\"',;<>()\[\]{}:]+\.[^\s@\"',;<>()\[\]{}:.]+"
@@ -619,11 +619,11 @@ def _rewrite_database(group: list[Path], cid: str, needles: list[str], result: E
 
 def _postgres_step(settings: Settings, result: Erasure) -> None:
     """Serve the erased serving file in PostgreSQL: both schemas replaced in one transaction."""
-    from marketing_warehouse.serve_postgres import PostgresPublishError, publish_to_postgres
+    from marketing_warehouse.serve.postgres import PostgresPublishError, publish_to_postgres
 
     if not settings.warehouse_path.exists():
         return
-    from marketing_warehouse.publish import pinned_version
+    from marketing_warehouse.serve.publish import pinned_version
 
     try:  # the same version as before, now without the person
         result.postgres_tables = len(

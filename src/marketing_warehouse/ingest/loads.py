@@ -45,8 +45,8 @@ from pathlib import Path
 import duckdb
 
 from marketing_warehouse.config import Plausibility, Settings
-from marketing_warehouse.contracts import Contract
-from marketing_warehouse.extract import (
+from marketing_warehouse.ingest.contracts import Contract
+from marketing_warehouse.ingest.extract import (
     DUCKDB_RESOURCE_ERRORS,
     LINEAGE_COLUMNS,
     FileRejected,
@@ -58,7 +58,7 @@ from marketing_warehouse.extract import (
     file_sha256,
     write_file_rejection,
 )
-from marketing_warehouse.quarantine import Reason
+from marketing_warehouse.ingest.quarantine import Reason
 
 DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 #: Under the raw folder, one file per source: hash -> [load date, file name] of landed files an

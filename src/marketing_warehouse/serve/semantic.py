@@ -138,7 +138,7 @@ def run_metric_query(
     with tempfile.TemporaryDirectory(prefix="mwh-mf-") as folder:
         serving_profile(settings, Path(folder), catalog_name(manifest))
         # ``mf`` itself, minus its call to PyPI (see mf_cli)
-        args = [sys.executable, "-m", "marketing_warehouse.mf_cli", *mf_args]
+        args = [sys.executable, "-m", "marketing_warehouse.serve.mf_cli", *mf_args]
         args += ["--csv", str(csv)] if csv else []
         return subprocess.run(
             args,

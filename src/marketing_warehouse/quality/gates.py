@@ -29,8 +29,8 @@ import yaml
 
 from marketing_warehouse import duck
 from marketing_warehouse.config import Settings
-from marketing_warehouse.contracts import load_contracts
-from marketing_warehouse.extract import utc_now
+from marketing_warehouse.ingest.contracts import load_contracts
+from marketing_warehouse.ingest.extract import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ def landing_scan_path(settings: Settings, ds: str) -> Path:
 def landing_scan(settings: Settings, ds: date) -> list[dict]:
     """The run's landing scan (see ``loads.scan_landing``), each row with a label naming the
     entry, why it was ignored and what to do."""
-    from marketing_warehouse.loads import IGNORED_REASONS
+    from marketing_warehouse.ingest.loads import IGNORED_REASONS
 
     path = landing_scan_path(settings, ds.isoformat())
     rows = json.loads(path.read_text("utf-8")) if path.exists() else []

@@ -36,14 +36,14 @@ import duckdb
 
 from marketing_warehouse import duck
 from marketing_warehouse.config import DEFAULT_DUCKDB_MEMORY_LIMIT, Plausibility
-from marketing_warehouse.contracts import (
+from marketing_warehouse.ingest.contracts import (
     Column,
     Contract,
     conflicting_formats,
     normalise_value,
 )
-from marketing_warehouse.currencies import ISO_4217
-from marketing_warehouse.formats import (
+from marketing_warehouse.ingest.currencies import ISO_4217
+from marketing_warehouse.ingest.formats import (
     ROW_COLUMN,
     FormatError,
     PreReject,
@@ -51,7 +51,7 @@ from marketing_warehouse.formats import (
     json_to_csv,
     xlsx_to_csv,
 )
-from marketing_warehouse.quarantine import QUARANTINE_SCHEMA, Reason
+from marketing_warehouse.ingest.quarantine import QUARANTINE_SCHEMA, Reason
 
 log = logging.getLogger(__name__)
 DEFAULT_PLAUSIBILITY = Plausibility()

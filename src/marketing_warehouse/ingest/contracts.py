@@ -1,6 +1,6 @@
 """Declarative source contracts: what a landed export must look like and how to type it.
 
-A contract is a YAML file in ``marketing_warehouse/contracts/``, one per source entity. It names the
+A contract is a YAML file in ``marketing_warehouse/ingest/contracts/``, one per source entity. It names the
 file pattern, the header -> column mapping, each column's type, which columns are required, the
 primary key and the PII columns. Extraction, the raw GX gate and the docs all read the same contract,
 so a layout change is made in one place.
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import yaml
 
-from marketing_warehouse.quarantine import Reason
+from marketing_warehouse.ingest.quarantine import Reason
 
 DATE_ORDERS = ("day_first", "month_first")
 AMOUNT_UNITS = ("major", "minor")
@@ -322,7 +322,7 @@ def _check_column(column: Column, contract: Contract, names: list[str], where: s
 @cache
 def load_contracts() -> tuple[Contract, ...]:
     """All contracts shipped with the package, sorted by key."""
-    folder = resources.files("marketing_warehouse") / "contracts"
+    folder = resources.files(__package__) / "contracts"
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".yml"):

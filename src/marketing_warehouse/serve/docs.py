@@ -34,7 +34,7 @@ def gx_docs_dir(settings: Settings) -> Path:
 
 def generate_dbt_docs(settings: Settings, env: dict[str, str]) -> Path:
     """``dbt docs generate`` into ``<data>/docs/dbt``; return its index.html."""
-    from marketing_warehouse.dbt_tasks import dbt_executable
+    from marketing_warehouse.transform.dbt_tasks import dbt_executable
 
     target = dbt_docs_dir(settings)
     target.mkdir(parents=True, exist_ok=True)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
 
 import duckdb
 
 from marketing_warehouse.config import Settings
+from marketing_warehouse.ops import report
 
 EXAMPLE_QUERY = (
     "select date, orders, revenue, average_order_value, new_customers\n"
@@ -46,42 +46,14 @@ def mart_row_counts(settings: Settings) -> dict[str, int]:
         con.close()
 
 
-def quarantined_files(settings: Settings, ds: str) -> list[dict]:
-    """The files of the run with any row quarantined, or rejected whole, highest share first."""
-    from marketing_warehouse.gates import quarantine_shares
-
-    rows = quarantine_shares(settings, date.fromisoformat(ds))
-    hit = [
-        r for r in rows if r["level"] == "file" and (r["rows_quarantined"] or r["rejected_reason"])
-    ]
-    return sorted(hit, key=lambda r: (-r["quarantine_share"], r["subject"]))
-
-
-def review_command(row: dict) -> str:
-    """What a user runs to see a file's quarantined rows: row numbers and reasons, no content."""
-    if not row.get("quarantine_file"):
-        return ""
-    return (
-        '.venv/bin/mwh query "select row_number, reason_code, reason_detail from '
-        f"read_parquet('{row['quarantine_file']}') order by row_number\""
-    )
-
-
-def ignored_entries(settings: Settings, ds: str) -> list[dict]:
-    """The landing entries the run looked at and did not read (see ``loads.scan_landing``)."""
-    from marketing_warehouse.gates import landing_scan
-
-    return [e for e in landing_scan(settings, date.fromisoformat(ds)) if e["ignored_reason"]]
-
-
 def share_lines(settings: Settings, ds: str) -> list[str]:
-    files = quarantined_files(settings, ds)
+    files = report.quarantined_files(settings, ds)
     if not files:
         return []
     lines = ["", "Quarantined share per file (a file rejected whole counts as 100 %):"]
     for row in files:
         lines.append(f"  {row['quarantine_share']:>8.2%}  {row['label']}")
-        command = review_command(row)
+        command = report.review_command(row)
         if command:
             lines.append(f"            rows and reasons: {command}")
     lines.append(
@@ -93,9 +65,9 @@ def share_lines(settings: Settings, ds: str) -> list[str]:
 
 
 def ignored_lines(settings: Settings, ds: str) -> list[str]:
-    from marketing_warehouse.loads import IGNORED_REASONS
+    from marketing_warehouse.ingest.loads import IGNORED_REASONS
 
-    entries = ignored_entries(settings, ds)
+    entries = report.ignored_entries(settings, ds)
     if not entries:
         return []
     lines = ["", f"Ignored landing entries ({len(entries)}; no run reads them):"]
@@ -163,8 +135,6 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
         finally:
             con.close()
         lines.append("  quarantine by reason: " + ", ".join(f"{r} {n}" for r, n in reasons))
-    from marketing_warehouse import report
-
     report_path = report.write(settings, ds, succeeded)
     lines += [
         "",

@@ -303,8 +303,6 @@ def events_day(
 def write_workbook(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
     from openpyxl import Workbook
 
-    from marketing_warehouse.demo import fix_xlsx_timestamps
-
     workbook = Workbook()
     workbook.remove(workbook.active)
     for title, rows in sheets.items():
@@ -351,3 +349,20 @@ def experiments(first_day: date, end_date: date, customers: list, folder: Path, 
     return write_workbook(
         folder / "experiments_plan.xlsx", {"plan": plan, "assignments": assignments}
     )
+
+
+def fix_xlsx_timestamps(target: Path) -> None:
+    """Give an openpyxl workbook fixed timestamps (openpyxl stamps the current time into its
+    properties), so the same seed gives byte-identical files and the same content hash."""
+    import re
+    import zipfile
+
+    fixed = "2000-01-01T00:00:00Z"
+    with zipfile.ZipFile(target) as src:
+        items = [(info, src.read(info.filename)) for info in src.infolist()]
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info, data in items:
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", fixed.encode(), data)
+            info.date_time = (2000, 1, 1, 0, 0, 0)
+            dst.writestr(info, data)

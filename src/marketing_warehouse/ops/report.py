@@ -166,6 +166,34 @@ def kpi_series(settings: Settings, ds: str) -> dict[str, list[tuple[str, float]]
 # --- the report ------------------------------------------------------------------------------
 
 
+def quarantined_files(settings: Settings, ds: str) -> list[dict]:
+    """The files of the run with any row quarantined, or rejected whole, highest share first."""
+    from marketing_warehouse.quality.gates import quarantine_shares
+
+    rows = quarantine_shares(settings, date.fromisoformat(ds))
+    hit = [
+        r for r in rows if r["level"] == "file" and (r["rows_quarantined"] or r["rejected_reason"])
+    ]
+    return sorted(hit, key=lambda r: (-r["quarantine_share"], r["subject"]))
+
+
+def review_command(row: dict) -> str:
+    """What a user runs to see a file's quarantined rows: row numbers and reasons, no content."""
+    if not row.get("quarantine_file"):
+        return ""
+    return (
+        '.venv/bin/mwh query "select row_number, reason_code, reason_detail from '
+        f"read_parquet('{row['quarantine_file']}') order by row_number\""
+    )
+
+
+def ignored_entries(settings: Settings, ds: str) -> list[dict]:
+    """The landing entries the run looked at and did not read (see ``loads.scan_landing``)."""
+    from marketing_warehouse.quality.gates import landing_scan
+
+    return [e for e in landing_scan(settings, date.fromisoformat(ds)) if e["ignored_reason"]]
+
+
 def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
     run_dir = settings.run_dir(ds)
     extracts = [_read_json(p) for p in sorted((run_dir / "extract").glob("*.json"))]
@@ -242,10 +270,9 @@ def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
         )
         html.append(_table(["file", "column", "values"], formulas, {2}))
 
-    from marketing_warehouse import summary
-    from marketing_warehouse.loads import IGNORED_REASONS
+    from marketing_warehouse.ingest.loads import IGNORED_REASONS
 
-    shares = summary.quarantined_files(settings, ds)
+    shares = quarantined_files(settings, ds)
     html.append(
         "<h2>Quarantined share per file <small>(a file rejected whole counts as 100 %)</small></h2>"
     )
@@ -260,7 +287,7 @@ def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
                         r["rows_quarantined"],
                         f"{r['quarantine_share']:.2%}",
                         escape(r["rejected_reason"] or r["top_reasons"]),
-                        f"<code>{escape(summary.review_command(r))}</code>",
+                        f"<code>{escape(review_command(r))}</code>",
                     ]
                     for r in shares
                 ],
@@ -274,7 +301,7 @@ def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
         )
     else:
         html.append("<p class=muted>No file had a row quarantined.</p>")
-    ignored = summary.ignored_entries(settings, ds)
+    ignored = ignored_entries(settings, ds)
     if ignored:
         html.append(f"<h2 class=warn>Ignored landing entries ({len(ignored)})</h2>")
         html.append(

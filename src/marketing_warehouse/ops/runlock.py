@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from marketing_warehouse.config import Settings
-from marketing_warehouse.extract import utc_now
+from marketing_warehouse.ingest.extract import utc_now
 
 #: ``mwh`` exit code when another run holds the lock (EX_TEMPFAIL: try again later).
 RUN_LOCKED_EXIT = 75

@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from marketing_warehouse.airflow_env import WAREHOUSE_POOL
 from marketing_warehouse.config import Settings
-from marketing_warehouse.pipeline import WAREHOUSE_POOL
 
 PROFILE_NAME = "marketing_warehouse"
 TARGET_NAME = "build"

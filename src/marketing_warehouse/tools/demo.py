@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
+from marketing_warehouse.tools import demo_marketing as marketing
+from marketing_warehouse.tools.demo_marketing import Order, fix_xlsx_timestamps
+
 SHOPIFY_HEADER = [
     "Name", "Email", "Financial Status", "Paid at", "Fulfillment Status", "Fulfilled at",
     "Accepts Marketing", "Currency", "Subtotal", "Shipping", "Taxes", "Total", "Discount Code",
@@ -112,8 +115,6 @@ def _shopify_day(
     next_number: int,
     cum_weights: list[float] | None = None,
 ) -> tuple[list[list[str]], int, list]:
-    from marketing_warehouse.demo_marketing import Order
-
     rows: list[list[str]] = []
     placed: list[Order] = []
     if cum_weights is None:
@@ -241,8 +242,6 @@ def generate(
     landing_dir: Path, end_date: date, days: int, seed: int = 42, scale: float = 0.01
 ) -> list[Path]:
     """Write ``days`` daily landing folders ending at ``end_date``; return the files written."""
-    from marketing_warehouse import demo_marketing as marketing
-
     rng = random.Random(seed)
     customers = _customers(rng, max(20, int(100_000 * scale)))
     # ~1 M order lines a year at scale 1: about 1.6 lines per order -> ~1,700 orders a day.
@@ -329,21 +328,6 @@ def write_fx_workbook(target: Path, rows: list[tuple[date, str, str, float]]) ->
     # openpyxl stamps the current time into the workbook's properties; fix it so the same
     # seed gives byte-identical files (and the load ledger sees the same content hash).
     fix_xlsx_timestamps(target)
-
-
-def fix_xlsx_timestamps(target: Path) -> None:
-    import re
-    import zipfile
-
-    fixed = "2000-01-01T00:00:00Z"
-    with zipfile.ZipFile(target) as src:
-        items = [(info, src.read(info.filename)) for info in src.infolist()]
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info, data in items:
-            if info.filename == "docProps/core.xml":
-                data = re.sub(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", fixed.encode(), data)
-            info.date_time = (2000, 1, 1, 0, 0, 0)
-            dst.writestr(info, data)
 
 
 def landing_is_empty(landing_dir: Path) -> bool:
