@@ -274,6 +274,34 @@ def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
         )
     else:
         html.append("<p class=muted>No file had a row quarantined.</p>")
+    missing_fx = summary.missing_fx_rates(settings)
+    if missing_fx:
+        html.append(
+            "<h2 class=warn>Quarantined by the build: rows without an FX rate "
+            "<small>(missing_fx_rate, left out of the marts)</small></h2>"
+        )
+        html.append(
+            _table(
+                ["source", "currency", "rows", "first date", "last date"],
+                [
+                    [
+                        escape(r["dataset"]),
+                        escape(r["currency"] or "(none)"),
+                        r["rows"],
+                        r["first_date"],
+                        r["last_date"],
+                    ]
+                    for r in missing_fx
+                ],
+                {2},
+            )
+        )
+        html.append(
+            "<p>What to do: "
+            + escape(missing_fx[0]["example"].split("; ", 1)[-1])
+            + "; then re-run the date. Rows and reasons: <code>audit.quarantine</code> where "
+            "reason_code = 'missing_fx_rate'.</p>"
+        )
     ignored = summary.ignored_entries(settings, ds)
     if ignored:
         html.append(f"<h2 class=warn>Ignored landing entries ({len(ignored)})</h2>")

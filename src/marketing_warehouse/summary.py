@@ -92,6 +92,44 @@ def share_lines(settings: Settings, ds: str) -> list[str]:
     return lines
 
 
+def missing_fx_rates(settings: Settings) -> list[dict]:
+    """Per source and currency, the loaded rows the marts leave out for want of an FX rate
+    (``audit.fx_rate_coverage`` of the build file; each is in ``audit.quarantine`` as
+    ``missing_fx_rate``). Empty when the build file or the model is not there yet."""
+    if not settings.build_path.exists():
+        return []
+    try:
+        con = duckdb.connect(str(settings.build_path), read_only=True)
+    except duckdb.Error:
+        return []
+    try:
+        rel = con.sql(
+            "select source || '__' || entity as dataset, coalesce(currency, '') as currency, "
+            "count(*) as rows, min(amount_date)::varchar as first_date, "
+            "max(amount_date)::varchar as last_date, any_value(reason_detail) as example "
+            "from audit.fx_rate_coverage where not has_fx_rate group by all order by all"
+        )
+        return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+    except duckdb.Error:
+        return []
+    finally:
+        con.close()
+
+
+def missing_fx_lines(settings: Settings) -> list[str]:
+    rows = missing_fx_rates(settings)
+    if not rows:
+        return []
+    lines = ["", "Quarantined by the build: rows without an FX rate (missing_fx_rate):"]
+    for row in rows:
+        lines.append(
+            f"  {row['dataset']} {row['currency'] or '(no currency)'}: {row['rows']:,} row(s) "
+            f"dated {row['first_date']} to {row['last_date']}, left out of the marts"
+        )
+    lines.append(f"  What to do: {rows[0]['example'].split('; ', 1)[-1]}")
+    return lines
+
+
 def ignored_lines(settings: Settings, ds: str) -> list[str]:
     from marketing_warehouse.loads import IGNORED_REASONS
 
@@ -132,6 +170,7 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
         if info.get("duplicate_files"):
             lines.append(f"    skipped as duplicates: {', '.join(info['duplicate_files'])}")
     lines += share_lines(settings, ds)
+    lines += missing_fx_lines(settings)
     lines += ignored_lines(settings, ds)
     lines += ["", "Gates:"]
     gates = gate_statuses(settings, ds)

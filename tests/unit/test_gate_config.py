@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from marketing_warehouse.config import load_settings
 from marketing_warehouse.contracts import load_contracts
 from marketing_warehouse.gates import SEVERITIES, STAGES, load_bindings
@@ -44,3 +46,45 @@ def test_the_quarantine_model_accepts_exactly_the_reason_codes():
     column = next(c for c in quarantine["columns"] if c["name"] == "reason_code")
     accepted = next(t["accepted_values"] for t in column["data_tests"] if "accepted_values" in t)
     assert set(accepted["arguments"]["values"]) == {r.value for r in Reason}
+
+
+def test_the_fx_look_back_is_one_dbt_var_that_models_gates_and_bench_read():
+    """dbt_project.yml's fx_lookback_days is the only place the FX look-back is written: the
+    models use it through macros, the staging gate through {fx_lookback_days}, the benchmark's
+    floor SQL through $fx_lookback_days."""
+    from marketing_warehouse.bench import FLOOR_SQL
+
+    settings = load_settings({})
+    assert isinstance(settings.dbt_var("fx_lookback_days"), int)
+    project = settings.dbt_project_dir
+    models = [
+        p
+        for p in [*project.glob("models/**/*"), *project.glob("macros/*.sql")]
+        if p.is_file() and re.search(r"fx_rate|\brates?\b", p.read_text("utf-8"))
+    ]
+    literal = re.compile(r"7[- ]days? (?:look|older|before)|at most 7 days|7-day|-\s?8\b")
+    offenders = [str(p) for p in models if literal.search(p.read_text("utf-8"))]
+    offenders += ["expectations/gates.yml"] * bool(
+        literal.search((settings.expectations_dir / "gates.yml").read_text("utf-8"))
+    )
+    assert offenders == []
+    assert FLOOR_SQL.count("$fx_lookback_days") == 2
+    assert "fx_lookback_days" in (project / "macros" / "reporting_currency.sql").read_text()
+
+
+def test_a_suite_parameter_is_declared_once(tmp_path):
+    import shutil
+
+    from marketing_warehouse.gates import suite_parameters
+
+    settings = load_settings({})
+    assert suite_parameters(settings)["quarantine_share_critical"] == 0.2
+    copy = tmp_path / "expectations"
+    shutil.copytree(settings.expectations_dir, copy)
+    suite = copy / "staging" / "fx_rate_coverage.json"
+    data = json.loads(suite.read_text())
+    data["meta"]["parameters"] = {"quarantine_share_critical": 0.2}
+    suite.write_text(json.dumps(data))
+    again = load_settings({"MWH_EXPECTATIONS_DIR": str(copy)})
+    with pytest.raises(ValueError, match=r"quarantine_share_critical.*already declared"):
+        suite_parameters(again)
