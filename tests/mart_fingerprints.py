@@ -79,7 +79,8 @@ def build(root: Path, scale: float, days: int, end: date) -> Path:
     from marketing_warehouse.extract import utc_now
     from marketing_warehouse.loads import load_source
 
-    settings = load_settings({"MWH_DATA_DIR": str(root / "data")})
+    # the caller's environment too: MWH_PROJECT_DIR builds another checkout's dbt project
+    settings = load_settings({**os.environ, "MWH_DATA_DIR": str(root / "data")})
     demo.generate(settings.landing_dir, end, days, seed=1, scale=scale)
     for folder in sorted(settings.landing_dir.iterdir()):
         for contract in load_contracts():
