@@ -88,3 +88,32 @@ def test_a_suite_parameter_is_declared_once(tmp_path):
     again = load_settings({"MWH_EXPECTATIONS_DIR": str(copy)})
     with pytest.raises(ValueError, match=r"quarantine_share_critical.*already declared"):
         suite_parameters(again)
+
+
+def test_dbt_packages_are_vendored_and_installed_without_a_download(tmp_path):
+    """packages.yml names local packages only; a checkout without dbt_packages/ gets them from
+    vendor/ by `dbt deps` (offline), and the project's own generic tests are dbt_utils'."""
+    import shutil
+
+    import yaml
+
+    from marketing_warehouse.dbt_tasks import install_packages, missing_packages
+
+    settings = load_settings({})
+    project = settings.dbt_project_dir
+    packages = yaml.safe_load((project / "packages.yml").read_text())["packages"]
+    assert packages == [{"local": "vendor/dbt_utils"}]
+    vendored = yaml.safe_load((project / "vendor/dbt_utils/dbt_project.yml").read_text())
+    assert vendored["name"] == "dbt_utils"
+    assert "1.4.1" in (project / "vendor/README.md").read_text()
+    assert not list((project / "macros").glob("test_*.sql"))  # no home-made generic tests
+
+    copy = tmp_path / "checkout"
+    shutil.copytree(settings.project_dir / "dbt_project", copy / "dbt_project", symlinks=True,
+                    ignore=shutil.ignore_patterns("dbt_packages", "target", "logs"))  # fmt: skip
+    fresh = load_settings({"MWH_PROJECT_DIR": str(copy), "MWH_DATA_DIR": str(tmp_path / "d")})
+    assert missing_packages(fresh) == ["dbt_utils"]
+    offline = {"PATH": "/usr/bin:/bin", "HTTPS_PROXY": "http://127.0.0.1:9", "HOME": str(tmp_path)}
+    install_packages(fresh, offline)
+    assert missing_packages(fresh) == []
+    assert (copy / "dbt_project/dbt_packages/dbt_utils/macros/generic_tests").is_dir()
