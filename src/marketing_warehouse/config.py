@@ -209,6 +209,17 @@ class Settings:
         """Per-run folder for gate results and the run summary of logical date ``ds``."""
         return self.runs_dir / ds
 
+    def dbt_var(self, name: str):
+        """A var of ``dbt_project.yml`` (e.g. ``fx_lookback_days``): the dbt project owns the
+        rule, the gates and the benchmark read it from there instead of repeating it."""
+        import yaml
+
+        path = self.dbt_project_dir / "dbt_project.yml"
+        variables = (yaml.safe_load(path.read_text("utf-8")) or {}).get("vars") or {}
+        if name not in variables:
+            raise KeyError(f"{path}: no var {name!r} under vars:")
+        return variables[name]
+
     def dbt_env(self) -> dict[str, str]:
         """Environment variables the dbt project reads (profiles.yml and sources)."""
         return {

@@ -291,24 +291,158 @@ def test_revenue_reconciles_across_layers(warehouse):
     assert kpi == fct == Decimal("297.32")
 
 
-def test_an_order_without_a_rate_fails_the_build(tmp_path):
-    """A currency with no rate in the 7-day window is an error, never a silent 1.0."""
+def _fx_gap_landing(tmp_path, eur_orders: int, jpy_orders: int, eur_campaigns: int):
+    """A Shopify export of ``eur_orders`` EUR orders then ``jpy_orders`` JPY orders (one line each),
+    an FX workbook whose only JPY rate is too old for them (10 days before), and a Google Ads
+    report with one JPY campaign (its second row) among ``eur_campaigns`` EUR campaigns spending
+    40.00, 41.00, ...; everything loaded. Returns the settings, the EUR order totals, the EUR ad
+    spends and the export's file name."""
     from marketing_warehouse.config import load_settings
 
     settings = load_settings({"MWH_DATA_DIR": str(tmp_path / "data")})
-    write_shopify(
-        settings.landing_dir / "2026-11-01" / "shopify_orders.csv",
-        [first("#1", "a@example.com", "2026-11-01 10:00:00 +0000", "10.00", Currency="JPY")],
-    )
+    day = settings.landing_dir / "2026-11-22"
+    eur = [Decimal("10.00") + i for i in range(eur_orders)]
+    orders = [
+        first(f"#{5001 + i}", f"e{i}@example.com", "2026-11-22 09:00:00 +0000", str(total))
+        for i, total in enumerate(eur)
+    ] + [
+        first(
+            f"#{6001 + i}", f"j{i}@example.com", "2026-11-22 09:00:00 +0900", "5000", Currency="JPY"
+        )
+        for i in range(jpy_orders)
+    ]
+    write_shopify(day / "shopify_orders_2026-11-22.csv", orders)
     write_fx_workbook(
-        settings.landing_dir / "2026-11-01" / "fx_rates.xlsx",
-        [(date(2026, 10, 20), "JPY", "EUR", 0.006)],  # too old to use for Nov 1
+        day / "fx_rates_2026-11.xlsx",
+        [(date(2026, 11, 12), "JPY", "EUR", 0.0061), (date(2026, 11, 20), "USD", "EUR", 0.92)],
     )
+    header = "Day,Campaign,Campaign ID,Currency code,Impr.,Clicks,Cost,Conversions,Conv. value"
+    spend = [Decimal("40.00") + i for i in range(eur_campaigns)]
+    ads = [
+        f"2026-11-22,Campaign {i},{18000000001 + i},EUR,1000,50,{cost},2.00,120.00"
+        for i, cost in enumerate(spend)
+    ]
+    ads.insert(1, "2026-11-22,Search - Tokyo,18000000999,JPY,800,30,6000,1.00,9000")
+    (day / "google_ads_campaigns_2026-11-22.csv").write_text("\n".join([header, *ads]) + "\n")
     for contract in load_contracts():
-        load_source(settings, contract, date(2026, 11, 1), utc_now())
-    result = run_dbt(settings, ["build", "--select", "+fct_orders"], dict(os.environ))
-    assert result.returncode != 0
-    assert "FAIL 1 not_null_fct_orders_fx_rate" in result.stdout
+        load_source(settings, contract, date(2026, 11, 22), utc_now())
+    return settings, eur, spend, "shopify_orders_2026-11-22.csv"
+
+
+def test_an_order_and_an_ad_row_without_a_rate_are_quarantined_and_the_run_goes_on(tmp_path):
+    """One JPY order among 30 EUR orders, with no JPY rate within the 7-day look-back: the order
+    and the JPY ad row are left out of the marts and listed in audit.quarantine (missing_fx_rate,
+    file, row number, what to do); revenue is the sum of the EUR orders; the staging gate warns
+    (1 of 31 orders, 1 of 10 ad rows: under the share that stops the raw gate) and does not stop
+    the run."""
+    from marketing_warehouse.quality.gates import enforce, run_gate
+
+    settings, eur, spend, export = _fx_gap_landing(
+        tmp_path, eur_orders=30, jpy_orders=1, eur_campaigns=9
+    )
+    result = run_dbt(settings, ["build"], dict(os.environ))
+    assert result.returncode == 0, result.stdout[-4000:]
+
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    try:
+        quarantined = rows(
+            con,
+            "select source, entity, source_file, row_number, reason_code, reason_detail, "
+            "raw_content from audit.quarantine where reason_code = 'missing_fx_rate' "
+            "order by source, row_number",
+        )
+        fct = con.sql(
+            "select count(*), sum(total_amount_reporting), count(*) filter (where currency = 'JPY') "
+            "from marts.fct_orders"
+        ).fetchone()
+        kpi = con.sql("select sum(revenue), sum(orders) from marts.kpi_daily").fetchone()
+        ads = con.sql(
+            "select count(*) filter (where currency = 'JPY'), count(*), sum(spend_amount_reporting)"
+            " from intermediate.int_ad_spend_converted"
+        ).fetchone()
+    finally:
+        con.close()
+    how = (
+        "set MWH_REPORTING_CURRENCY=JPY if every amount is in JPY, or land an FX workbook "
+        "(fx_rates*.xlsx: Date, From, To, Rate) with JPY->EUR rates for that date"
+    )
+    assert quarantined == [
+        {
+            "source": "google_ads",
+            "entity": "campaign_stats",
+            "source_file": "google_ads_campaigns_2026-11-22.csv",
+            "row_number": 2,
+            "reason_code": "missing_fx_rate",
+            "reason_detail": 'column "currency": no JPY->EUR rate on or up to 7 days before '
+            f'2026-11-22 (column "report_date"); {how}',
+            "raw_content": None,
+        },
+        {
+            "source": "shopify",
+            "entity": "order_lines",
+            "source_file": export,
+            "row_number": 31,  # the 31st data row of the export
+            "reason_code": "missing_fx_rate",
+            "reason_detail": 'column "currency": no JPY->EUR rate on or up to 7 days before '
+            f'2026-11-22 (column "created_at"); {how}',
+            "raw_content": None,
+        },
+    ]
+    # the JPY order (created 2026-11-22 09:00 +0900, i.e. 00:00 UTC) is not in the marts
+    assert fct == (30, sum(eur), 0)
+    assert kpi == (sum(eur), 30)
+    assert ads == (0, 9, sum(spend))
+
+    outcome = run_gate(settings, "staging", date(2026, 11, 22), "run-1")
+    assert outcome.status == "warn"
+    enforce(outcome)  # a warning: the run goes on
+    (warning,) = [c for c in outcome.failures("warning") if c.suite == "staging/fx_rate_coverage"]
+    assert (
+        "shopify__order_lines: JPY->EUR: no rate for 1 of 31 rows, dated 2026-11-22 to "
+        "2026-11-22 (a rate may be at most 7 days older); they are quarantined "
+        "(missing_fx_rate) and left out of the marts"
+    ) in warning.describe()
+    assert "google_ads__campaign_stats: JPY->EUR: no rate for 1 of 10 rows" in warning.describe()
+    assert "@example.com" not in warning.describe()
+    # the run summary and the HTML report list them as quarantined by the build
+    from marketing_warehouse.ops import report
+    from marketing_warehouse.ops import summary
+
+    lines = "\n".join(summary.missing_fx_lines(settings))
+    assert (
+        "shopify__order_lines JPY: 1 row(s) dated 2026-11-22 to 2026-11-22, left out of the marts"
+    ) in lines
+    assert "google_ads__campaign_stats JPY: 1 row(s)" in lines and how in lines
+    html = report.build_html(settings, "2026-11-22", True)
+    assert "rows without an FX rate" in html and "<td>shopify__order_lines</td>" in html
+
+
+def test_most_orders_without_a_rate_stop_the_run_at_the_staging_gate(tmp_path):
+    """25 of 30 orders in JPY without a rate: above the quarantined share that stops the raw gate
+    (raw/quarantine_share), so the staging gate is critical and names pair, rows, dates and what
+    to do; the build itself still succeeds (the rows are quarantined, not a failed test)."""
+    from marketing_warehouse.quality.gates import GateFailed, enforce, run_gate, suite_parameters
+
+    settings, *_ = _fx_gap_landing(tmp_path, eur_orders=5, jpy_orders=25, eur_campaigns=2)
+    result = run_dbt(settings, ["build", "--select", "staging", "audit"], dict(os.environ))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert suite_parameters(settings)["quarantine_share_critical"] < 25 / 30
+
+    outcome = run_gate(settings, "staging", date(2026, 11, 22), "run-1")
+    with pytest.raises(GateFailed) as failed:
+        enforce(outcome)
+    message = str(failed.value)
+    assert "staging/fx_rate_coverage" in message and "missing_share" in message
+    assert "max_value=0.2" in message
+    assert (
+        "shopify__order_lines: JPY->EUR: no rate for 25 of 30 rows, dated 2026-11-22 to "
+        "2026-11-22 (a rate may be at most 7 days older); they are quarantined "
+        "(missing_fx_rate) and left out of the marts: set MWH_REPORTING_CURRENCY=JPY if the "
+        "shop sells in JPY only, or land an FX workbook (fx_rates*.xlsx: Date, From, To, Rate) "
+        "with JPY->EUR rates for those dates"
+    ) in message
+    # the Google Ads report (1 JPY row of 3) is over the share too, and says so
+    assert "google_ads__campaign_stats: JPY->EUR: no rate for 1 of 3 rows" in message
 
 
 def test_a_one_currency_shop_without_fx_says_which_rates_are_missing_and_what_to_do(tmp_path):
@@ -334,7 +468,8 @@ def test_a_one_currency_shop_without_fx_says_which_rates_are_missing_and_what_to
     )
     for contract in load_contracts():
         load_source(settings, contract, date(2026, 11, 20), utc_now())
-    result = run_dbt(settings, ["build", "--select", "staging"], dict(os.environ))
+    # the DAG's dbt_staging task group: staging and audit (audit.fx_rate_coverage)
+    result = run_dbt(settings, ["build", "--select", "staging", "audit"], dict(os.environ))
     assert result.returncode == 0, result.stdout[-3000:]
 
     outcome = run_gate(settings, "staging", date(2026, 11, 20), "run-1")
@@ -343,10 +478,11 @@ def test_a_one_currency_shop_without_fx_says_which_rates_are_missing_and_what_to
     message = str(failed.value)
     assert "staging/fx_rate_coverage" in message
     assert (
-        "USD->EUR: no rate for 3 order rows created 2026-11-14 to 2026-11-19 (a rate may be at "
-        "most 7 days older): set MWH_REPORTING_CURRENCY=USD if the shop sells in USD only, or "
-        "land an FX workbook (fx_rates*.xlsx: Date, From, To, Rate) with USD->EUR rates for "
-        "those dates"
+        "shopify__order_lines: USD->EUR: no rate for 3 of 3 rows, dated 2026-11-14 to "
+        "2026-11-19 (a rate may be at most 7 days older); they are quarantined (missing_fx_rate) "
+        "and left out of the marts: set MWH_REPORTING_CURRENCY=USD if the shop sells in USD "
+        "only, or land an FX workbook (fx_rates*.xlsx: Date, From, To, Rate) with USD->EUR "
+        "rates for those dates"
     ) in message
     assert "@example.com" not in message
 

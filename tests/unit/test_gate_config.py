@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from marketing_warehouse.config import load_settings
 from marketing_warehouse.ingest.contracts import load_contracts
 from marketing_warehouse.quality.gates import SEVERITIES, STAGES, load_bindings
@@ -44,3 +46,21 @@ def test_the_quarantine_model_accepts_exactly_the_reason_codes():
     column = next(c for c in quarantine["columns"] if c["name"] == "reason_code")
     accepted = next(t["accepted_values"] for t in column["data_tests"] if "accepted_values" in t)
     assert set(accepted["arguments"]["values"]) == {r.value for r in Reason}
+
+
+def test_a_suite_parameter_is_declared_once(tmp_path):
+    import shutil
+
+    from marketing_warehouse.quality.gates import suite_parameters
+
+    settings = load_settings({})
+    assert suite_parameters(settings)["quarantine_share_critical"] == 0.2
+    copy = tmp_path / "expectations"
+    shutil.copytree(settings.expectations_dir, copy)
+    suite = copy / "staging" / "fx_rate_coverage.json"
+    data = json.loads(suite.read_text())
+    data["meta"]["parameters"] = {"quarantine_share_critical": 0.2}
+    suite.write_text(json.dumps(data))
+    again = load_settings({"MWH_EXPECTATIONS_DIR": str(copy)})
+    with pytest.raises(ValueError, match=r"quarantine_share_critical.*already declared"):
+        suite_parameters(again)

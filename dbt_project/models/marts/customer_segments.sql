@@ -77,7 +77,7 @@ order_stats as (
 
     select
         customer_id,
-        min(order_date) as first_order_date,
+        min(order_date) filter (where is_first_order) as first_order_date,
         max(order_date) as last_order_date,
         count(*) as frequency,
         sum(total_amount_reporting) as monetary,

@@ -175,7 +175,7 @@ order_stats as (
 
     select
         customer_id,
-        min(created_at) as first_order_at,
+        min(created_at) filter (where is_first_order) as first_order_at,
         max(created_at) as last_order_at,
         count(*) as orders_count,
         sum(total_amount_reporting) as lifetime_revenue,

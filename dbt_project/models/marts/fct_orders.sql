@@ -12,32 +12,26 @@ identity_map as (
 
 ),
 
-{#- The rate of the order's UTC date, or the latest one at most 7 days older (weekends, holidays):
-    the shared forward-filled rates. No rate in that window leaves fx_rate null, which the not_null
-    test turns into a failed run. -#}
-fx_rates as (
+{#- The rate of the order's UTC date, or the latest one at most var("fx_lookback_days") days
+    older (macro with_fx_rate). An order with no rate in that window is left out: it is in
+    audit.quarantine as missing_fx_rate, and the staging gate's fx_rate_coverage check says how
+    many and what to do. -#}
+with_rates as (
 
-    select * from {{ ref('int_fx_rates_forward_filled') }}
+    {{ with_fx_rate('orders', 'currency', 'cast(orders.created_at as date)') }}
 
 ),
 
 converted as (
 
     select
-        orders.*,
-        {{ reporting_currency() }} as reporting_currency,
-        case
-            when orders.currency = {{ reporting_currency() }} then 1.0
-            else fx_rates.rate
-        end as fx_rate,
+        with_rates.*,
         identity_map.customer_id
-    from orders
-    left join fx_rates
-        on orders.currency = fx_rates.from_currency
-        and cast(orders.created_at as date) = fx_rates.rate_day
+    from with_rates
     left join identity_map
-        on orders.source_system = identity_map.source
-        and orders.customer_source_key = identity_map.source_key
+        on with_rates.source_system = identity_map.source
+        and with_rates.customer_source_key = identity_map.source_key
+    where with_rates.fx_rate is not null
 
 ),
 

@@ -20,11 +20,12 @@ customer_months as (
 
 ),
 
+{#- a customer's first order: fct_orders.is_first_order, the one place that rule is written -#}
 cohorts as (
 
-    select customer_id, min(order_month) as cohort_month
-    from customer_months
-    group by customer_id
+    select customer_id, cast({{ dbt.date_trunc('month', 'order_date') }} as date) as cohort_month
+    from orders
+    where is_first_order
 
 ),
 

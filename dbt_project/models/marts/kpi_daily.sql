@@ -34,12 +34,12 @@ spine as (
 
 ),
 
+{#- a customer's first order: fct_orders.is_first_order, the one place that rule is written -#}
 first_order_dates as (
 
-    select customer_id, min(order_date) as first_order_date
+    select customer_id, order_date as first_order_date
     from orders
-    where customer_id is not null
-    group by customer_id
+    where is_first_order
 
 ),
 

@@ -43,6 +43,9 @@ class Reason(StrEnum):
     IMPLAUSIBLE_AMOUNT = "implausible_amount"
     IMPLAUSIBLE_METRICS = "implausible_metrics"
     CONFLICTING_KEY = "conflicting_key"
+    # One loaded row the warehouse build leaves out of the marts (dbt model audit.fx_rate_coverage):
+    # no rate to the reporting currency within the FX look-back; it stays in the raw layer.
+    MISSING_FX_RATE = "missing_fx_rate"
 
 
 #: The quarantine table's columns, in order, as DuckDB types.

@@ -194,6 +194,30 @@ def ignored_entries(settings: Settings, ds: str) -> list[dict]:
     return [e for e in landing_scan(settings, date.fromisoformat(ds)) if e["ignored_reason"]]
 
 
+def missing_fx_rates(settings: Settings) -> list[dict]:
+    """Per source and currency, the loaded rows the marts leave out for want of an FX rate
+    (``audit.fx_rate_coverage`` of the build file; each is in ``audit.quarantine`` as
+    ``missing_fx_rate``). Empty when the build file or the model is not there yet."""
+    if not settings.build_path.exists():
+        return []
+    try:
+        con = duckdb.connect(str(settings.build_path), read_only=True)
+    except duckdb.Error:
+        return []
+    try:
+        rel = con.sql(
+            "select source || '__' || entity as dataset, coalesce(currency, '') as currency, "
+            "count(*) as rows, min(amount_date)::varchar as first_date, "
+            "max(amount_date)::varchar as last_date, any_value(reason_detail) as example "
+            "from audit.fx_rate_coverage where not has_fx_rate group by all order by all"
+        )
+        return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+    except duckdb.Error:
+        return []
+    finally:
+        con.close()
+
+
 def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
     run_dir = settings.run_dir(ds)
     extracts = [_read_json(p) for p in sorted((run_dir / "extract").glob("*.json"))]
@@ -301,6 +325,34 @@ def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
         )
     else:
         html.append("<p class=muted>No file had a row quarantined.</p>")
+    missing_fx = missing_fx_rates(settings)
+    if missing_fx:
+        html.append(
+            "<h2 class=warn>Quarantined by the build: rows without an FX rate "
+            "<small>(missing_fx_rate, left out of the marts)</small></h2>"
+        )
+        html.append(
+            _table(
+                ["source", "currency", "rows", "first date", "last date"],
+                [
+                    [
+                        escape(r["dataset"]),
+                        escape(r["currency"] or "(none)"),
+                        r["rows"],
+                        r["first_date"],
+                        r["last_date"],
+                    ]
+                    for r in missing_fx
+                ],
+                {2},
+            )
+        )
+        html.append(
+            "<p>What to do: "
+            + escape(missing_fx[0]["example"].split("; ", 1)[-1])
+            + "; then re-run the date. Rows and reasons: <code>audit.quarantine</code> where "
+            "reason_code = 'missing_fx_rate'.</p>"
+        )
     ignored = ignored_entries(settings, ds)
     if ignored:
         html.append(f"<h2 class=warn>Ignored landing entries ({len(ignored)})</h2>")

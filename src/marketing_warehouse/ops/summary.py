@@ -64,6 +64,21 @@ def share_lines(settings: Settings, ds: str) -> list[str]:
     return lines
 
 
+
+def missing_fx_lines(settings: Settings) -> list[str]:
+    rows = report.missing_fx_rates(settings)
+    if not rows:
+        return []
+    lines = ["", "Quarantined by the build: rows without an FX rate (missing_fx_rate):"]
+    for row in rows:
+        lines.append(
+            f"  {row['dataset']} {row['currency'] or '(no currency)'}: {row['rows']:,} row(s) "
+            f"dated {row['first_date']} to {row['last_date']}, left out of the marts"
+        )
+    lines.append(f"  What to do: {rows[0]['example'].split('; ', 1)[-1]}")
+    return lines
+
+
 def ignored_lines(settings: Settings, ds: str) -> list[str]:
     from marketing_warehouse.ingest.loads import IGNORED_REASONS
 
@@ -104,6 +119,7 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
         if info.get("duplicate_files"):
             lines.append(f"    skipped as duplicates: {', '.join(info['duplicate_files'])}")
     lines += share_lines(settings, ds)
+    lines += missing_fx_lines(settings)
     lines += ignored_lines(settings, ds)
     lines += ["", "Gates:"]
     gates = gate_statuses(settings, ds)

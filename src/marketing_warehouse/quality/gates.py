@@ -122,6 +122,24 @@ def load_suite_dict(settings: Settings, name: str) -> dict[str, Any]:
     return suite
 
 
+def suite_parameters(settings: Settings) -> dict[str, Any]:
+    """Thresholds declared once under a suite's ``meta.parameters`` and used by any suite as
+    ``{"$PARAMETER": "<name>"}`` (e.g. the quarantined share that stops a run, shared by
+    ``raw/quarantine_share`` and ``staging/fx_rate_coverage``). A name declared twice is an
+    error, even with the same value: each threshold lives in one place."""
+    found: dict[str, Any] = {}
+    where: dict[str, Path] = {}
+    for path in sorted(settings.expectations_dir.rglob("*.json")):
+        declared = json.loads(path.read_text("utf-8")).get("meta", {}).get("parameters") or {}
+        for name, value in declared.items():
+            if name in found:
+                raise ValueError(
+                    f"{path}: suite parameter {name!r} is already declared in {where[name]}"
+                )
+            found[name], where[name] = value, path
+    return found
+
+
 # --- datasets --------------------------------------------------------------------------------
 
 
@@ -363,7 +381,8 @@ def render_sql(settings: Settings, sql: str, ds: date) -> str:
 
     ``{ds}``, ``{reporting_currency}``, ``{raw:<key>}`` (what the run loaded), ``{ledger:<key>}``,
     ``{published_rows:<schema.relation>}`` (its row count in the currently served version),
-    ``{quarantine_share}`` (see ``quarantine_shares``) and ``{landing_scan}`` (``landing_scan``).
+    ``{quarantine_share}`` (see ``quarantine_shares``), ``{landing_scan}`` (``landing_scan``)
+    and ``{fx_lookback_days}`` (the dbt var).
     """
     sql = re.sub(
         r"\{published_rows:([a-z0-9_.]+)\}", lambda m: _published_rows(settings, m[1]), sql
@@ -372,6 +391,8 @@ def render_sql(settings: Settings, sql: str, ds: date) -> str:
     sql = re.sub(r"\{ledger:([a-z0-9_*]+)\}", lambda m: _ledger_reader(settings, m[1], ds), sql)
     sql = sql.replace("{reporting_currency}", settings.reporting_currency)
     sql = sql.replace("{ds}", ds.isoformat())
+    if "{fx_lookback_days}" in sql:
+        sql = sql.replace("{fx_lookback_days}", str(int(settings.dbt_var("fx_lookback_days"))))
     # last: these carry file names, which must not be taken for placeholders
     if "{quarantine_share}" in sql:
         shares = _values_relation(quarantine_shares(settings, ds), SHARE_COLUMNS)
@@ -566,10 +587,13 @@ def _observed(result: dict[str, Any]) -> str:
     return ""
 
 
-def _expected(kwargs: dict[str, Any]) -> str:
-    """The expectation's own thresholds, for messages: ``min_value=0, max_value=1``."""
+def _expected(kwargs: dict[str, Any], parameters: dict[str, Any] | None = None) -> str:
+    """The expectation's own thresholds, for messages: ``min_value=0, max_value=1`` (a suite
+    parameter by its value)."""
     parts = []
     for key, value in kwargs.items():
+        if isinstance(value, dict) and "$PARAMETER" in value:
+            value = (parameters or {}).get(value["$PARAMETER"], value)
         if (
             key in ("column", "column_A", "column_B", "batch_id", "condition_parser")
             or value is None
@@ -600,6 +624,7 @@ def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResul
         "ds": ds.isoformat(),
         "ds_next": (ds + timedelta(days=1)).isoformat(),
         "ds_minus_2": (ds - timedelta(days=2)).isoformat(),
+        **suite_parameters(settings),
     }
     outcome = GateResult(stage=stage)
     for binding in load_bindings(settings)[stage]:
@@ -678,7 +703,7 @@ def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResul
                     element_count=details.get("element_count"),
                     unexpected_count=details.get("unexpected_count"),
                     sample=json.dumps(sample[:5], default=str) if sample else "",
-                    expected=_expected(cfg.kwargs),
+                    expected=_expected(cfg.kwargs, params),
                 )
             )
     context.build_data_docs()

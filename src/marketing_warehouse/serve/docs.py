@@ -34,8 +34,9 @@ def gx_docs_dir(settings: Settings) -> Path:
 
 def generate_dbt_docs(settings: Settings, env: dict[str, str]) -> Path:
     """``dbt docs generate`` into ``<data>/docs/dbt``; return its index.html."""
-    from marketing_warehouse.transform.dbt_tasks import dbt_executable
+    from marketing_warehouse.transform.dbt_tasks import dbt_executable, install_packages
 
+    install_packages(settings, env)
     target = dbt_docs_dir(settings)
     target.mkdir(parents=True, exist_ok=True)
     parsed = settings.dbt_project_dir / "target" / "partial_parse.msgpack"

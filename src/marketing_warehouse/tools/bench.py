@@ -541,10 +541,10 @@ select
     has_discount,
     is_revenue_order,
     cast(total_amount * case when currency = $currency then 1.0
-        when rate_date > cast(created_at as date) - 8 then rate end as decimal(18, 2))
+        when rate_date >= cast(created_at as date) - $fx_lookback_days then rate end as decimal(18, 2))
         as total_amount_reporting,
     cast(refunded_amount * case when currency = $currency then 1.0
-        when rate_date > cast(created_at as date) - 8 then rate end as decimal(18, 2))
+        when rate_date >= cast(created_at as date) - $fx_lookback_days then rate end as decimal(18, 2))
         as refunded_amount_reporting
 from rated;
 
@@ -902,6 +902,7 @@ def floor(
             FLOOR_SQL.replace("$currency", f"'{currency}'")
             .replace("$snapshot", f"date '{ds.isoformat()}'")
             .replace("$window", "30")
+            .replace("$fx_lookback_days", str(int(load_settings().dbt_var("fx_lookback_days"))))
         )
         for statement in sql.split(";\n"):
             if statement.strip():

@@ -33,20 +33,57 @@ def manifest_path(settings: Settings) -> Path:
     return settings.dbt_project_dir / "target" / "manifest.json"
 
 
+def missing_packages(settings: Settings) -> list[str]:
+    """The packages of ``packages.yml`` not installed in ``dbt_packages/`` yet. Every one is a
+    ``local:`` package vendored under ``vendor/`` (installed by name of its folder)."""
+    import yaml
+
+    project = settings.dbt_project_dir
+    path = project / "packages.yml"
+    if not path.exists():
+        return []
+    packages = (yaml.safe_load(path.read_text("utf-8")) or {}).get("packages") or []
+    remote = [p for p in packages if "local" not in p]
+    if remote:
+        raise ValueError(f"{path}: {remote} would be downloaded; vendor them as local: packages")
+    return [
+        Path(p["local"]).name
+        for p in packages
+        if not (project / "dbt_packages" / Path(p["local"]).name / "dbt_project.yml").exists()
+    ]
+
+
+def install_packages(settings: Settings, env: dict[str, str]) -> None:
+    """``dbt deps`` when a vendored package is not installed yet (a fresh checkout). Local
+    packages only, so it works offline; Cosmos tasks (``install_deps=False``) then find them in
+    ``dbt_packages/``."""
+    if not missing_packages(settings):
+        return
+    subprocess.run(
+        [str(dbt_executable()), "deps", "--project-dir", str(settings.dbt_project_dir)],
+        cwd=settings.dbt_project_dir,
+        env={**env, **settings.dbt_env()},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
 def manifest_is_stale(settings: Settings) -> bool:
     manifest = manifest_path(settings)
-    if not manifest.exists():
+    if not manifest.exists() or missing_packages(settings):
         return True
     built = manifest.stat().st_mtime
     project = settings.dbt_project_dir
-    watched = [project / "dbt_project.yml", project / "profiles.yml"]
-    for folder in ("models", "macros", "seeds", "snapshots", "tests"):
+    watched = [project / "dbt_project.yml", project / "profiles.yml", project / "packages.yml"]
+    for folder in ("models", "macros", "seeds", "snapshots", "tests", "vendor"):
         watched += [p for p in (project / folder).rglob("*") if p.is_file()]
     return any(p.exists() and p.stat().st_mtime > built for p in watched)
 
 
 def parse_project(settings: Settings, env: dict[str, str]) -> Path:
-    """``dbt parse`` to (re)write the manifest Cosmos renders from."""
+    """``dbt parse`` to (re)write the manifest Cosmos renders from (packages installed first)."""
+    install_packages(settings, env)
     subprocess.run(
         [str(dbt_executable()), "parse", "--project-dir", str(settings.dbt_project_dir)],
         cwd=settings.dbt_project_dir,
@@ -140,6 +177,7 @@ def run_dbt(
 ) -> subprocess.CompletedProcess:
     """Run one dbt command on the project (outside Airflow: tests and benchmarks)."""
     settings.build_path.parent.mkdir(parents=True, exist_ok=True)
+    install_packages(settings, env)
     return subprocess.run(
         [str(dbt_executable()), *args, "--project-dir", str(settings.dbt_project_dir)],
         cwd=settings.dbt_project_dir,

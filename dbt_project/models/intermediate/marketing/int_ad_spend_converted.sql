@@ -3,7 +3,8 @@
     placement, device) has several rows per campaign and day: they are summed within their file
     first. Of the files that cover a campaign and day, the latest delivery wins (latest_copy_rank),
     never a sum across files. Spend and conversion value are converted to the reporting currency
-    with the rate of the report day (7-day lookback). -#}
+    with the rate of the report day (macro with_fx_rate); a campaign day with no rate within the
+    look-back is left out (audit.quarantine, missing_fx_rate). -#}
 with
 
 google_ads as (
@@ -23,12 +24,6 @@ meta_ads as (
         conversions, conversion_value, source_file, file_hash, source_row_number, load_date,
         landed_at, loaded_at
     from {{ ref('stg_meta_ads__campaign_stats') }}
-
-),
-
-rates as (
-
-    select * from {{ ref('int_fx_rates_forward_filled') }}
 
 ),
 
@@ -76,19 +71,16 @@ ranked as (
 
 ),
 
+latest as (
+
+    select * from ranked where copy_rank = 1
+
+),
+
 converted as (
 
-    select
-        ranked.*,
-        case
-            when ranked.currency = {{ reporting_currency() }} then 1.0
-            else rates.rate
-        end as fx_rate
-    from ranked
-    left join rates
-        on ranked.currency = rates.from_currency
-        and ranked.report_date = rates.rate_day
-    where ranked.copy_rank = 1
+    select * from ({{ with_fx_rate('latest', 'currency', 'latest.report_date') }}) as with_rates
+    where fx_rate is not null
 
 ),
 
@@ -106,7 +98,7 @@ final as (
         coalesce(cost, 0) as spend_amount,
         coalesce(conversions, 0) as platform_conversions,
         coalesce(conversion_value, 0) as platform_conversion_value_amount,
-        {{ reporting_currency() }} as reporting_currency,
+        reporting_currency,
         fx_rate,
         {{ to_reporting('coalesce(cost, 0)', 'fx_rate') }} as spend_amount_reporting,
         {{ to_reporting('coalesce(conversion_value, 0)', 'fx_rate') }}

@@ -1,18 +1,12 @@
 {#- One row per month and channel label of the budget workbook: the row from the latest delivered
     workbook wins. Budget and target revenue are converted to the reporting currency with the rate
-    of the month's first day (same 7-day lookback as orders); no rate leaves fx_rate null and fails
-    the not_null test. -#}
+    of the month's first day (macro with_fx_rate, the look-back of orders); a month with no rate
+    is left out (audit.quarantine, missing_fx_rate). -#}
 with
 
 budgets as (
 
     select * from {{ ref('stg_spreadsheets__budgets') }}
-
-),
-
-rates as (
-
-    select * from {{ ref('int_fx_rates_forward_filled') }}
 
 ),
 
@@ -26,19 +20,16 @@ ranked as (
 
 ),
 
+latest as (
+
+    select * from ranked where copy_rank = 1
+
+),
+
 converted as (
 
-    select
-        ranked.*,
-        case
-            when ranked.currency = {{ reporting_currency() }} then 1.0
-            else rates.rate
-        end as fx_rate
-    from ranked
-    left join rates
-        on ranked.currency = rates.from_currency
-        and ranked.month = rates.rate_day
-    where ranked.copy_rank = 1
+    select * from ({{ with_fx_rate('latest', 'currency', 'latest.month') }}) as with_rates
+    where fx_rate is not null
 
 ),
 
@@ -52,7 +43,7 @@ final as (
         budget_amount,
         target_new_customers,
         target_revenue as target_revenue_amount,
-        {{ reporting_currency() }} as reporting_currency,
+        reporting_currency,
         fx_rate,
         {{ to_reporting('budget_amount', 'fx_rate') }} as budget_amount_reporting,
         {{ to_reporting('target_revenue', 'fx_rate') }} as target_revenue_amount_reporting,

@@ -1,7 +1,8 @@
 {#- One row per calendar day and currency with a rate to the reporting currency: the workbook's rate
-    of that day or, on days without one (weekends, holidays), the latest rate at most 7 days older,
-    the same rule as fct_orders. A day with no rate in that window has no row, so an amount joined
-    to it keeps a null rate and fails its model's not_null test: a rate of 1.0 is never assumed. -#}
+    of that day or, on days without one (weekends, holidays), the latest rate at most
+    var("fx_lookback_days") days older (macro fx_rate_applies). A day with no rate in that window
+    has no row, so an amount joined to it (macro with_fx_rate) keeps a null rate and is set aside
+    as missing_fx_rate: a rate of 1.0 is never assumed. -#}
 with
 
 rates as (
@@ -21,7 +22,7 @@ spine as (
 
     {{ date_spine(
         '(select first_date from bounds)',
-        dbt.dateadd('day', 7, '(select last_date from bounds)')
+        dbt.dateadd('day', var('fx_lookback_days'), '(select last_date from bounds)')
     ) }}
 
 ),
@@ -39,8 +40,7 @@ candidates as (
         ) as rate_rank
     from spine
     inner join rates
-        on rates.rate_date <= spine.date_day
-        and rates.rate_date > cast({{ dbt.dateadd('day', -8, 'spine.date_day') }} as date)
+        on {{ fx_rate_applies('rates.rate_date', 'spine.date_day') }}
 
 ),
 

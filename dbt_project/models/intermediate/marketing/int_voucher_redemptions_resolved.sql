@@ -1,18 +1,14 @@
 {#- One row per redemption attempt of the voucher platform (rollback records folded in): the copy
     from the latest landed export wins; a successful rollback cancels its redemption; the discount
-    is converted to the reporting currency with the rate of the redemption's UTC date (7-day
-    lookback); order_id names the Shopify order the redemption was sent with. -#}
+    is converted to the reporting currency with the rate of the redemption's UTC date (macro
+    with_fx_rate; a record in a currency with no rate within the look-back is left out, see
+    audit.quarantine, missing_fx_rate); order_id names the Shopify order the redemption was sent
+    with. -#}
 with
 
 records as (
 
     select * from {{ ref('stg_vouchers__redemptions') }}
-
-),
-
-rates as (
-
-    select * from {{ ref('int_fx_rates_forward_filled') }}
 
 ),
 
@@ -31,9 +27,16 @@ latest as (
 
 ),
 
+with_rates as (
+
+    select * from ({{ with_fx_rate('latest', 'currency', 'cast(latest.redeemed_at as date)') }}) as converted
+    where currency is null or fx_rate is not null
+
+),
+
 redemptions as (
 
-    select * from latest where object_type = 'redemption'
+    select * from with_rates where object_type = 'redemption'
 
 ),
 
@@ -53,17 +56,9 @@ resolved as (
     select
         redemptions.*,
         redemptions.result = 'success' as is_succeeded,
-        rollbacks.rolled_back_at,
-        case
-            when redemptions.currency is null then null
-            when redemptions.currency = {{ reporting_currency() }} then 1.0
-            else rates.rate
-        end as fx_rate
+        rollbacks.rolled_back_at
     from redemptions
     left join rollbacks on redemptions.redemption_id = rollbacks.redemption_id
-    left join rates
-        on redemptions.currency = rates.from_currency
-        and cast(redemptions.redeemed_at as date) = rates.rate_day
 
 ),
 
@@ -84,7 +79,7 @@ final as (
         email,
         currency,
         coalesce(discount_amount, 0) as discount_amount,
-        {{ reporting_currency() }} as reporting_currency,
+        reporting_currency,
         fx_rate,
         {{ to_reporting('coalesce(discount_amount, 0)', 'fx_rate') }} as discount_amount_reporting,
         source_file
