@@ -73,17 +73,12 @@ def prepare(ds: str | None = None, settings: Settings | None = None) -> list[str
     the earlier gate results stay in ``audit.validation_results``.
     """
     settings = settings or load_settings()
-    for folder in (settings.raw_dir, settings.build_path.parent, settings.warehouse_path.parent):
+    for folder in (settings.layout.raw, settings.build_path.parent, settings.warehouse_path.parent):
         folder.mkdir(parents=True, exist_ok=True)
     if ds:
-        run_dir = settings.run_dir(ds)
-        stale = [
-            run_dir / n
-            for n in ("extract", "validation", "publish.json", "landing_scan.json")
-            if (run_dir / n).exists()
-        ]
+        stale = settings.layout.run(ds).state()
         if stale:
-            archive = settings.runs_dir / f"{ds}.{utc_now():%Y%m%dT%H%M%S%f}"
+            archive = settings.layout.archived_run(ds, f"{utc_now():%Y%m%dT%H%M%S%f}")
             archive.mkdir(parents=True)
             for path in stale:
                 os.replace(path, archive / path.name)
@@ -96,10 +91,9 @@ def write_landing_scan(settings: Settings, ds: str) -> list[dict]:
     for the raw gate's ``raw/landing_scan`` suite, the summary and the report; log each one the
     run ignores."""
     from marketing_warehouse.ingest.loads import IGNORED_REASONS, scan_landing
-    from marketing_warehouse.quality.gates import landing_scan_path
 
     entries = scan_landing(settings.landing_dir, date.fromisoformat(ds), load_contracts())
-    target = landing_scan_path(settings, ds)
+    target = settings.layout.run(ds).landing_scan
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(entries, indent=1), "utf-8")
     for entry in entries:
@@ -130,7 +124,7 @@ def extract_source(key: str, ds: str, settings: Settings | None = None) -> dict:
         "duplicate_files": [r.source_file for r in results if r.status == "skipped_duplicate"],
         "formula_values": sum(sum(r.formula_values.values()) for r in results),
     }
-    target = settings.run_dir(ds) / "extract" / f"{key}.json"
+    target = settings.layout.run(ds).extract_summary(key)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(
         json.dumps({**summary, "detail": [asdict(r) for r in results]}, indent=1), "utf-8"
@@ -201,7 +195,7 @@ def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
         payload["postgres_row_counts"] = postgres.counts
         log_postgres(settings, postgres.counts)
     payload["dbt_docs"] = refresh_dbt_docs(settings)
-    target = settings.run_dir(ds) / "publish.json"
+    target = settings.layout.run(ds).publish_record
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(payload, indent=1), "utf-8")
     from marketing_warehouse.ops import report

@@ -63,7 +63,7 @@ def test_a_critical_failure_names_suite_expectation_expected_observed_and_rows(s
     assert "2 of 3 rows unexpected" in message and "sample [7, 9]" in message
     assert "data docs: file://" in message
 
-    results = settings.run_dir("2026-11-21") / "validation" / "raw.parquet"
+    results = settings.layout.run("2026-11-21").gate_results("raw")
     rows = duckdb.sql(
         f"select severity, success, unexpected_count, unexpected_sample from '{results}' "
         "order by expectation, column_name"
@@ -320,7 +320,7 @@ def test_a_mostly_quarantined_file_stops_the_raw_gate_naming_the_file_its_share_
     with pytest.raises(GateFailed, match=r"shopify_orders_export\.csv"):
         enforce(outcome)
     # the same checks land in audit.validation_results (via the run's results file)
-    results = settings.run_dir(RUN_DS) / "validation" / "raw.parquet"
+    results = settings.layout.run(RUN_DS).gate_results("raw")
     rows = duckdb.sql(
         f"select severity, unexpected_count from '{results}' "
         "where suite = 'raw/quarantine_share' and not success order by severity"

@@ -195,16 +195,16 @@ def ignored_entries(settings: Settings, ds: str) -> list[dict]:
 
 
 def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
-    run_dir = settings.run_dir(ds)
-    extracts = [_read_json(p) for p in sorted((run_dir / "extract").glob("*.json"))]
-    published = _read_json(run_dir / "publish.json")
+    run = settings.layout.run(ds)
+    extracts = [_read_json(p) for p in run.extract_summaries()]
+    published = _read_json(run.publish_record)
     state = {True: "SUCCESS", False: "FAILED", None: "RUNNING"}[succeeded]
     css_state = {True: "ok", False: "fail", None: "warn"}[succeeded]
     html = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>Marketing warehouse run {escape(ds)}</title><style>{CSS}</style></head><body>",
         f"<h1>Marketing warehouse run for {escape(ds)}: <span class={css_state}>{state}</span></h1>",
-        f"<small>Run folder: {escape(str(run_dir))}</small>",
+        f"<small>Run folder: {escape(str(run.root))}</small>",
     ]
 
     # extraction
@@ -325,7 +325,7 @@ def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
     html.append("<h2>Quality gates</h2>")
     gate_rows = []
     for stage in ("raw", "staging", "marts"):
-        info = _read_json(run_dir / "validation" / f"{stage}.json")
+        info = _read_json(run.gate_summary(stage))
         if not info:
             gate_rows.append([stage, "<span class=muted>not run</span>", "", ""])
             continue
@@ -372,7 +372,7 @@ def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
 
 def write(settings: Settings, ds: str, succeeded: bool | None) -> Path:
     """Write (or rewrite) the run's report and return its path."""
-    target = settings.run_dir(ds) / "report.html"
+    target = settings.layout.run(ds).report
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".html.tmp")
     tmp.write_text(build_html(settings, ds, succeeded), "utf-8")

@@ -131,33 +131,27 @@ def _sql_literal(value: str) -> str:
 
 def _partition_reader(settings: Settings, key: str, ds: date) -> str:
     """Every raw file this run loaded for ``key`` (the ds partition and any late files)."""
-    summary = settings.run_dir(ds.isoformat()) / "extract" / f"{key}.json"
+    summary = settings.layout.run(ds.isoformat()).extract_summary(key)
+    source = settings.layout.source(key)
     files: list[Path] = []
     if summary.exists():
         for entry in json.loads(summary.read_text("utf-8")).get("detail", []):
             if entry["status"] == "loaded":
-                part = settings.raw_dir / key / f"load_date={entry['load_date']}"
-                files.append(part / f"{entry['file_hash'][:16]}.parquet")
+                files.append(source.raw_file(entry["load_date"], entry["file_hash"]))
     else:
-        part = settings.raw_dir / key / f"load_date={ds.isoformat()}"
+        part = source.raw_partition(ds)
         files = sorted(part.glob("*.parquet")) if part.is_dir() else []
-    files = [f for f in files if f.exists()] or [
-        settings.raw_dir / key / "_schema" / "empty.parquet"
-    ]
+    files = [f for f in files if f.exists()] or [source.raw_schema_file]
     listing = ", ".join(_sql_literal(str(f)) for f in files)
     return f"read_parquet([{listing}], union_by_name = true)"
 
 
 def _ledger_reader(settings: Settings, key: str, ds: date) -> str:
     """The run's ledger entries as a SQL relation; ``key`` ``*`` means every source entity."""
-    keys = (
-        sorted(p.name for p in settings.ledger_dir.iterdir() if p.is_dir())
-        if key == "*" and settings.ledger_dir.is_dir()
-        else [key]
-    )
+    keys = settings.layout.ledger_sources() if key == "*" else [key]
     values = []
     for dataset in keys:
-        path = settings.ledger_dir / dataset / f"load_date={ds.isoformat()}.json"
+        path = settings.layout.source(dataset).ledger_file(ds)
         for r in json.loads(path.read_text("utf-8")) if path.exists() else []:
             values.append(
                 f"({_sql_literal(dataset)}, {_sql_literal(r['source_file'])}, "
@@ -227,8 +221,7 @@ def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
     A file rejected whole counts as wholly quarantined (share 1), whatever its rows. Read from
     the run's extraction summaries, so the rows are exactly what ``mwh run`` reports."""
     rows: list[dict] = []
-    folder = settings.run_dir(ds.isoformat()) / "extract"
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for path in settings.layout.run(ds.isoformat()).extract_summaries():
         summary = json.loads(path.read_text("utf-8"))
         key = summary["source"]
         files = [e for e in summary.get("detail", []) if e["status"] != "skipped_duplicate"]
@@ -260,11 +253,8 @@ def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
                     )
                     for name, count in counts.items():
                         reasons[name] = reasons.get(name, 0) + count
-            quarantine_file = (
-                settings.quarantine_dir
-                / key
-                / f"load_date={entry['load_date']}"
-                / f"{entry['file_hash'][:16]}.parquet"
+            quarantine_file = settings.layout.source(key).quarantine_file(
+                entry["load_date"], entry["file_hash"]
             )
             rows.append(
                 {
@@ -314,17 +304,12 @@ def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
 SCAN_COLUMNS = {"path": "VARCHAR", "ignored_reason": "VARCHAR", "label": "VARCHAR"}
 
 
-def landing_scan_path(settings: Settings, ds: str) -> Path:
-    """Where the run's landing scan is written (by ``pipeline.prepare``)."""
-    return settings.run_dir(ds) / "landing_scan.json"
-
-
 def landing_scan(settings: Settings, ds: date) -> list[dict]:
     """The run's landing scan (see ``loads.scan_landing``), each row with a label naming the
     entry, why it was ignored and what to do."""
     from marketing_warehouse.ingest.loads import IGNORED_REASONS
 
-    path = landing_scan_path(settings, ds.isoformat())
+    path = settings.layout.run(ds.isoformat()).landing_scan
     rows = json.loads(path.read_text("utf-8")) if path.exists() else []
     for row in rows:
         reason = row["ignored_reason"]
@@ -548,7 +533,7 @@ def _gx_context(settings: Settings):
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    root = settings.data_dir / "gx"
+    root = settings.layout.gx_root
     root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(root))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -690,7 +675,7 @@ def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResul
 
 def write_results(settings: Settings, outcome: GateResult, ds: date, run_id: str) -> Path:
     """Persist one gate's results as Parquet (published later as audit.validation_results)."""
-    target = settings.run_dir(ds.isoformat()) / "validation" / f"{outcome.stage}.parquet"
+    target = settings.layout.run(ds.isoformat()).gate_results(outcome.stage)
     target.parent.mkdir(parents=True, exist_ok=True)
     validated_at = utc_now()
     rows = [
@@ -733,7 +718,9 @@ def write_results(settings: Settings, outcome: GateResult, ds: date, run_id: str
         "failed_warning": [c.describe() for c in outcome.failures("warning")],
         "finished_at": datetime.now().isoformat(timespec="seconds"),
     }
-    (target.parent / f"{outcome.stage}.json").write_text(json.dumps(summary, indent=1), "utf-8")
+    settings.layout.run(ds.isoformat()).gate_summary(outcome.stage).write_text(
+        json.dumps(summary, indent=1), "utf-8"
+    )
     return target
 
 
