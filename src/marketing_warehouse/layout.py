@@ -253,8 +253,19 @@ class Layout:
         return self.data_dir / "docs" / "dbt"
 
     @property
+    def dbt_docs_index(self) -> Path:
+        return self.dbt_docs / "index.html"
+
+    @property
     def gx_root(self) -> Path:
         return self.data_dir / "gx"
+
+    def gx_docs_site(self) -> Path:
+        """GX's local data docs site under its context (the folder holding its index.html)."""
+        found = sorted(self.gx_root.glob("**/data_docs/local_site/index.html"))
+        if found:
+            return found[0].parent
+        return self.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site"
 
     @property
     def erasure_journal(self) -> Path:

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "src" / "marketing_warehouse"
 LAYOUT = SOURCE / "layout.py"
 #: Layout names that are ordinary words elsewhere too (a gate stage, the dbt executable, a
-#: benchmark's scratch folder): joined onto these only do they build a layout path.
-ORDINARY = {"raw", "dbt", "gx", "docs", "audit", "bench"}
+#: benchmark's scratch folder, a web page): only joined onto the settings' paths do they build
+#: a layout path.
+ORDINARY = {"raw", "dbt", "gx", "docs", "audit", "bench", "index.html"}
 SETTINGS_PATHS = ("settings", "data_dir", "landing_dir", "warehouse_path", "layout")
 
 
@@ -76,7 +77,7 @@ def layout_violations(path: Path, names: set[str]) -> list[str]:
             segments = node.value.split("/")
             if any(s.startswith(PARTITION_PREFIX) for s in segments):
                 report(node, f"spells the partition name {node.value!r}")
-            elif len(segments) > 1 and names & set(segments):
+            elif len(segments) > 1 and (names - ORDINARY) & set(segments):
                 report(node, f"spells a layout folder in {node.value!r}")
         elif (
             isinstance(node, ast.Subscript)

@@ -121,6 +121,17 @@ def test_published_run_report_and_summary_point_to_it(run):
     assert first in page and DS in page  # the charts' x labels
 
 
+def test_the_report_task_shows_what_publish_returned(run):
+    """The DAG's report task is handed publish's return value; no publish record is read."""
+    serve(run)
+    assert not run.layout.run(DS).publish_record.exists()
+    path = pipeline.run_report(DS, {"row_counts": {"marts.kpi_daily": 40}}, run)
+    assert path == str(run.layout.run(DS).report)
+    page = " ".join(parse(run.layout.run(DS).report).text)
+    assert "SUCCESS" in page and "marts.kpi_daily" in page and "from this run" in page
+    assert "Not published this run" not in page
+
+
 def test_report_before_any_warehouse_exists(settings):
     path = report.write(settings, DS, succeeded=None)
     page = " ".join(parse(path).text)

@@ -194,10 +194,15 @@ def ignored_entries(settings: Settings, ds: str) -> list[dict]:
     return [e for e in landing_scan(settings, date.fromisoformat(ds)) if e["ignored_reason"]]
 
 
-def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
+def build_html(
+    settings: Settings, ds: str, succeeded: bool | None, published: dict | None = None
+) -> str:
+    """The report's page; ``published``: what the publish task returned (by default the run
+    folder's record of it, empty when the run did not publish)."""
     run = settings.layout.run(ds)
     extracts = [_read_json(p) for p in run.extract_summaries()]
-    published = _read_json(run.publish_record)
+    if published is None:
+        published = _read_json(run.publish_record)
     state = {True: "SUCCESS", False: "FAILED", None: "RUNNING"}[succeeded]
     css_state = {True: "ok", False: "fail", None: "warn"}[succeeded]
     html = [
@@ -370,11 +375,13 @@ def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
     return "\n".join(html)
 
 
-def write(settings: Settings, ds: str, succeeded: bool | None) -> Path:
+def write(
+    settings: Settings, ds: str, succeeded: bool | None, published: dict | None = None
+) -> Path:
     """Write (or rewrite) the run's report and return its path."""
     target = settings.layout.run(ds).report
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(build_html(settings, ds, succeeded), "utf-8")
+    tmp.write_text(build_html(settings, ds, succeeded, published), "utf-8")
     tmp.replace(target)
     return target

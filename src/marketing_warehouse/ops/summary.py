@@ -136,6 +136,7 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
             con.close()
         lines.append("  quarantine by reason: " + ", ".join(f"{r} {n}" for r, n in reasons))
     report_path = report.write(settings, ds, succeeded)
+    dbt_index = settings.layout.dbt_docs_index
     lines += [
         "",
         f"Run report: {report_path}",
@@ -149,7 +150,7 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
             else []
         ),
         f"Data docs: {docs or '(not generated)'}",
-        f"dbt docs: {published.get('dbt_docs') or '(not generated)'}",
+        f"dbt docs: {dbt_index if dbt_index.exists() else '(not generated)'}",
         "Both docs in a browser: .venv/bin/mwh docs   (http://127.0.0.1:8081/)",
         f"Run details: {settings.layout.run(ds).root}",
         *(

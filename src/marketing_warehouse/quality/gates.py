@@ -129,13 +129,23 @@ def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _partition_reader(settings: Settings, key: str, ds: date) -> str:
+def extraction_summaries(settings: Settings, ds: date) -> list[dict]:
+    """The run's extraction summaries as its run folder records them, one per source (what
+    ``pipeline.extract_source`` returns). In the DAG the raw gate gets them from the extract
+    tasks instead; the record serves a gate called on its own, the summary and the report."""
+    return [
+        json.loads(p.read_text("utf-8"))
+        for p in settings.layout.run(ds.isoformat()).extract_summaries()
+    ]
+
+
+def _partition_reader(settings: Settings, key: str, ds: date, extracts: list[dict]) -> str:
     """Every raw file this run loaded for ``key`` (the ds partition and any late files)."""
-    summary = settings.layout.run(ds.isoformat()).extract_summary(key)
+    summary = next((e for e in extracts if e["source"] == key), None)
     source = settings.layout.source(key)
     files: list[Path] = []
-    if summary.exists():
-        for entry in json.loads(summary.read_text("utf-8")).get("detail", []):
+    if summary is not None:
+        for entry in summary.get("detail", []):
             if entry["status"] == "loaded":
                 files.append(source.raw_file(entry["load_date"], entry["file_hash"]))
     else:
@@ -213,16 +223,20 @@ def _top_reasons(counts: dict[str, int], top: int = 3) -> str:
     return ", ".join(f"{reason} {count:,}" for reason, count in ranked)
 
 
-def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
+def quarantine_shares(
+    settings: Settings, ds: date, extracts: list[dict] | None = None
+) -> list[dict]:
     """The quarantined share of every file the run of ``ds`` dealt with (its own date and late
     files; duplicates skipped unread are left out), then of every source over those files.
     Rows are data rows: lines of an export's layout (``LAYOUT_REASONS``) count on neither side.
 
-    A file rejected whole counts as wholly quarantined (share 1), whatever its rows. Read from
-    the run's extraction summaries, so the rows are exactly what ``mwh run`` reports."""
+    A file rejected whole counts as wholly quarantined (share 1), whatever its rows. Computed
+    from the run's extraction summaries (``extracts``, by default the run folder's record), so
+    the rows are exactly what ``mwh run`` reports."""
     rows: list[dict] = []
-    for path in settings.layout.run(ds.isoformat()).extract_summaries():
-        summary = json.loads(path.read_text("utf-8"))
+    if extracts is None:
+        extracts = extraction_summaries(settings, ds)
+    for summary in sorted(extracts, key=lambda e: e["source"]):
         key = summary["source"]
         files = [e for e in summary.get("detail", []) if e["status"] != "skipped_duplicate"]
         reasons: dict[str, int] = {}
@@ -343,23 +357,29 @@ def _published_rows(settings: Settings, relation: str) -> str:
     return f"cast({int(row[0])} as bigint)" if row else "cast(null as bigint)"
 
 
-def render_sql(settings: Settings, sql: str, ds: date) -> str:
+def render_sql(settings: Settings, sql: str, ds: date, extracts: list[dict] | None = None) -> str:
     """Expand the placeholders of a binding's SQL.
 
     ``{ds}``, ``{reporting_currency}``, ``{raw:<key>}`` (what the run loaded), ``{ledger:<key>}``,
     ``{published_rows:<schema.relation>}`` (its row count in the currently served version),
     ``{quarantine_share}`` (see ``quarantine_shares``) and ``{landing_scan}`` (``landing_scan``).
+    ``extracts`` are the run's extraction summaries (``raw`` and ``quarantine_share`` read them;
+    by default the run folder's record).
     """
+    if extracts is None and ("{raw:" in sql or "{quarantine_share}" in sql):
+        extracts = extraction_summaries(settings, ds)
     sql = re.sub(
         r"\{published_rows:([a-z0-9_.]+)\}", lambda m: _published_rows(settings, m[1]), sql
     )
-    sql = re.sub(r"\{raw:([a-z0-9_]+)\}", lambda m: _partition_reader(settings, m[1], ds), sql)
+    sql = re.sub(
+        r"\{raw:([a-z0-9_]+)\}", lambda m: _partition_reader(settings, m[1], ds, extracts), sql
+    )
     sql = re.sub(r"\{ledger:([a-z0-9_*]+)\}", lambda m: _ledger_reader(settings, m[1], ds), sql)
     sql = sql.replace("{reporting_currency}", settings.reporting_currency)
     sql = sql.replace("{ds}", ds.isoformat())
     # last: these carry file names, which must not be taken for placeholders
     if "{quarantine_share}" in sql:
-        shares = _values_relation(quarantine_shares(settings, ds), SHARE_COLUMNS)
+        shares = _values_relation(quarantine_shares(settings, ds, extracts), SHARE_COLUMNS)
         sql = sql.replace("{quarantine_share}", shares)
     if "{landing_scan}" in sql:
         scan = _values_relation(landing_scan(settings, ds), SCAN_COLUMNS)
@@ -379,7 +399,12 @@ UNIQUE = {
 
 
 def _frames(
-    settings: Settings, binding: dict[str, Any], suite_dict: dict[str, Any], stage: str, ds: date
+    settings: Settings,
+    binding: dict[str, Any],
+    suite_dict: dict[str, Any],
+    stage: str,
+    ds: date,
+    extracts: list[dict] | None,
 ):
     """The binding's batch as pandas frames of at most about ``CHUNK_ROWS`` rows where possible.
 
@@ -395,7 +420,7 @@ def _frames(
     sql = binding.get("sql") or f"select * from {binding['table']}"
     if binding.get("where"):
         sql = f"select * from ({sql}) as t where {binding['where']}"
-    sql = render_sql(settings, sql, ds)
+    sql = render_sql(settings, sql, ds, extracts)
     chunking = _chunking(suite_dict)
     spill = tempfile.TemporaryDirectory(prefix="mwh-gate-")
     if stage == "raw":
@@ -571,10 +596,15 @@ def _expected(kwargs: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResult:
-    """Validate every dataset bound to ``stage``; persist results; return them (never raises on data)."""
+def run_gate(
+    settings: Settings, stage: str, ds: date, run_id: str, extracts: list[dict] | None = None
+) -> GateResult:
+    """Validate every dataset bound to ``stage``; persist results; return them (never raises on
+    data). ``extracts``: the run's extraction summaries as the extract tasks returned them;
+    without them a check that needs them reads the run folder's record."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
+    extracts = None if extracts is None else list(extracts)
     gx, context = _gx_context(settings)
     from great_expectations.expectations.expectation_configuration import (
         ExpectationConfiguration,
@@ -627,7 +657,7 @@ def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResul
         )
         per_expectation: dict[int, list] = {}
         configs: dict[int, Any] = {}
-        for frame in _frames(settings, binding, suite_dict, stage, ds):
+        for frame in _frames(settings, binding, suite_dict, stage, ds, extracts):
             result = checkpoint.run(
                 batch_parameters={"dataframe": frame}, expectation_parameters=params
             )

@@ -27,9 +27,7 @@ def dbt_docs_dir(settings: Settings) -> Path:
 
 def gx_docs_dir(settings: Settings) -> Path:
     """GX's local data docs site (the folder holding its index.html)."""
-    root = settings.layout.gx_root
-    found = sorted(root.glob("**/data_docs/local_site/index.html"))
-    return found[0].parent if found else root / "gx" / "uncommitted" / "data_docs" / "local_site"
+    return settings.layout.gx_docs_site()
 
 
 def generate_dbt_docs(settings: Settings, env: dict[str, str]) -> Path:
@@ -57,7 +55,7 @@ def generate_dbt_docs(settings: Settings, env: dict[str, str]) -> Path:
         capture_output=True,
         text=True,
     )
-    return target / "index.html"
+    return settings.layout.dbt_docs_index
 
 
 INDEX = """<!doctype html>
