@@ -15,9 +15,15 @@ keeps the scheduler to the latest interval.
 | `gate_staging` | GX suites on staging rows of the run's load date |
 | `dbt_marts` | dbt intermediate + marts models and the semantic layer's time spine, one Cosmos task per model |
 | `gate_marts` | GX suites on the marts: ranges, reconciliation, freshness |
-| `publish` | atomic swap of the audited marts into the serving DuckDB file, then PostgreSQL (if `MWH_POSTGRES_DSN` is set) in one transaction; refreshes dbt docs; emits one Asset per mart |
+| `publish` | atomic swap of the audited marts into the serving DuckDB file and PostgreSQL (if `MWH_POSTGRES_DSN` is set) as one unit: both move or neither; emits one Asset per mart |
+| `docs` | regenerates the dbt docs (a failure is logged, the publish stands) |
+| `report` | the run's HTML report, from what `publish` returned |
+| `release_run_lock` | teardown: frees the run lock, also after a failed run |
 
-Tasks that open the build DuckDB file run in the one-slot `warehouse_writer` pool. A task that
+Tasks return their summaries to Airflow: the raw gate reads what the extract tasks returned,
+the report what publish returned (the run folder `runs/<ds>/` keeps the same summaries as the
+run's record). Tasks that open the build DuckDB file run in the one-slot `warehouse_writer` pool;
+`docs` and `report` run after publish, outside it. A task that
 fails for good (after its retries, with exponential backoff) and a failed run send an alert by
 e-mail and/or webhook (`MWH_ALERT_*`). Configuration: `MWH_*` environment variables (see the README).
 """
@@ -68,11 +74,13 @@ def marketing_warehouse_nightly():
         return pipeline.extract_source(key, ds)
 
     @task(pool=pipeline.WAREHOUSE_POOL)
-    def gate(stage: str, ds: str | None = None, run_id: str | None = None) -> dict:
+    def gate(
+        stage: str, extracts: list | None = None, ds: str | None = None, run_id: str | None = None
+    ) -> dict:
         from airflow.exceptions import AirflowFailException
 
         try:
-            return pipeline.gate(stage, ds, run_id)
+            return pipeline.gate(stage, ds, run_id, extracts=extracts)
         except pipeline.GateFailed as failure:  # bad data: retrying cannot help
             raise AirflowFailException(str(failure)) from failure
 
@@ -80,12 +88,20 @@ def marketing_warehouse_nightly():
     def publish(ds: str | None = None, run_id: str | None = None) -> dict:
         return pipeline.publish(ds, run_id)
 
+    @task
+    def docs() -> str:
+        return pipeline.refresh_dbt_docs()
+
+    @task
+    def report(published: dict, ds: str | None = None) -> str:
+        return pipeline.run_report(ds, published)
+
     @teardown
     def release_run_lock(run_id: str | None = None) -> bool:
         return pipeline.release_run_lock(pipeline.load_settings(), run_id)
 
     extracted = extract_source.expand(key=prepare())
-    gate_raw = gate.override(task_id="gate_raw")("raw")
+    gate_raw = gate.override(task_id="gate_raw")("raw", extracted)
     dbt_staging = pipeline.dbt_task_group(
         "dbt_staging", ["path:models/staging", "path:models/audit"], settings
     )
@@ -98,8 +114,8 @@ def marketing_warehouse_nightly():
     gate_marts = gate.override(task_id="gate_marts")("marts")
 
     published = publish()
-    (extracted >> gate_raw >> dbt_staging >> gate_staging >> dbt_marts >> gate_marts >> published)
-    published >> release_run_lock()
+    (gate_raw >> dbt_staging >> gate_staging >> dbt_marts >> gate_marts >> published)
+    published >> [docs(), report(published)] >> release_run_lock()
 
 
 marketing_warehouse_nightly()

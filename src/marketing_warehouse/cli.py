@@ -170,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ensure_airflow(settings, env)
     if manifest_is_stale(settings):
         parse_project(settings, env)
-    outcome = run_dag(settings, ds, env, settings.run_dir(ds) / "airflow.log")
+    outcome = run_dag(settings, ds, env, settings.layout.run(ds).airflow_log)
     problem = outcome.problem()
     print(summary.build(settings, ds, not problem, problem))
     return 1 if problem else 0
@@ -422,7 +422,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from marketing_warehouse.tools import bench
 
     settings = load_settings()
-    out = Path(args.out) if args.out else settings.data_dir / "bench"
+    out = Path(args.out) if args.out else settings.layout.bench
     out.mkdir(parents=True, exist_ok=True)
     if args.what == "full":
         return _bench_full(args, out)

@@ -14,6 +14,8 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from marketing_warehouse.layout import Layout
+
 PREFIX = "MWH_"
 
 #: The repository root when the package is installed from a checkout (editable install).
@@ -178,24 +180,9 @@ class Settings:
 
     # Derived locations -------------------------------------------------------------------
     @property
-    def raw_dir(self) -> Path:
-        return self.data_dir / "raw"
-
-    @property
-    def quarantine_dir(self) -> Path:
-        return self.data_dir / "raw" / "_quarantine"
-
-    @property
-    def ledger_dir(self) -> Path:
-        return self.data_dir / "raw" / "_ledger"
-
-    @property
-    def runs_dir(self) -> Path:
-        return self.data_dir / "runs"
-
-    @property
-    def docs_dir(self) -> Path:
-        return self.data_dir / "docs"
+    def layout(self) -> Layout:
+        """Where the warehouse keeps everything (``marketing_warehouse.layout``)."""
+        return Layout(self.data_dir, self.landing_dir, self.warehouse_path)
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -204,10 +191,6 @@ class Settings:
     @property
     def expectations_dir(self) -> Path:
         return self.expectations_override or self.project_dir / "expectations"
-
-    def run_dir(self, ds: str) -> Path:
-        """Per-run folder for gate results and the run summary of logical date ``ds``."""
-        return self.runs_dir / ds
 
     def dbt_var(self, name: str):
         """A var of ``dbt_project.yml`` (e.g. ``fx_lookback_days``): the dbt project owns the
@@ -224,7 +207,7 @@ class Settings:
         """Environment variables the dbt project reads (profiles.yml and sources)."""
         return {
             "MWH_BUILD_PATH": str(self.build_path),
-            "MWH_RAW_DIR": str(self.raw_dir),
+            "MWH_RAW_DIR": str(self.layout.raw),
             "MWH_REPORTING_CURRENCY": self.reporting_currency,
             "MWH_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),

@@ -43,6 +43,7 @@ __all__ = [
     "publish_postgres",
     "refresh_dbt_docs",
     "release_run_lock",
+    "run_report",
     "take_for_airflow_run",
 ]
 
@@ -73,17 +74,12 @@ def prepare(ds: str | None = None, settings: Settings | None = None) -> list[str
     the earlier gate results stay in ``audit.validation_results``.
     """
     settings = settings or load_settings()
-    for folder in (settings.raw_dir, settings.build_path.parent, settings.warehouse_path.parent):
+    for folder in (settings.layout.raw, settings.build_path.parent, settings.warehouse_path.parent):
         folder.mkdir(parents=True, exist_ok=True)
     if ds:
-        run_dir = settings.run_dir(ds)
-        stale = [
-            run_dir / n
-            for n in ("extract", "validation", "publish.json", "landing_scan.json")
-            if (run_dir / n).exists()
-        ]
+        stale = settings.layout.run(ds).state()
         if stale:
-            archive = settings.runs_dir / f"{ds}.{utc_now():%Y%m%dT%H%M%S%f}"
+            archive = settings.layout.archived_run(ds, f"{utc_now():%Y%m%dT%H%M%S%f}")
             archive.mkdir(parents=True)
             for path in stale:
                 os.replace(path, archive / path.name)
@@ -96,10 +92,9 @@ def write_landing_scan(settings: Settings, ds: str) -> list[dict]:
     for the raw gate's ``raw/landing_scan`` suite, the summary and the report; log each one the
     run ignores."""
     from marketing_warehouse.ingest.loads import IGNORED_REASONS, scan_landing
-    from marketing_warehouse.quality.gates import landing_scan_path
 
     entries = scan_landing(settings.landing_dir, date.fromisoformat(ds), load_contracts())
-    target = landing_scan_path(settings, ds)
+    target = settings.layout.run(ds).landing_scan
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(entries, indent=1), "utf-8")
     for entry in entries:
@@ -120,7 +115,7 @@ def extract_source(key: str, ds: str, settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
     contract = contract_for(key)
     results = load_source(settings, contract, date.fromisoformat(ds), utc_now())
-    summary = {
+    summary: dict = {
         "source": key,
         "files": len(results),
         "rows_landed": sum(r.rows_landed for r in results),
@@ -129,12 +124,11 @@ def extract_source(key: str, ds: str, settings: Settings | None = None) -> dict:
         "rejected_files": [r.message for r in results if r.status == "rejected"],
         "duplicate_files": [r.source_file for r in results if r.status == "skipped_duplicate"],
         "formula_values": sum(sum(r.formula_values.values()) for r in results),
+        "detail": [asdict(r) for r in results],
     }
-    target = settings.run_dir(ds) / "extract" / f"{key}.json"
+    target = settings.layout.run(ds).extract_summary(key)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(
-        json.dumps({**summary, "detail": [asdict(r) for r in results]}, indent=1), "utf-8"
-    )
+    target.write_text(json.dumps(summary, indent=1), "utf-8")
     for message in summary["rejected_files"]:
         log.warning("quarantined whole file: %s", message)
     for r in results:
@@ -157,12 +151,20 @@ def extract_source(key: str, ds: str, settings: Settings | None = None) -> dict:
     return summary
 
 
-def gate(stage: str, ds: str, run_id: str, settings: Settings | None = None) -> dict:
-    """Run one GX gate; raise ``GateFailed`` when a critical expectation fails."""
+def gate(
+    stage: str,
+    ds: str,
+    run_id: str,
+    settings: Settings | None = None,
+    extracts: list[dict] | None = None,
+) -> dict:
+    """Run one GX gate; raise ``GateFailed`` when a critical expectation fails. ``extracts``:
+    what the extract tasks returned (the raw gate's input in the DAG; without it the run
+    folder's record of them is read)."""
     from marketing_warehouse.quality.gates import enforce, run_gate
 
     settings = settings or load_settings()
-    outcome = run_gate(settings, stage, date.fromisoformat(ds), run_id)
+    outcome = run_gate(settings, stage, date.fromisoformat(ds), run_id, extracts)
     log.info(
         "%s gate: %s (%d checks, data docs %s)",
         stage,
@@ -177,12 +179,14 @@ def gate(stage: str, ds: str, run_id: str, settings: Settings | None = None) -> 
 
 def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
     """Swap the audited marts into the serving file and, when configured, PostgreSQL as one
-    unit, then refresh the dbt docs.
+    unit; record what was published in the run folder and return it.
 
     PostgreSQL is loaded first, then the DuckDB file is swapped, then PostgreSQL commits: a
     PostgreSQL failure fails the task with both targets on the previous version, and the retry
-    publishes both again (replacing, not adding to, this run's version). dbt docs are
-    documentation, not data: a failure to generate them is logged and does not fail the run.
+    publishes both again (replacing, not adding to, this run's version). The two targets stay
+    in one task: PostgreSQL's transaction is open while the file is swapped, and a transaction
+    cannot outlive the process that opened it. dbt docs and the run report follow as tasks of
+    their own (``refresh_dbt_docs``, ``run_report``).
     """
     from marketing_warehouse.serve.publish import publish as publish_file
 
@@ -200,16 +204,21 @@ def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
     if postgres:
         payload["postgres_row_counts"] = postgres.counts
         log_postgres(settings, postgres.counts)
-    payload["dbt_docs"] = refresh_dbt_docs(settings)
-    target = settings.run_dir(ds) / "publish.json"
+    target = settings.layout.run(ds).publish_record
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(payload, indent=1), "utf-8")
-    from marketing_warehouse.ops import report
-
-    payload["report"] = str(report.write(settings, ds, succeeded=True))
-    log.info("run report: %s", payload["report"])
     log_peak_memory("publish")
     return payload
+
+
+def run_report(ds: str, published: dict, settings: Settings | None = None) -> str:
+    """Write the run's HTML report of a published run from what ``publish`` returned."""
+    from marketing_warehouse.ops import report
+
+    settings = settings or load_settings()
+    path = str(report.write(settings, ds, succeeded=True, published=published))
+    log.info("run report: %s", path)
+    return path
 
 
 def postgres_target(settings: Settings):
@@ -243,13 +252,15 @@ def publish_postgres(settings: Settings) -> dict[str, int]:
     return counts
 
 
-def refresh_dbt_docs(settings: Settings) -> str:
-    """Regenerate dbt docs; return the index path, or "" when generation failed."""
+def refresh_dbt_docs(settings: Settings | None = None) -> str:
+    """Regenerate dbt docs; return the index path, or "" when generation failed. dbt docs are
+    documentation, not data: a failure is logged and does not fail the run."""
     import os
     import subprocess
 
     from marketing_warehouse.serve.docs import generate_dbt_docs
 
+    settings = settings or load_settings()
     try:
         index = generate_dbt_docs(settings, dict(os.environ))
     except subprocess.CalledProcessError as exc:

@@ -84,6 +84,8 @@ def test_stages_run_in_order(dagbag):
         *sorted(marts),
         "gate_marts",
         "publish",
+        "docs",
+        "report",
         "release_run_lock",
     ]
     # every stage is upstream of every later stage, and never downstream of one
@@ -92,7 +94,11 @@ def test_stages_run_in_order(dagbag):
     )
     assert marts | {"gate_marts", "publish"} <= _downstream_closure(dag, "gate_staging")
     assert "publish" in _downstream_closure(dag, "gate_marts")
-    assert _downstream_closure(dag, "publish") == {"release_run_lock"}
+    assert _downstream_closure(dag, "publish") == {"docs", "report", "release_run_lock"}
+    assert {"docs", "report"} <= {t.task_id for t in dag.get_task("release_run_lock").upstream_list}
+    # the raw gate is handed what the extract tasks returned, the report what publish returned
+    assert "extract_source" in dag.get_task("gate_raw").upstream_task_ids
+    assert "publish" in dag.get_task("report").upstream_task_ids
     assert dag.get_task("release_run_lock").is_teardown  # runs after a failed run as well
     assert set(order) == ids
 
@@ -103,6 +109,8 @@ def test_warehouse_tasks_share_the_single_writer_pool(dagbag):
         t for t in dag.tasks if t.task_id.startswith(("dbt_", "gate_")) or t.task_id == "publish"
     ]
     assert writers and all(t.pool == "warehouse_writer" for t in writers)
+    # dbt docs and the report read, and wait for no writer: outside the one-slot pool
+    assert {dag.get_task(t).pool for t in ("docs", "report")} == {"default_pool"}
     publish = dag.get_task("publish")
     assert sorted(a.name for a in publish.outlets) == sorted(f"marts.{m}" for m in PUBLISHED_MARTS)
 

@@ -68,9 +68,9 @@ def test_no_trace_in_any_file_or_in_postgresql_also_after_the_next_run(tmp_path,
     con.execute("checkpoint")
     con.close()
     # reports, GX docs and logs the runs wrote, as they write them
-    run = settings.run_dir("2026-11-21")
-    run.mkdir(parents=True)
-    (run / "report.html").write_text(f"<td>{ALICE.replace('@', '&#64;')}</td><td>{BOB}</td>")
+    run = settings.layout.run("2026-11-21")
+    run.root.mkdir(parents=True)
+    run.report.write_text(f"<td>{ALICE.replace('@', '&#64;')}</td><td>{BOB}</td>")
     (settings.data_dir / "gx").mkdir()
     (settings.data_dir / "gx" / "index.html").write_text(f'{{"partial": ["{ALICE.upper()}"]}}')
     publish_to_postgres(settings)
@@ -82,7 +82,7 @@ def test_no_trace_in_any_file_or_in_postgresql_also_after_the_next_run(tmp_path,
     assert traces(settings, [ALICE]) == []
     assert postgres_traces(postgres_cluster.dsn(), [ALICE]) == 0
     assert postgres_traces(postgres_cluster.dsn(), [BOB]) > 0
-    assert BOB in (run / "report.html").read_text()
+    assert BOB in run.report.read_text()
 
     load_all(settings, "2026-11-21")  # the next runs: the rewritten files do not bring her back
     load_all(settings, "2026-11-22")

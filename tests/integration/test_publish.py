@@ -21,7 +21,6 @@ from marketing_warehouse.serve.publish import (
     list_versions,
     publish,
     rollback,
-    versions_dir,
 )
 
 pytestmark = pytest.mark.integration
@@ -210,7 +209,7 @@ def test_a_publish_killed_before_the_swap_leaves_the_serving_file_intact(setting
     publish_version(settings, 3)
     assert served_orders(settings.warehouse_path) == 3
     assert not list(settings.warehouse_path.parent.glob(".warehouse.*.tmp.duckdb*"))
-    assert len(list(versions_dir(settings).glob("*.duckdb"))) == 2  # the killed run left none
+    assert len(list(settings.layout.versions.glob("*.duckdb"))) == 2  # the killed run left none
 
 
 READER = textwrap.dedent(

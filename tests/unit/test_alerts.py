@@ -191,7 +191,7 @@ def dag_context() -> dict:
 
 
 def test_a_failed_task_is_mailed_and_posted(alert_env, smtp, webhook, settings):
-    report = settings.run_dir("2026-11-21") / "report.html"
+    report = settings.layout.run("2026-11-21").report
     report.parent.mkdir(parents=True)
     report.write_text("<html></html>")
     error = OSError(28, "No space left on device")

@@ -40,8 +40,8 @@ def test_bad_input(settings, key, name):
     results = load_source(settings, contract, DAY, AT)  # never raises
 
     result = next(r for r in results if r.source_file == path.name)
-    raw = parquet_rows(settings.raw_dir / key, result.file_hash)
-    quarantined = parquet_rows(settings.quarantine_dir / key, result.file_hash)
+    raw = parquet_rows(settings.layout.raw / key, result.file_hash)
+    quarantined = parquet_rows(settings.layout.quarantine / key, result.file_hash)
     reasons: dict[str, int] = {}
     for entry in quarantined:
         reasons[entry["reason_code"]] = reasons.get(entry["reason_code"], 0) + 1

@@ -20,7 +20,6 @@ from marketing_warehouse.ingest.contracts import load_contracts
 from marketing_warehouse.ingest.extract import file_sha256
 from marketing_warehouse.ingest.loads import Ledger, load_source
 from marketing_warehouse.ops.erasure import ErasureError, customer_id, erase
-from marketing_warehouse.serve.publish import versions_dir
 from marketing_warehouse.tools.demo_marketing import write_workbook
 
 AT = datetime(2026, 11, 22, 2, 0)
@@ -90,7 +89,7 @@ def load_all(settings, day: str) -> list:
 def build_warehouses(settings):
     """Build and serving files as dbt and publish leave them (the tables erasure must reach)."""
     settings.build_path.parent.mkdir(parents=True, exist_ok=True)
-    q_glob = settings.quarantine_dir / "*" / "*" / "*.parquet"
+    q_glob = settings.layout.quarantine / "*" / "*" / "*.parquet"
     for path in (settings.build_path, settings.warehouse_path):
         con = duckdb.connect(str(path))
         con.execute("create schema marts; create schema audit")
@@ -107,8 +106,8 @@ def build_warehouses(settings):
             "union_by_name = true)"
         )
         con.close()
-    versions_dir(settings).mkdir(parents=True)
-    old = versions_dir(settings) / "warehouse.20261120T020000.2026-11-20.abcdef.duckdb"
+    settings.layout.versions.mkdir(parents=True)
+    old = settings.layout.versions / "warehouse.20261120T020000.2026-11-20.abcdef.duckdb"
     old.write_bytes(settings.warehouse_path.read_bytes())
 
 
@@ -125,9 +124,9 @@ def everything(settings) -> str:
         else:
             parts.append(path.read_bytes().decode("utf-8", "replace").replace("\0", ""))
             parts.append(path.read_bytes().decode("cp1252", "replace"))
-    for path in sorted(settings.raw_dir.rglob("*.parquet")):
+    for path in sorted(settings.layout.raw.rglob("*.parquet")):
         parts += [repr(r) for r in duckdb.sql(f"select * from read_parquet('{path}')").fetchall()]
-    for db in [settings.build_path, settings.warehouse_path, *versions_dir(settings).iterdir()]:
+    for db in [settings.build_path, settings.warehouse_path, *settings.layout.versions.iterdir()]:
         con = duckdb.connect(str(db), read_only=True)
         for schema, table in con.execute(
             "select schema_name, table_name from duckdb_tables()"
@@ -144,8 +143,8 @@ def conservation(settings) -> None:
             if entry["status"] != "loaded":
                 continue
             part = f"load_date={entry['load_date']}/{entry['file_hash'][:16]}.parquet"
-            raw = settings.raw_dir / contract.key / part
-            q = settings.quarantine_dir / contract.key / part
+            raw = settings.layout.raw / contract.key / part
+            q = settings.layout.quarantine / contract.key / part
             loaded = duckdb.sql(f"select count(*) from read_parquet('{raw}')").fetchone()[0]
             quarantined = (
                 duckdb.sql(f"select count(*) from read_parquet('{q}')").fetchone()[0]
@@ -191,7 +190,7 @@ def test_erasing_by_email_removes_the_person_everywhere_and_keeps_the_rest(wareh
     assert result.warehouse_rows["warehouse.duckdb:marts.fct_orders"] == 1
     assert any(k.startswith("warehouse.2026") for k in result.warehouse_rows)  # old version too
     conservation(settings)
-    ledger = settings.ledger_dir / "*" / "*.json"  # the glob of dbt's source load_ledger
+    ledger = settings.layout.ledger / "*" / "*.json"  # the glob of dbt's source load_ledger
     assert duckdb.sql(f"select count(*) from read_json('{ledger}', format = 'array')").fetchone()
     shopify = (settings.landing_dir / "2026-11-20" / "shopify_orders_a.csv").read_bytes()
     assert b";" in shopify and "Bøb".encode("cp1252") in shopify  # same delimiter and encoding
@@ -332,7 +331,7 @@ def test_gate_samples_of_personal_columns_hold_hashes(tmp_path):
     settings.build_path.parent.mkdir(parents=True)
     duckdb.connect(str(settings.build_path)).close()  # the staging gate reads the build file
     run_gate(settings, "staging", date(2026, 11, 21), "run-1")
-    results = settings.run_dir("2026-11-21") / "validation" / "staging.parquet"
+    results = settings.layout.run("2026-11-21").gate_results("staging")
     samples = dict(duckdb.sql(f"select column_name, unexpected_sample from '{results}'").fetchall())
     assert sorted(json.loads(samples["email"])) == sorted(
         [sample_hash(ALICE), sample_hash("not-an-address")]
@@ -358,13 +357,13 @@ def state(settings) -> dict:
             book.close()
         else:
             found[rel] = path.read_bytes()
-    for path in sorted(settings.raw_dir.rglob("*")):
+    for path in sorted(settings.layout.raw.rglob("*")):
         rel = str(path.relative_to(settings.data_dir))
         if path.suffix == ".parquet":
             found[rel] = sorted(map(repr, duckdb.sql(f"select * from '{path}'").fetchall()))
         elif path.is_file():
             found[rel] = json.loads(path.read_text("utf-8"))
-    for db in [settings.build_path, settings.warehouse_path, *versions_dir(settings).iterdir()]:
+    for db in [settings.build_path, settings.warehouse_path, *settings.layout.versions.iterdir()]:
         con = duckdb.connect(str(db), read_only=True)
         for schema, table in con.execute(
             "select schema_name, table_name from duckdb_tables() order by 1, 2"
@@ -382,7 +381,7 @@ def state(settings) -> dict:
     text = json.dumps(found, default=repr, sort_keys=True)
     for book in settings.landing_dir.rglob("*.xlsx"):
         text = text.replace(file_sha256(book), "<workbook>").replace(file_sha256(book)[:16], "<w>")
-    for erased in (settings.raw_dir / "_erased").glob("*.json"):
+    for erased in (settings.layout.raw / "_erased").glob("*.json"):
         for digest in json.loads(erased.read_text()):
             text = text.replace(digest, "<erased>")
     return json.loads(text)
@@ -430,8 +429,8 @@ def test_an_erasure_killed_at_any_point_is_finished_by_a_rerun(warehouse, tmp_pa
 
 def test_erasure_swaps_fresh_files_in_while_a_bi_tool_holds_the_serving_file(warehouse):
     settings = warehouse
-    version = next(versions_dir(settings).iterdir())
-    current = versions_dir(settings) / "warehouse.20261121T020000.2026-11-21.fedcba.duckdb"
+    version = next(settings.layout.versions.iterdir())
+    current = settings.layout.versions / "warehouse.20261121T020000.2026-11-21.fedcba.duckdb"
     os.link(settings.warehouse_path, current)  # publish keeps the served file as a version
     reader = subprocess.Popen(  # a BI tool: read-only connections, kept open
         [sys.executable, "-c", (

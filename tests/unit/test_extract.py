@@ -791,11 +791,11 @@ def test_a_headerless_export_reaches_no_run_summary_log_ledger_or_quarantine(set
         summary["rejected_files"] and "is the header row missing?" in summary["rejected_files"][0]
     )
     written = [
-        (settings.run_dir("2026-11-21") / "extract" / "shopify__order_lines.json").read_text(),
-        *(p.read_text() for p in settings.ledger_dir.rglob("*.json")),
+        (settings.layout.run("2026-11-21").extract_summary("shopify__order_lines")).read_text(),
+        *(p.read_text() for p in settings.layout.ledger.rglob("*.json")),
         caplog.text,
     ]
-    glob = settings.quarantine_dir / "shopify__order_lines" / "load_date=*" / "*.parquet"
+    glob = settings.layout.quarantine / "shopify__order_lines" / "load_date=*" / "*.parquet"
     written += [str(r) for r in duckdb.sql(f"select * from read_parquet('{glob}')").fetchall()]
     for value in ("#1001", "jorg.muller", "Jörg", "1234567", "2026-11-20"):
         assert not any(value in text for text in written), value

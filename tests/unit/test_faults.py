@@ -40,7 +40,7 @@ def landed(settings, name: str, orders: list[str]):
 
 def dbt_view(settings) -> list[str]:
     """What dbt's raw source sees: the same glob as macros/raw_source.sql."""
-    glob = settings.raw_dir / CONTRACT.key / "*" / "*.parquet"
+    glob = settings.layout.raw / CONTRACT.key / "*" / "*.parquet"
     return [
         r[0]
         for r in duckdb.sql(

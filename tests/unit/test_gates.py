@@ -63,7 +63,7 @@ def test_a_critical_failure_names_suite_expectation_expected_observed_and_rows(s
     assert "2 of 3 rows unexpected" in message and "sample [7, 9]" in message
     assert "data docs: file://" in message
 
-    results = settings.run_dir("2026-11-21") / "validation" / "raw.parquet"
+    results = settings.layout.run("2026-11-21").gate_results("raw")
     rows = duckdb.sql(
         f"select severity, success, unexpected_count, unexpected_sample from '{results}' "
         "order by expectation, column_name"
@@ -320,12 +320,33 @@ def test_a_mostly_quarantined_file_stops_the_raw_gate_naming_the_file_its_share_
     with pytest.raises(GateFailed, match=r"shopify_orders_export\.csv"):
         enforce(outcome)
     # the same checks land in audit.validation_results (via the run's results file)
-    results = settings.run_dir(RUN_DS) / "validation" / "raw.parquet"
+    results = settings.layout.run(RUN_DS).gate_results("raw")
     rows = duckdb.sql(
         f"select severity, unexpected_count from '{results}' "
         "where suite = 'raw/quarantine_share' and not success order by severity"
     ).fetchall()
     assert rows == [("critical", 1), ("critical", 1), ("warning", 1)]
+
+
+def test_the_raw_gate_judges_what_the_extract_tasks_returned(tmp_path):
+    """In the DAG the raw gate is handed the extract tasks' return values (through XCom, as
+    JSON); it needs no extraction record in the run folder to find the run's files."""
+    import shutil
+
+    from marketing_warehouse import pipeline
+
+    settings = _run_level_settings(tmp_path)
+    folder = settings.landing_dir / RUN_DS
+    landed, empty = _shopify_export(folder / "shopify_orders_export.csv", 10, 30, 30, bad_orders=9)
+    pipeline.prepare(RUN_DS, settings)
+    returned = pipeline.extract_source("shopify__order_lines", RUN_DS, settings)
+    assert [(e["rows_landed"], e["rows_quarantined"]) for e in returned["detail"]] == [
+        (landed, empty)
+    ]
+    shutil.rmtree(settings.layout.run(RUN_DS).extract_dir)
+    through_xcom = json.loads(json.dumps(returned))
+    with pytest.raises(GateFailed, match=rf"shopify_orders_export\.csv: {empty} of {landed} rows"):
+        pipeline.gate("raw", RUN_DS, "run-xcom", settings, extracts=[through_xcom])
 
 
 def test_a_slightly_quarantined_file_and_a_tiny_file_only_warn(tmp_path):

@@ -22,7 +22,7 @@ def day_file(settings, day: str, name: str, orders: list[str]):
 
 
 def raw_orders(settings) -> list[tuple]:
-    glob = settings.raw_dir / "shopify__order_lines" / "*" / "*.parquet"
+    glob = settings.layout.raw / "shopify__order_lines" / "*" / "*.parquet"
     return duckdb.sql(
         f"select _load_date::varchar, order_name from read_parquet('{glob}', union_by_name = true) "
         "order by 1, 2"
@@ -97,7 +97,7 @@ def test_unreadable_file_is_quarantined_whole_and_the_rest_loads(settings):
     assert results["shopify_orders_good.csv"].status == "loaded"
     assert results["shopify_orders_bad.csv"].status == "rejected"
     assert "'Name'" in results["shopify_orders_bad.csv"].message
-    glob = settings.quarantine_dir / "shopify__order_lines" / "*" / "*.parquet"
+    glob = settings.layout.quarantine / "shopify__order_lines" / "*" / "*.parquet"
     rows = duckdb.sql(
         f"select source_file, row_number, reason_code, raw_content "
         f"from read_parquet('{glob}', union_by_name = true)"
@@ -118,7 +118,7 @@ def test_unreadable_file_is_quarantined_whole_and_the_rest_loads(settings):
 def test_a_ledger_entry_without_its_parquet_is_reloaded(settings):
     day_file(settings, "2026-11-20", "shopify_orders_a.csv", ["#1"])
     load_source(settings, CONTRACT, date(2026, 11, 20), AT)
-    for part in (settings.raw_dir / "shopify__order_lines" / "load_date=2026-11-20").glob(
+    for part in (settings.layout.raw / "shopify__order_lines" / "load_date=2026-11-20").glob(
         "*.parquet"
     ):
         part.unlink()  # e.g. a crash between the data swap and the ledger write
@@ -209,7 +209,7 @@ def test_a_link_out_of_the_landing_folder_is_refused_unread_and_one_inside_loads
     assert by_name["shopify_orders_link_in.csv"].status == "loaded"
     # nothing of the linked file is stored: not in raw, quarantine or the ledger
     assert ("2026-11-20", "#666") not in raw_orders(settings)
-    stored = [p for p in settings.raw_dir.rglob("*") if p.is_file()]  # raw, quarantine, ledger
+    stored = [p for p in settings.layout.raw.rglob("*") if p.is_file()]  # raw, quarantine, ledger
     assert stored and not [p for p in stored if b"secret.person" in p.read_bytes()]
     ledger = Ledger(settings, CONTRACT).entries(date(2026, 11, 20))
     assert {e["source_file"]: e["status"] for e in ledger}["shopify_orders_link_out.csv"] == (
@@ -262,7 +262,7 @@ def _stripe_file(settings, name: str, lines: list[str]):
 def _quarantined(settings, key: str) -> list[tuple]:
     return duckdb.sql(
         f"select row_number::bigint, reason_code, reason_detail from read_parquet("
-        f"'{settings.quarantine_dir}/{key}/load_date=*/*.parquet') order by 1"
+        f"'{settings.layout.quarantine}/{key}/load_date=*/*.parquet') order by 1"
     ).fetchall()
 
 
@@ -294,7 +294,7 @@ def test_rows_sharing_a_key_with_different_content_are_quarantined_the_rest_load
     assert "rows 1, 3 share the key" in details[0] and "a repeat of row 4" in details[2]
     assert not any(v in d for d in details for v in ("ann@", "40.00", "45.00", "ch_1", "ch_3"))
     loaded = duckdb.sql(
-        f"select payment_id from read_parquet('{settings.raw_dir}/stripe__payments/"
+        f"select payment_id from read_parquet('{settings.layout.raw}/stripe__payments/"
         "load_date=*/*.parquet') order by 1"
     ).fetchall()
     assert loaded == [("ch_2",), ("ch_3",)]
@@ -374,7 +374,7 @@ def test_each_row_records_when_its_file_landed(settings):
     path = day_file(settings, "2026-11-20", "shopify_orders_a.csv", ["#1"])
     os.utime(path, (1_795_000_000.25, 1_795_000_000.25))  # 2026-11-18 11:06:40.25 UTC
     load_source(settings, CONTRACT, date(2026, 11, 20), AT)
-    glob = settings.raw_dir / "shopify__order_lines" / "load_date=*" / "*.parquet"
+    glob = settings.layout.raw / "shopify__order_lines" / "load_date=*" / "*.parquet"
     landed = duckdb.sql(f"select distinct _landed_at::varchar from read_parquet('{glob}')")
     assert landed.fetchall() == [("2026-11-18 11:06:40.25",)]
 

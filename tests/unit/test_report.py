@@ -45,7 +45,7 @@ def run(settings, monkeypatch):
     )
     (folder / "shopify_orders_<script>.csv").write_text("Order,Mail\n#9,x\n", "utf-8")
     pipeline.extract_source("shopify__order_lines", DS, settings)
-    validation = settings.run_dir(DS) / "validation"
+    validation = settings.layout.run(DS).validation_dir
     validation.mkdir(parents=True)
     for stage, status, critical in (("raw", "pass", []), ("staging", "fail", ["fx <coverage>"])):
         (validation / f"{stage}.json").write_text(
@@ -87,7 +87,7 @@ def parse(path) -> Collect:
 def test_failed_run_report_counts_reasons_gates_and_charts(run):
     serve(run)
     path = report.write(run, DS, succeeded=False)
-    assert path == run.run_dir(DS) / "report.html"
+    assert path == run.layout.run(DS).report
     html = path.read_text("utf-8")
     page = parse(path)
     text = " ".join(page.text)
@@ -109,16 +109,27 @@ def test_failed_run_report_counts_reasons_gates_and_charts(run):
 
 def test_published_run_report_and_summary_point_to_it(run):
     serve(run)
-    (run.run_dir(DS) / "publish.json").write_text(
+    run.layout.run(DS).publish_record.write_text(
         json.dumps({"row_counts": {"marts.kpi_daily": 40, "audit.quarantine": 2}})
     )
     text = summary.build(run, DS, True)
-    path = run.run_dir(DS) / "report.html"
+    path = run.layout.run(DS).report
     assert f"Run report: {path}" in text
     page = " ".join(parse(path).text)
     assert "SUCCESS" in page and "marts.kpi_daily" in page and "from this run" in page
     first = (date.fromisoformat(DS) - timedelta(days=report.KPI_DAYS - 1)).isoformat()
     assert first in page and DS in page  # the charts' x labels
+
+
+def test_the_report_task_shows_what_publish_returned(run):
+    """The DAG's report task is handed publish's return value; no publish record is read."""
+    serve(run)
+    assert not run.layout.run(DS).publish_record.exists()
+    path = pipeline.run_report(DS, {"row_counts": {"marts.kpi_daily": 40}}, run)
+    assert path == str(run.layout.run(DS).report)
+    page = " ".join(parse(run.layout.run(DS).report).text)
+    assert "SUCCESS" in page and "marts.kpi_daily" in page and "from this run" in page
+    assert "Not published this run" not in page
 
 
 def test_report_before_any_warehouse_exists(settings):
@@ -154,7 +165,7 @@ def test_summary_and_report_show_each_files_quarantined_share_and_the_ignored_en
     assert "WARN exports/shopify_orders_old.csv: not in a YYYY-MM-DD folder" in text
     assert f"WARN {DS}/orders.txt: its name matches no source's file pattern (no_contract)" in text
     assert "No serving warehouse yet: nothing to query" in text and "Try it" not in text
-    page = " ".join(parse(run.run_dir(DS) / "report.html").text)
+    page = " ".join(parse(run.layout.run(DS).report).text)
     assert "Quarantined share per file" in page and "33.33%" in page and "100.00%" in page
     assert "Ignored landing entries (2)" in page
     assert "exports/shopify_orders_old.csv" in page and f"{DS}/orders.txt" in page

@@ -1,11 +1,8 @@
 """Idempotent loads of landed files into raw partitions, recorded in a load ledger.
 
-Layout (all under ``<data>/raw``)::
-
-    <source>__<entity>/load_date=YYYY-MM-DD/<hash>.parquet     typed rows, one file per landed file
-    <source>__<entity>/_schema/empty.parquet                  zero rows, keeps staging readable
-    _quarantine/<source>__<entity>/load_date=YYYY-MM-DD/<hash>.parquet
-    _ledger/<source>__<entity>/load_date=YYYY-MM-DD.json      what each landed file became
+The raw partitions, quarantine files and ledger files a load writes are laid out by
+``marketing_warehouse.layout`` (``Layout.source``): one Parquet file per landed file and load date,
+named by the file's content hash, and one ledger file per load date.
 
 Rules for a run of logical date ``ds`` (landing folders are ``<landing>/YYYY-MM-DD/``):
 
@@ -33,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -59,11 +55,10 @@ from marketing_warehouse.ingest.extract import (
     write_file_rejection,
 )
 from marketing_warehouse.ingest.quarantine import Reason
+from marketing_warehouse.layout import landing_folder_day, raw_file_name
 
-DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 #: Under the raw folder, one file per source: hash -> [load date, file name] of landed files an
 #: erasure rewrote (outside the ledger's folder, which dbt reads as load_ledger).
-ERASED_HASHES_DIR = "_erased"
 log = logging.getLogger(__name__)
 
 
@@ -73,13 +68,9 @@ def landing_folders(landing_dir: Path, until: date) -> list[tuple[date, Path]]:
         return []
     found = []
     for entry in landing_dir.iterdir():
-        if entry.is_dir() and DATE_FOLDER.match(entry.name):
-            try:
-                day = date.fromisoformat(entry.name)
-            except ValueError:
-                continue
-            if day <= until:
-                found.append((day, entry))
+        day = landing_folder_day(entry.name) if entry.is_dir() else None
+        if day is not None and day <= until:
+            found.append((day, entry))
     return sorted(found)
 
 
@@ -145,10 +136,6 @@ def scan_landing(landing_dir: Path, ds: date, contracts) -> list[dict]:
     return found
 
 
-def _partition(base: Path, day: date) -> Path:
-    return base / f"load_date={day.isoformat()}"
-
-
 def _write_json_atomic(path: Path, payload: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -182,31 +169,24 @@ def _schema_is_current(contract: Contract, schema_file: Path) -> bool:
 
 def staging_dir(settings: Settings, contract: Contract) -> Path:
     """Where a partition is assembled before it is swapped in; not read by dbt or the gates."""
-    return settings.raw_dir / "_staging" / contract.key
+    return settings.layout.source(contract.key).staging
 
 
 class Ledger:
     """The load ledger of one source entity."""
 
     def __init__(self, settings: Settings, contract: Contract) -> None:
-        self.dir = settings.ledger_dir / contract.key
-        self.raw_dir = settings.raw_dir / contract.key
+        self.source = settings.layout.source(contract.key)
 
     def path(self, day: date) -> Path:
-        return self.dir / f"load_date={day.isoformat()}.json"
+        return self.source.ledger_file(day)
 
     def entries(self, day: date) -> list[dict]:
         path = self.path(day)
         return json.loads(path.read_text("utf-8")) if path.exists() else []
 
     def all_entries(self) -> list[dict]:
-        if not self.dir.is_dir():
-            return []
-        return [
-            e
-            for p in sorted(self.dir.glob("load_date=*.json"))
-            for e in json.loads(p.read_text("utf-8"))
-        ]
+        return [e for p in self.source.ledger_files() for e in json.loads(p.read_text("utf-8"))]
 
     def known_hashes(self, exclude_day: date | None = None) -> set[str]:
         """Hashes of files already dealt with; a loaded entry counts only if its Parquet exists."""
@@ -244,7 +224,7 @@ class Ledger:
 
     @property
     def erased_path(self) -> Path:
-        return self.raw_dir.parent / ERASED_HASHES_DIR / f"{self.raw_dir.name}.json"
+        return self.source.erased_hashes
 
     def recorded(self) -> set[tuple[str, str, str]]:
         """(load date, file name, hash) of every file dealt with (loaded ones with their Parquet)."""
@@ -255,8 +235,7 @@ class Ledger:
         } | self._erased()
 
     def _has_parquet(self, entry: dict) -> bool:
-        part = _partition(self.raw_dir, date.fromisoformat(entry["load_date"]))
-        return (part / f"{entry['file_hash'][:16]}.parquet").exists()
+        return self.source.raw_file(entry["load_date"], entry["file_hash"]).exists()
 
     def write(self, day: date, results: list[FileResult]) -> None:
         _write_json_atomic(self.path(day), [asdict(r) for r in results])
@@ -273,7 +252,7 @@ def _load_file(
     database: duckdb.DuckDBPyConnection,
     plausibility: Plausibility,
 ) -> FileResult:
-    name = f"{file_hash[:16]}.parquet"
+    name = raw_file_name(file_hash)
     try:
         result = extract_file(
             path,
@@ -394,12 +373,11 @@ def load_source(
 ) -> list[FileResult]:
     """Load every file of ``contract`` that the run of ``ds`` is responsible for (see module doc)."""
     ledger = Ledger(settings, contract)
-    raw_base = settings.raw_dir / contract.key
-    quarantine_base = settings.quarantine_dir / contract.key
-    schema_file = raw_base / "_schema" / "empty.parquet"
+    source = settings.layout.source(contract.key)
+    schema_file = source.raw_schema_file
     if not _schema_is_current(contract, schema_file):  # a contract that gained columns
         empty_raw_file(contract, schema_file)
-    q_schema = quarantine_base / "_schema" / "empty.parquet"
+    q_schema = source.quarantine_schema_file
     if not q_schema.exists():
         empty_quarantine_file(q_schema)
 
@@ -424,8 +402,7 @@ def _load_folders(
     """Decide file by file, in date and name order, what to load; then extract the files to load
     on ``settings.extract_workers`` threads (each file has its own single-threaded DuckDB
     connection, which releases the GIL) and record the results day by day, in order."""
-    raw_base = settings.raw_dir / contract.key
-    quarantine_base = settings.quarantine_dir / contract.key
+    source = settings.layout.source(contract.key)
     known = ledger.known_hashes(exclude_day=ds)
     known_rows = ledger.known_rows(exclude_day=ds)
     recorded = ledger.recorded()
@@ -434,10 +411,10 @@ def _load_folders(
     for day, folder in landing_folders(settings.landing_dir, ds):
         files, unsafe = landing_files(folder, settings.landing_dir, contract)
         if day == ds:
-            raw_part = staging / f"raw-{day.isoformat()}"
-            q_part = staging / f"quarantine-{day.isoformat()}"
+            raw_part = source.staged_partition("raw", day)
+            q_part = source.staged_partition("quarantine", day)
         else:
-            raw_part, q_part = _partition(raw_base, day), _partition(quarantine_base, day)
+            raw_part, q_part = source.raw_partition(day), source.quarantine_partition(day)
         slots: list[FileResult | None] = []
         jobs: list[tuple] = []
         seen: set[str] = set()
@@ -480,14 +457,14 @@ def _load_folders(
                     known_rows[result.rows_hash] = result.source_file
                     continue
                 # the same rows in other bytes (another encoding, other line ends): one delivery
-                name = f"{result.file_hash[:16]}.parquet"
+                name = raw_file_name(result.file_hash)
                 if day == ds:
                     parts = (
-                        staging / f"raw-{day.isoformat()}",
-                        staging / f"quarantine-{day.isoformat()}",
+                        source.staged_partition("raw", day),
+                        source.staged_partition("quarantine", day),
                     )
                 else:
-                    parts = (_partition(raw_base, day), _partition(quarantine_base, day))
+                    parts = (source.raw_partition(day), source.quarantine_partition(day))
                 for part in parts:
                     (part / name).unlink(missing_ok=True)
                 day_results[index] = _duplicate(
@@ -497,10 +474,10 @@ def _load_folders(
                     f"the same rows as {known_rows[result.rows_hash]} in other bytes",
                 )
             if day == ds:
-                _swap_in(staging / f"raw-{day.isoformat()}", _partition(raw_base, day), staging)
+                _swap_in(source.staged_partition("raw", day), source.raw_partition(day), staging)
                 _swap_in(
-                    staging / f"quarantine-{day.isoformat()}",
-                    _partition(quarantine_base, day),
+                    source.staged_partition("quarantine", day),
+                    source.quarantine_partition(day),
                     staging,
                 )
                 ledger.write(day, day_results)

@@ -125,7 +125,7 @@ def failure_event(context: dict[str, Any]) -> dict[str, Any]:
     report = ""
     if ds:
         try:
-            path = load_settings().run_dir(ds) / "report.html"
+            path = load_settings().layout.run(ds).report
             report = str(path) if path.exists() else ""
         except ConfigError:
             pass

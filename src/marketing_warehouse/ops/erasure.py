@@ -63,13 +63,14 @@ from marketing_warehouse.ingest.extract import (
 )
 from marketing_warehouse.ingest.formats import _flatten
 from marketing_warehouse.ingest.loads import Ledger, landing_folders
+from marketing_warehouse.layout import hash_name, partition_day, raw_file_name
 from marketing_warehouse.ops.identity import (
     EMAIL_SHAPE,
     customer_id,
     customer_id_sql,
     normalize_email,
 )
-from marketing_warehouse.serve.publish import publish_lock, versions_dir
+from marketing_warehouse.serve.publish import publish_lock
 
 #: Addresses in free text (quarantined raw content); matched by their customer id.
 EMAIL_PATTERN = r"[^\s@\"',;<>()\[\]{}:]+@[^\s@\"',;<>()\[\]{}:]+\.[^\s@\"',;<>()\[\]{}:.]+"
@@ -89,11 +90,11 @@ class UnknownPerson(ErasureError):
 
 
 def journal_path(settings: Settings) -> Path:
-    return settings.data_dir / "audit" / "erasure-journal.json"
+    return settings.layout.erasure_journal
 
 
 def log_path(settings: Settings) -> Path:
-    return settings.data_dir / "audit" / "erasures.jsonl"
+    return settings.layout.erasure_log
 
 
 @dataclass
@@ -348,7 +349,7 @@ def _landing_step(settings: Settings, journal: Journal, rel: str, result: Erasur
     if not path.exists():
         return
     contracts = [c for c in load_contracts() if _email_headers(c) and c.matches_file(path.name)]
-    scratch = settings.landing_dir / ".erasure"
+    scratch = settings.layout.landing_scratch
     scratch.mkdir(exist_ok=True)
     try:
         if contracts[0].format == "xlsx":
@@ -375,7 +376,7 @@ def _landing_step(settings: Settings, journal: Journal, rel: str, result: Erasur
     tmp = scratch / f"{path.name}.new"
     tmp.write_bytes(content)
     new = file_sha256(tmp)
-    journal.state["moved"][old[:16]] = new
+    journal.state["moved"][hash_name(old)] = new
     journal.state["landing"][rel] = removed
     journal.save()
     for contract in [c for c in load_contracts() if c.matches_file(path.name)]:
@@ -451,7 +452,7 @@ def _erase_parquet(path: Path, remove: str, needles: list[str], rename: str | No
         if rename and "file_hash" in dict(_columns(con, relation)):
             replace["file_hash"] = _sql_str(rename)
         select, removed, redacted = _copy_sql(con, relation, remove, needles, replace)
-        target = path.with_name(f"{rename[:16]}.parquet") if rename else path
+        target = path.with_name(raw_file_name(rename)) if rename else path
         if removed or redacted or rename:
             tmp = path.with_name(f".{path.name}.erasing")
             con.execute(f"copy ({select}) to {_sql_str(str(tmp))} (format parquet)")
@@ -473,8 +474,9 @@ def _raw_step(settings: Settings, journal: Journal, key: str, result: Erasure) -
         f"coalesce({customer_id_sql(_quote(c))} = '{cid}', false)" for c in email
     )
     touched = journal.state["touched"]
-    for base, kind in ((settings.raw_dir, "raw"), (settings.quarantine_dir, "quarantine")):
-        for path in sorted((base / key).glob("load_date=*/*.parquet")):
+    source = settings.layout.source(key)
+    for files, kind in ((source.raw_files(), "raw"), (source.quarantine_files(), "quarantine")):
+        for path in files:
             rename = moved.get(path.stem)
             if kind == "raw":
                 remove = raw_remove or "false"
@@ -486,7 +488,9 @@ def _raw_step(settings: Settings, journal: Journal, key: str, result: Erasure) -
             label = f"{kind}:{path.parent.name}/{path.stem}"
             if removed or redacted:
                 counts[label] = [removed, redacted]
-                touched += [h for h in (path.stem, (rename or "")[:16]) if h and h not in touched]
+                touched += [
+                    h for h in (path.stem, hash_name(rename or "")) if h and h not in touched
+                ]
             journal.save()
             _checkpoint()
     _recount_ledger(settings, contract, moved, set(touched) | set(moved))
@@ -500,19 +504,18 @@ def _rows(path: Path) -> int:
 
 def _recount_ledger(settings: Settings, contract: Contract, moved: dict, touched: set) -> None:
     """Ledger entries follow the new hashes; a touched entry's counts are those of its files."""
-    folder = settings.ledger_dir / contract.key
-    for ledger_file in sorted(folder.glob("load_date=*.json")) if folder.is_dir() else []:
-        day = ledger_file.stem
+    source = settings.layout.source(contract.key)
+    for ledger_file in source.ledger_files():
+        day = partition_day(ledger_file.name)
         entries = json.loads(ledger_file.read_text("utf-8"))
         before = json.dumps(entries, sort_keys=True)
         for entry in entries:
-            if entry["file_hash"][:16] in moved:
-                entry["file_hash"] = moved[entry["file_hash"][:16]]
-            part = f"{day}/{entry['file_hash'][:16]}.parquet"
-            if entry["status"] == "loaded" and entry["file_hash"][:16] in touched:
+            if hash_name(entry["file_hash"]) in moved:
+                entry["file_hash"] = moved[hash_name(entry["file_hash"])]
+            if entry["status"] == "loaded" and hash_name(entry["file_hash"]) in touched:
                 # rows landed stay counted apart from the load: lowered by the rows removed
-                loaded = _rows(settings.raw_dir / contract.key / part)
-                quarantined = _rows(settings.quarantine_dir / contract.key / part)
+                loaded = _rows(source.raw_file(day, entry["file_hash"]))
+                quarantined = _rows(source.quarantine_file(day, entry["file_hash"]))
                 entry["rows_landed"] -= (entry["rows_loaded"] - loaded) + (
                     entry["rows_quarantined"] - quarantined
                 )
@@ -529,7 +532,7 @@ def _recount_ledger(settings: Settings, contract: Contract, moved: dict, touched
 def _database_groups(settings: Settings) -> list[list[Path]]:
     """The DuckDB files, hard links of one file together (the serving file and its version)."""
     paths = [settings.build_path, settings.warehouse_path]
-    paths += sorted(versions_dir(settings).glob("*.duckdb"))
+    paths += sorted(settings.layout.versions.glob("*.duckdb"))
     groups: dict[tuple[int, int], list[Path]] = {}
     for path in paths:
         if path.exists():
@@ -646,7 +649,7 @@ def _file_roots(settings: Settings) -> list[Path]:
 
 def _skipped(settings: Settings, path: Path) -> bool:
     """Files other steps erase (or that must stay as they are)."""
-    handled = [settings.landing_dir, settings.raw_dir, settings.warehouse_path.parent]
+    handled = [settings.landing_dir, settings.layout.raw, settings.warehouse_path.parent]
     if any(path.is_relative_to(p) for p in handled):
         return True
     return path in (journal_path(settings), log_path(settings), settings.build_path)
@@ -725,7 +728,7 @@ def _known_spellings(settings: Settings, cid: str, needles: list[str]) -> set[st
     try:
         for contract in load_contracts():
             for column in (c.name for c in _email_headers(contract)):
-                files = sorted((settings.raw_dir / contract.key).glob("load_date=*/*.parquet"))
+                files = settings.layout.source(contract.key).raw_files()
                 if files:
                     listing = ", ".join(_sql_str(str(f)) for f in files)
                     found.update(
@@ -735,7 +738,7 @@ def _known_spellings(settings: Settings, cid: str, needles: list[str]) -> set[st
                             f"union_by_name = true) where {customer_id_sql(_quote(column))} = '{cid}'"
                         ).fetchall()
                     )
-        quarantined = sorted(settings.quarantine_dir.glob("*/load_date=*/*.parquet"))
+        quarantined = settings.layout.all_quarantine_files()
         if quarantined:
             listing = ", ".join(_sql_str(str(f)) for f in quarantined)
             for (spelling,) in con.execute(  # addresses in quarantined rows and previews
@@ -822,7 +825,7 @@ def _landing_probe(settings: Settings, journal: Journal, rel: str, probe: Erasur
     cid = journal.state["customer_id"]
     path = settings.landing_dir / rel
     contracts = [c for c in load_contracts() if _email_headers(c) and c.matches_file(path.name)]
-    scratch = settings.landing_dir / ".erasure"
+    scratch = settings.layout.landing_scratch
     scratch.mkdir(exist_ok=True)
     try:
         rewrite: Callable = {"xlsx": _rewrite_xlsx, "csv": _rewrite_csv}.get(
@@ -913,7 +916,7 @@ def erase(
     with log.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(result.record(utc_now().isoformat() + "Z"), sort_keys=True) + "\n")
     journal.path.unlink()
-    shutil.rmtree(settings.landing_dir / ".erasure", ignore_errors=True)
+    shutil.rmtree(settings.layout.landing_scratch, ignore_errors=True)
     return result
 
 

@@ -218,17 +218,22 @@ def missing_fx_rates(settings: Settings) -> list[dict]:
         con.close()
 
 
-def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
-    run_dir = settings.run_dir(ds)
-    extracts = [_read_json(p) for p in sorted((run_dir / "extract").glob("*.json"))]
-    published = _read_json(run_dir / "publish.json")
+def build_html(
+    settings: Settings, ds: str, succeeded: bool | None, published: dict | None = None
+) -> str:
+    """The report's page; ``published``: what the publish task returned (by default the run
+    folder's record of it, empty when the run did not publish)."""
+    run = settings.layout.run(ds)
+    extracts = [_read_json(p) for p in run.extract_summaries()]
+    if published is None:
+        published = _read_json(run.publish_record)
     state = {True: "SUCCESS", False: "FAILED", None: "RUNNING"}[succeeded]
     css_state = {True: "ok", False: "fail", None: "warn"}[succeeded]
     html = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>Marketing warehouse run {escape(ds)}</title><style>{CSS}</style></head><body>",
         f"<h1>Marketing warehouse run for {escape(ds)}: <span class={css_state}>{state}</span></h1>",
-        f"<small>Run folder: {escape(str(run_dir))}</small>",
+        f"<small>Run folder: {escape(str(run.root))}</small>",
     ]
 
     # extraction
@@ -377,7 +382,7 @@ def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
     html.append("<h2>Quality gates</h2>")
     gate_rows = []
     for stage in ("raw", "staging", "marts"):
-        info = _read_json(run_dir / "validation" / f"{stage}.json")
+        info = _read_json(run.gate_summary(stage))
         if not info:
             gate_rows.append([stage, "<span class=muted>not run</span>", "", ""])
             continue
@@ -422,11 +427,13 @@ def build_html(settings: Settings, ds: str, succeeded: bool | None) -> str:
     return "\n".join(html)
 
 
-def write(settings: Settings, ds: str, succeeded: bool | None) -> Path:
+def write(
+    settings: Settings, ds: str, succeeded: bool | None, published: dict | None = None
+) -> Path:
     """Write (or rewrite) the run's report and return its path."""
-    target = settings.run_dir(ds) / "report.html"
+    target = settings.layout.run(ds).report
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(build_html(settings, ds, succeeded), "utf-8")
+    tmp.write_text(build_html(settings, ds, succeeded, published), "utf-8")
     tmp.replace(target)
     return target

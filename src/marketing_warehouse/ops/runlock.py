@@ -46,7 +46,7 @@ class RunLocked(RuntimeError):
 
 
 def lock_path(settings: Settings) -> Path:
-    return settings.data_dir / ".run.lock"
+    return settings.layout.run_lock
 
 
 def _process_start(pid: int) -> str | None:
@@ -102,8 +102,9 @@ def read_holder(settings: Settings) -> dict | None:
 
 @contextlib.contextmanager
 def _guard(settings: Settings) -> Iterator[None]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with (settings.data_dir / ".run.lock.guard").open("a") as handle:
+    guard = settings.layout.run_lock_guard
+    guard.parent.mkdir(parents=True, exist_ok=True)
+    with guard.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

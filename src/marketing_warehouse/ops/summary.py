@@ -21,11 +21,11 @@ def _read_json(path: Path) -> dict:
 
 
 def gate_statuses(settings: Settings, ds: str) -> dict[str, dict]:
-    folder = settings.run_dir(ds) / "validation"
+    run = settings.layout.run(ds)
     return {
-        stage: _read_json(folder / f"{stage}.json")
+        stage: _read_json(run.gate_summary(stage))
         for stage in ("raw", "staging", "marts")
-        if (folder / f"{stage}.json").exists()
+        if run.gate_summary(stage).exists()
     }
 
 
@@ -103,7 +103,7 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
     if problem:
         lines.append(f"  {problem}")
     lines += ["", "Extraction (landed = loaded + quarantined):"]
-    for path in sorted((settings.run_dir(ds) / "extract").glob("*.json")):
+    for path in settings.layout.run(ds).extract_summaries():
         info = _read_json(path)
         lines.append(
             f"  {info['source']:<28} files {info['files']:>4}  landed {info['rows_landed']:>9}"
@@ -136,7 +136,7 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
         for text in info.get("failed_warning", []):
             lines.append(f"    WARN {text}")
     counts = mart_row_counts(settings)
-    published = _read_json(settings.run_dir(ds) / "publish.json")
+    published = _read_json(settings.layout.run(ds).publish_record)
     lines += ["", "Published tables (rows):" if published else "Not published this run."]
     if published:
         for name, rows in counts.items():
@@ -152,6 +152,7 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
             con.close()
         lines.append("  quarantine by reason: " + ", ".join(f"{r} {n}" for r, n in reasons))
     report_path = report.write(settings, ds, succeeded)
+    dbt_index = settings.layout.dbt_docs_index
     lines += [
         "",
         f"Run report: {report_path}",
@@ -165,9 +166,9 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
             else []
         ),
         f"Data docs: {docs or '(not generated)'}",
-        f"dbt docs: {published.get('dbt_docs') or '(not generated)'}",
+        f"dbt docs: {dbt_index if dbt_index.exists() else '(not generated)'}",
         "Both docs in a browser: .venv/bin/mwh docs   (http://127.0.0.1:8081/)",
-        f"Run details: {settings.run_dir(ds)}",
+        f"Run details: {settings.layout.run(ds).root}",
         *(
             ["", "Try it:", f'  .venv/bin/mwh query "{EXAMPLE_QUERY.replace(chr(10), " ")}"']
             if settings.warehouse_path.exists()
@@ -176,7 +177,7 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
         "",
     ]
     text = "\n".join(lines)
-    target = settings.run_dir(ds) / "summary.txt"
+    target = settings.layout.run(ds).summary
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, "utf-8")
     return text

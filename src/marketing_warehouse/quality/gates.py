@@ -147,35 +147,39 @@ def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _partition_reader(settings: Settings, key: str, ds: date) -> str:
-    """Every raw file this run loaded for ``key`` (the ds partition and any late files)."""
-    summary = settings.run_dir(ds.isoformat()) / "extract" / f"{key}.json"
-    files: list[Path] = []
-    if summary.exists():
-        for entry in json.loads(summary.read_text("utf-8")).get("detail", []):
-            if entry["status"] == "loaded":
-                part = settings.raw_dir / key / f"load_date={entry['load_date']}"
-                files.append(part / f"{entry['file_hash'][:16]}.parquet")
-    else:
-        part = settings.raw_dir / key / f"load_date={ds.isoformat()}"
-        files = sorted(part.glob("*.parquet")) if part.is_dir() else []
-    files = [f for f in files if f.exists()] or [
-        settings.raw_dir / key / "_schema" / "empty.parquet"
+def extraction_summaries(settings: Settings, ds: date) -> list[dict]:
+    """The run's extraction summaries as its run folder records them, one per source (what
+    ``pipeline.extract_source`` returns). In the DAG the raw gate gets them from the extract
+    tasks instead; the record serves a gate called on its own, the summary and the report."""
+    return [
+        json.loads(p.read_text("utf-8"))
+        for p in settings.layout.run(ds.isoformat()).extract_summaries()
     ]
+
+
+def _partition_reader(settings: Settings, key: str, ds: date, extracts: list[dict]) -> str:
+    """Every raw file this run loaded for ``key`` (the ds partition and any late files)."""
+    summary = next((e for e in extracts if e["source"] == key), None)
+    source = settings.layout.source(key)
+    files: list[Path] = []
+    if summary is not None:
+        for entry in summary.get("detail", []):
+            if entry["status"] == "loaded":
+                files.append(source.raw_file(entry["load_date"], entry["file_hash"]))
+    else:
+        part = source.raw_partition(ds)
+        files = sorted(part.glob("*.parquet")) if part.is_dir() else []
+    files = [f for f in files if f.exists()] or [source.raw_schema_file]
     listing = ", ".join(_sql_literal(str(f)) for f in files)
     return f"read_parquet([{listing}], union_by_name = true)"
 
 
 def _ledger_reader(settings: Settings, key: str, ds: date) -> str:
     """The run's ledger entries as a SQL relation; ``key`` ``*`` means every source entity."""
-    keys = (
-        sorted(p.name for p in settings.ledger_dir.iterdir() if p.is_dir())
-        if key == "*" and settings.ledger_dir.is_dir()
-        else [key]
-    )
+    keys = settings.layout.ledger_sources() if key == "*" else [key]
     values = []
     for dataset in keys:
-        path = settings.ledger_dir / dataset / f"load_date={ds.isoformat()}.json"
+        path = settings.layout.source(dataset).ledger_file(ds)
         for r in json.loads(path.read_text("utf-8")) if path.exists() else []:
             values.append(
                 f"({_sql_literal(dataset)}, {_sql_literal(r['source_file'])}, "
@@ -237,17 +241,20 @@ def _top_reasons(counts: dict[str, int], top: int = 3) -> str:
     return ", ".join(f"{reason} {count:,}" for reason, count in ranked)
 
 
-def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
+def quarantine_shares(
+    settings: Settings, ds: date, extracts: list[dict] | None = None
+) -> list[dict]:
     """The quarantined share of every file the run of ``ds`` dealt with (its own date and late
     files; duplicates skipped unread are left out), then of every source over those files.
     Rows are data rows: lines of an export's layout (``LAYOUT_REASONS``) count on neither side.
 
-    A file rejected whole counts as wholly quarantined (share 1), whatever its rows. Read from
-    the run's extraction summaries, so the rows are exactly what ``mwh run`` reports."""
+    A file rejected whole counts as wholly quarantined (share 1), whatever its rows. Computed
+    from the run's extraction summaries (``extracts``, by default the run folder's record), so
+    the rows are exactly what ``mwh run`` reports."""
     rows: list[dict] = []
-    folder = settings.run_dir(ds.isoformat()) / "extract"
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        summary = json.loads(path.read_text("utf-8"))
+    if extracts is None:
+        extracts = extraction_summaries(settings, ds)
+    for summary in sorted(extracts, key=lambda e: e["source"]):
         key = summary["source"]
         files = [e for e in summary.get("detail", []) if e["status"] != "skipped_duplicate"]
         reasons: dict[str, int] = {}
@@ -278,11 +285,8 @@ def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
                     )
                     for name, count in counts.items():
                         reasons[name] = reasons.get(name, 0) + count
-            quarantine_file = (
-                settings.quarantine_dir
-                / key
-                / f"load_date={entry['load_date']}"
-                / f"{entry['file_hash'][:16]}.parquet"
+            quarantine_file = settings.layout.source(key).quarantine_file(
+                entry["load_date"], entry["file_hash"]
             )
             rows.append(
                 {
@@ -332,17 +336,12 @@ def quarantine_shares(settings: Settings, ds: date) -> list[dict]:
 SCAN_COLUMNS = {"path": "VARCHAR", "ignored_reason": "VARCHAR", "label": "VARCHAR"}
 
 
-def landing_scan_path(settings: Settings, ds: str) -> Path:
-    """Where the run's landing scan is written (by ``pipeline.prepare``)."""
-    return settings.run_dir(ds) / "landing_scan.json"
-
-
 def landing_scan(settings: Settings, ds: date) -> list[dict]:
     """The run's landing scan (see ``loads.scan_landing``), each row with a label naming the
     entry, why it was ignored and what to do."""
     from marketing_warehouse.ingest.loads import IGNORED_REASONS
 
-    path = landing_scan_path(settings, ds.isoformat())
+    path = settings.layout.run(ds.isoformat()).landing_scan
     rows = json.loads(path.read_text("utf-8")) if path.exists() else []
     for row in rows:
         reason = row["ignored_reason"]
@@ -376,18 +375,23 @@ def _published_rows(settings: Settings, relation: str) -> str:
     return f"cast({int(row[0])} as bigint)" if row else "cast(null as bigint)"
 
 
-def render_sql(settings: Settings, sql: str, ds: date) -> str:
+def render_sql(settings: Settings, sql: str, ds: date, extracts: list[dict] | None = None) -> str:
     """Expand the placeholders of a binding's SQL.
 
     ``{ds}``, ``{reporting_currency}``, ``{raw:<key>}`` (what the run loaded), ``{ledger:<key>}``,
     ``{published_rows:<schema.relation>}`` (its row count in the currently served version),
     ``{quarantine_share}`` (see ``quarantine_shares``), ``{landing_scan}`` (``landing_scan``)
-    and ``{fx_lookback_days}`` (the dbt var).
+    and ``{fx_lookback_days}`` (the dbt var). ``extracts`` are the run's extraction summaries
+    (``raw`` and ``quarantine_share`` read them; by default the run folder's record).
     """
+    if extracts is None and ("{raw:" in sql or "{quarantine_share}" in sql):
+        extracts = extraction_summaries(settings, ds)
     sql = re.sub(
         r"\{published_rows:([a-z0-9_.]+)\}", lambda m: _published_rows(settings, m[1]), sql
     )
-    sql = re.sub(r"\{raw:([a-z0-9_]+)\}", lambda m: _partition_reader(settings, m[1], ds), sql)
+    sql = re.sub(
+        r"\{raw:([a-z0-9_]+)\}", lambda m: _partition_reader(settings, m[1], ds, extracts), sql
+    )
     sql = re.sub(r"\{ledger:([a-z0-9_*]+)\}", lambda m: _ledger_reader(settings, m[1], ds), sql)
     sql = sql.replace("{reporting_currency}", settings.reporting_currency)
     sql = sql.replace("{ds}", ds.isoformat())
@@ -395,7 +399,7 @@ def render_sql(settings: Settings, sql: str, ds: date) -> str:
         sql = sql.replace("{fx_lookback_days}", str(int(settings.dbt_var("fx_lookback_days"))))
     # last: these carry file names, which must not be taken for placeholders
     if "{quarantine_share}" in sql:
-        shares = _values_relation(quarantine_shares(settings, ds), SHARE_COLUMNS)
+        shares = _values_relation(quarantine_shares(settings, ds, extracts), SHARE_COLUMNS)
         sql = sql.replace("{quarantine_share}", shares)
     if "{landing_scan}" in sql:
         scan = _values_relation(landing_scan(settings, ds), SCAN_COLUMNS)
@@ -415,7 +419,12 @@ UNIQUE = {
 
 
 def _frames(
-    settings: Settings, binding: dict[str, Any], suite_dict: dict[str, Any], stage: str, ds: date
+    settings: Settings,
+    binding: dict[str, Any],
+    suite_dict: dict[str, Any],
+    stage: str,
+    ds: date,
+    extracts: list[dict] | None,
 ):
     """The binding's batch as pandas frames of at most about ``CHUNK_ROWS`` rows where possible.
 
@@ -431,7 +440,7 @@ def _frames(
     sql = binding.get("sql") or f"select * from {binding['table']}"
     if binding.get("where"):
         sql = f"select * from ({sql}) as t where {binding['where']}"
-    sql = render_sql(settings, sql, ds)
+    sql = render_sql(settings, sql, ds, extracts)
     chunking = _chunking(suite_dict)
     spill = tempfile.TemporaryDirectory(prefix="mwh-gate-")
     if stage == "raw":
@@ -569,7 +578,7 @@ def _gx_context(settings: Settings):
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    root = settings.data_dir / "gx"
+    root = settings.layout.gx_root
     root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(root))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -610,10 +619,15 @@ def _expected(kwargs: dict[str, Any], parameters: dict[str, Any] | None = None) 
     return ", ".join(parts)
 
 
-def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResult:
-    """Validate every dataset bound to ``stage``; persist results; return them (never raises on data)."""
+def run_gate(
+    settings: Settings, stage: str, ds: date, run_id: str, extracts: list[dict] | None = None
+) -> GateResult:
+    """Validate every dataset bound to ``stage``; persist results; return them (never raises on
+    data). ``extracts``: the run's extraction summaries as the extract tasks returned them;
+    without them a check that needs them reads the run folder's record."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
+    extracts = None if extracts is None else list(extracts)
     gx, context = _gx_context(settings)
     from great_expectations.expectations.expectation_configuration import (
         ExpectationConfiguration,
@@ -667,7 +681,7 @@ def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResul
         )
         per_expectation: dict[int, list] = {}
         configs: dict[int, Any] = {}
-        for frame in _frames(settings, binding, suite_dict, stage, ds):
+        for frame in _frames(settings, binding, suite_dict, stage, ds, extracts):
             result = checkpoint.run(
                 batch_parameters={"dataframe": frame}, expectation_parameters=params
             )
@@ -715,7 +729,7 @@ def run_gate(settings: Settings, stage: str, ds: date, run_id: str) -> GateResul
 
 def write_results(settings: Settings, outcome: GateResult, ds: date, run_id: str) -> Path:
     """Persist one gate's results as Parquet (published later as audit.validation_results)."""
-    target = settings.run_dir(ds.isoformat()) / "validation" / f"{outcome.stage}.parquet"
+    target = settings.layout.run(ds.isoformat()).gate_results(outcome.stage)
     target.parent.mkdir(parents=True, exist_ok=True)
     validated_at = utc_now()
     rows = [
@@ -758,7 +772,9 @@ def write_results(settings: Settings, outcome: GateResult, ds: date, run_id: str
         "failed_warning": [c.describe() for c in outcome.failures("warning")],
         "finished_at": datetime.now().isoformat(timespec="seconds"),
     }
-    (target.parent / f"{outcome.stage}.json").write_text(json.dumps(summary, indent=1), "utf-8")
+    settings.layout.run(ds.isoformat()).gate_summary(outcome.stage).write_text(
+        json.dumps(summary, indent=1), "utf-8"
+    )
     return target
 
 

@@ -22,14 +22,12 @@ log = logging.getLogger(__name__)
 
 
 def dbt_docs_dir(settings: Settings) -> Path:
-    return settings.docs_dir / "dbt"
+    return settings.layout.dbt_docs
 
 
 def gx_docs_dir(settings: Settings) -> Path:
     """GX's local data docs site (the folder holding its index.html)."""
-    root = settings.data_dir / "gx"
-    found = sorted(root.glob("**/data_docs/local_site/index.html"))
-    return found[0].parent if found else root / "gx" / "uncommitted" / "data_docs" / "local_site"
+    return settings.layout.gx_docs_site()
 
 
 def generate_dbt_docs(settings: Settings, env: dict[str, str]) -> Path:
@@ -58,7 +56,7 @@ def generate_dbt_docs(settings: Settings, env: dict[str, str]) -> Path:
         capture_output=True,
         text=True,
     )
-    return target / "index.html"
+    return settings.layout.dbt_docs_index
 
 
 INDEX = """<!doctype html>

@@ -109,25 +109,17 @@ def _safe(name: str) -> str:
     return name
 
 
-def versions_dir(settings: Settings) -> Path:
-    return settings.warehouse_path.parent / "versions"
-
-
-def _pin_path(settings: Settings) -> Path:
-    return versions_dir(settings) / ".other-targets.version"
-
-
 def pinned_version(settings: Settings) -> str | None:
     """Id of the version the other serving target (PostgreSQL) was last committed with."""
     try:
-        return _pin_path(settings).read_text("utf-8").strip() or None
+        return settings.layout.pinned_version.read_text("utf-8").strip() or None
     except FileNotFoundError:
         return None
 
 
 def pin_version(settings: Settings, version_id: str) -> None:
     """Record that the other serving target now holds ``version_id`` (never pruned)."""
-    path = _pin_path(settings)
+    path = settings.layout.pinned_version
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(version_id + "\n", "utf-8")
@@ -142,9 +134,9 @@ def run_tag(run_id: str) -> str:
 @contextlib.contextmanager
 def publish_lock(settings: Settings) -> Iterator[None]:
     """Exclusive lock held while the serving file or its versions change."""
-    folder = settings.warehouse_path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".publish.lock").open("w") as handle:
+    lock = settings.layout.publish_lock
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -187,7 +179,7 @@ def _write(settings: Settings, tmp: Path, ds: date, run_id: str, stamp) -> dict[
         # audit.validation_results: every gate result ever persisted, one row per expectation
         columns = ", ".join(f"{n} {t}" for n, t in RESULT_COLUMNS.items())
         con.execute(f"create table audit.validation_results ({columns})")
-        files = sorted(settings.runs_dir.glob("*/validation/*.parquet"))
+        files = settings.layout.all_gate_results()
         if files:
             listing = ", ".join(_sql_literal(str(f)) for f in files)
             con.execute(
@@ -281,7 +273,7 @@ def publish(
         tag = run_tag(run_id)
         sequence = max((v.sequence for v in kept), default=0) + 1
         version_id = f"{sequence:06d}.{ds.isoformat()}.{tag}"
-        version = versions_dir(settings) / f"{serving.stem}.{version_id}.duckdb"
+        version = settings.layout.version_file(version_id)
         try:
             _swap_in(settings, tmp, version_id, target)
         finally:
@@ -340,10 +332,8 @@ def list_versions(settings: Settings) -> list[Version]:
     """Kept versions, oldest first by sequence number (files named before versions had one come
     first, by name); the one the serving file is a hard link of is current."""
     serving = settings.warehouse_path
-    prefix = f"{serving.stem}."
     found = []
-    for path in versions_dir(settings).glob(f"{prefix}*.duckdb"):
-        version_id = path.name.removeprefix(prefix).removesuffix(".duckdb")
+    for version_id, path in settings.layout.version_files().items():
         match = _VERSION_ID.match(version_id)
         found.append(
             Version(
@@ -379,7 +369,7 @@ def rollback(settings: Settings, to: str | None = None, *, target: Target | None
         versions = list_versions(settings)
         if not versions:
             raise PublishError(
-                f"no kept versions in {versions_dir(settings)}: nothing to roll back to"
+                f"no kept versions in {settings.layout.versions}: nothing to roll back to"
             )
         if to:
             matches = [v for v in versions if to in v.id]

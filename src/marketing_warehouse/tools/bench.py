@@ -236,8 +236,10 @@ def measure(
 
 
 def _rows_landed(settings: Settings, ds: str) -> int:
-    folder = settings.run_dir(ds) / "extract"
-    return sum(json.loads(p.read_text("utf-8"))["rows_landed"] for p in folder.glob("*.json"))
+    return sum(
+        json.loads(p.read_text("utf-8"))["rows_landed"]
+        for p in settings.layout.run(ds).extract_summaries()
+    )
 
 
 def _count_landed_rows(landing: Path) -> dict[str, int]:

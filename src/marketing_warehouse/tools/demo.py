@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
+from marketing_warehouse.layout import landing_day
 from marketing_warehouse.tools import demo_marketing as marketing
 from marketing_warehouse.tools.demo_marketing import Order, fix_xlsx_timestamps
 
@@ -255,7 +256,7 @@ def generate(
     previous_file: Path | None = None
     for offset in range(days - 1, -1, -1):
         day = end_date - timedelta(days=offset)
-        folder = landing_dir / day.isoformat()
+        folder = landing_day(landing_dir, day)
         folder.mkdir(parents=True, exist_ok=True)
         weekday_boost = 1.25 if day.weekday() >= 5 else 1.0
         count = max(1, round(rng.gauss(orders_per_day * weekday_boost, orders_per_day * 0.15)))
@@ -288,14 +289,14 @@ def generate(
         written.append(marketing.events_day(rng, day, customers, orders, folder, scale))
     # the first day's orders may fall on a weekend: give the first delivery a week of history
     history = [r for d in range(7, 0, -1) for r in fx_rates_day(rng, first_day - timedelta(days=d))]
-    write_fx_workbook(landing_dir / first_day.isoformat() / "fx_rates_history.xlsx", history)
-    written.append(landing_dir / first_day.isoformat() / "fx_rates_history.xlsx")
+    write_fx_workbook(landing_day(landing_dir, first_day) / "fx_rates_history.xlsx", history)
+    written.append(landing_day(landing_dir, first_day) / "fx_rates_history.xlsx")
     written.append(
-        marketing.budgets(first_day, end_date, landing_dir / first_day.isoformat(), scale)
+        marketing.budgets(first_day, end_date, landing_day(landing_dir, first_day), scale)
     )
     written.append(
         marketing.experiments(
-            first_day, end_date, customers, landing_dir / first_day.isoformat(), rng
+            first_day, end_date, customers, landing_day(landing_dir, first_day), rng
         )
     )
     return written

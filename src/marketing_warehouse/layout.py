@@ -1,0 +1,314 @@
+"""The on-disk layout: every folder and file name the warehouse reads and writes, in one place.
+
+Other modules ask this one for a path (``settings.layout`` is the ``Layout`` of a run's settings)
+and never join these names themselves; ``tests/unit/test_layout.py`` holds them to it::
+
+    <landing>/YYYY-MM-DD/<file>                  landed exports, one folder per delivery date
+    <landing>/.erasure/                          scratch of an erasure rewriting a landed file
+    <data>/raw/<source>/load_date=YYYY-MM-DD/<hash>.parquet       typed rows, one file per landed file
+    <data>/raw/<source>/_schema/empty.parquet                     zero rows, keeps staging readable
+    <data>/raw/_quarantine/<source>/load_date=YYYY-MM-DD/<hash>.parquet    rows set aside, why
+    <data>/raw/_quarantine/<source>/_schema/empty.parquet
+    <data>/raw/_ledger/<source>/load_date=YYYY-MM-DD.json         what each landed file became
+    <data>/raw/_erased/<source>.json             content hashes an erasure rewrote
+    <data>/raw/_staging/<source>/                a partition being assembled (never read)
+    <data>/runs/<ds>/                            one run of logical date <ds>:
+        extract/<source>.json                      what extraction did, per source
+        landing_scan.json                          every landing entry the run looked at
+        validation/<stage>.json | .parquet         gate summary and results (raw, staging, marts)
+        publish.json                               what publish did
+        summary.txt, report.html                   what the run tells its operator
+    <data>/runs/<ds>.<timestamp>/                 an earlier run of the same date, moved aside
+    <data>/docs/dbt/, <data>/gx/                  dbt docs, GX context and data docs
+    <data>/audit/                                 erasure journal and log
+    <data>/bench/                                 benchmark results
+    <data>/.run.lock, .run.lock.guard             one run at a time
+    <warehouse dir>/.publish.lock                 one publish or rollback at a time
+    <warehouse dir>/versions/<serving>.<id>.duckdb   published versions, .other-targets.version
+
+``<hash>`` is the first ``HASH_NAME_LENGTH`` hex digits of the landed file's SHA-256: the raw
+file, its quarantine file and the ledger entry share it. dbt reads the same layout through
+``MWH_RAW_DIR`` (``dbt_project/macros/raw_source.sql``, ``models/audit/_audit__sources.yml``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+#: Hex digits of a landed file's SHA-256 that name its raw and quarantine Parquet files.
+HASH_NAME_LENGTH = 16
+PARTITION_PREFIX = "load_date="
+_DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: A run folder's entries that belong to one run: a re-run of the date moves them aside.
+RUN_STATE = ("extract", "validation", "publish.json", "landing_scan.json")
+
+
+def hash_name(file_hash: str) -> str:
+    """The part of a content hash that names its files (also the key erasure's journal uses)."""
+    return file_hash[:HASH_NAME_LENGTH]
+
+
+def raw_file_name(file_hash: str) -> str:
+    """The name of the raw (and quarantine) Parquet file of the landed file with ``file_hash``."""
+    return f"{hash_name(file_hash)}.parquet"
+
+
+def partition_name(day: date | str) -> str:
+    return f"{PARTITION_PREFIX}{day if isinstance(day, str) else day.isoformat()}"
+
+
+def partition_day(name: str) -> str:
+    """The load date (ISO) of a partition folder or ledger file name."""
+    return name.removeprefix(PARTITION_PREFIX).removesuffix(".json")
+
+
+def landing_day(landing_dir: Path, day: date) -> Path:
+    """The landing folder of one delivery date."""
+    return landing_dir / day.isoformat()
+
+
+def landing_folder_day(name: str) -> date | None:
+    """The delivery date a landing folder's name gives (``YYYY-MM-DD``), or None."""
+    if not _DATE_FOLDER.match(name):
+        return None
+    try:
+        return date.fromisoformat(name)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Source:
+    """The raw, quarantine and ledger folders of one source entity (contract key)."""
+
+    key: str
+    raw: Path
+    quarantine: Path
+    ledger: Path
+    erased_hashes: Path
+    staging: Path
+
+    def raw_partition(self, day: date | str) -> Path:
+        return self.raw / partition_name(day)
+
+    def quarantine_partition(self, day: date | str) -> Path:
+        return self.quarantine / partition_name(day)
+
+    def raw_file(self, day: date | str, file_hash: str) -> Path:
+        return self.raw_partition(day) / raw_file_name(file_hash)
+
+    def quarantine_file(self, day: date | str, file_hash: str) -> Path:
+        return self.quarantine_partition(day) / raw_file_name(file_hash)
+
+    @property
+    def raw_schema_file(self) -> Path:
+        return self.raw / "_schema" / "empty.parquet"
+
+    @property
+    def quarantine_schema_file(self) -> Path:
+        return self.quarantine / "_schema" / "empty.parquet"
+
+    def ledger_file(self, day: date | str) -> Path:
+        return self.ledger / f"{partition_name(day)}.json"
+
+    def ledger_files(self) -> list[Path]:
+        return sorted(self.ledger.glob(f"{PARTITION_PREFIX}*.json")) if self.ledger.is_dir() else []
+
+    def raw_files(self) -> list[Path]:
+        """Every raw Parquet file of the source, in partition order (no schema file)."""
+        return sorted(self.raw.glob(f"{PARTITION_PREFIX}*/*.parquet"))
+
+    def quarantine_files(self) -> list[Path]:
+        return sorted(self.quarantine.glob(f"{PARTITION_PREFIX}*/*.parquet"))
+
+    def staged_partition(self, kind: str, day: date) -> Path:
+        """Where the partition of ``day`` (``kind`` raw or quarantine) is assembled."""
+        return self.staging / f"{kind}-{day.isoformat()}"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The folder of one run of logical date ``ds``."""
+
+    root: Path
+
+    @property
+    def extract_dir(self) -> Path:
+        return self.root / "extract"
+
+    def extract_summary(self, key: str) -> Path:
+        return self.extract_dir / f"{key}.json"
+
+    def extract_summaries(self) -> list[Path]:
+        return sorted(self.extract_dir.glob("*.json"))
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.root / "validation"
+
+    def gate_summary(self, stage: str) -> Path:
+        return self.validation_dir / f"{stage}.json"
+
+    def gate_results(self, stage: str) -> Path:
+        return self.validation_dir / f"{stage}.parquet"
+
+    @property
+    def landing_scan(self) -> Path:
+        return self.root / "landing_scan.json"
+
+    @property
+    def publish_record(self) -> Path:
+        return self.root / "publish.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.txt"
+
+    @property
+    def airflow_log(self) -> Path:
+        """The output of ``airflow dags test`` under ``mwh run``."""
+        return self.root / "airflow.log"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    def state(self) -> list[Path]:
+        """The entries of ``RUN_STATE`` that exist (left by an earlier run of the date)."""
+        return [self.root / name for name in RUN_STATE if (self.root / name).exists()]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything is, for one set of settings (``Settings.layout``)."""
+
+    data_dir: Path
+    landing_dir: Path
+    warehouse_path: Path
+
+    # landing ---------------------------------------------------------------------------
+    def landing_day(self, day: date) -> Path:
+        return landing_day(self.landing_dir, day)
+
+    @property
+    def landing_scratch(self) -> Path:
+        return self.landing_dir / ".erasure"
+
+    # raw -------------------------------------------------------------------------------
+    @property
+    def raw(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.raw / "_quarantine"
+
+    @property
+    def ledger(self) -> Path:
+        return self.raw / "_ledger"
+
+    def source(self, key: str) -> Source:
+        return Source(
+            key=key,
+            raw=self.raw / key,
+            quarantine=self.quarantine / key,
+            ledger=self.ledger / key,
+            erased_hashes=self.raw / "_erased" / f"{key}.json",
+            staging=self.raw / "_staging" / key,
+        )
+
+    def ledger_sources(self) -> list[str]:
+        """The source keys that have a ledger folder."""
+        return (
+            sorted(p.name for p in self.ledger.iterdir() if p.is_dir())
+            if self.ledger.is_dir()
+            else []
+        )
+
+    def all_quarantine_files(self) -> list[Path]:
+        return sorted(self.quarantine.glob(f"*/{PARTITION_PREFIX}*/*.parquet"))
+
+    # runs ------------------------------------------------------------------------------
+    @property
+    def runs(self) -> Path:
+        return self.data_dir / "runs"
+
+    def run(self, ds: str) -> RunFolder:
+        return RunFolder(self.runs / ds)
+
+    def archived_run(self, ds: str, stamp: str) -> Path:
+        """Where a re-run of ``ds`` moves the earlier run's state (``stamp``: when)."""
+        return self.runs / f"{ds}.{stamp}"
+
+    def all_gate_results(self) -> list[Path]:
+        """Gate results of every run, archived runs included."""
+        return sorted(self.runs.glob("*/validation/*.parquet"))
+
+    # docs, audit, bench ----------------------------------------------------------------
+    @property
+    def dbt_docs(self) -> Path:
+        return self.data_dir / "docs" / "dbt"
+
+    @property
+    def dbt_docs_index(self) -> Path:
+        return self.dbt_docs / "index.html"
+
+    @property
+    def gx_root(self) -> Path:
+        return self.data_dir / "gx"
+
+    def gx_docs_site(self) -> Path:
+        """GX's local data docs site under its context (the folder holding its index.html)."""
+        found = sorted(self.gx_root.glob("**/data_docs/local_site/index.html"))
+        if found:
+            return found[0].parent
+        return self.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site"
+
+    @property
+    def erasure_journal(self) -> Path:
+        return self.data_dir / "audit" / "erasure-journal.json"
+
+    @property
+    def erasure_log(self) -> Path:
+        return self.data_dir / "audit" / "erasures.jsonl"
+
+    @property
+    def bench(self) -> Path:
+        return self.data_dir / "bench"
+
+    # locks -----------------------------------------------------------------------------
+    @property
+    def run_lock(self) -> Path:
+        return self.data_dir / ".run.lock"
+
+    @property
+    def run_lock_guard(self) -> Path:
+        return self.data_dir / ".run.lock.guard"
+
+    @property
+    def publish_lock(self) -> Path:
+        return self.warehouse_path.parent / ".publish.lock"
+
+    # versions --------------------------------------------------------------------------
+    @property
+    def versions(self) -> Path:
+        return self.warehouse_path.parent / "versions"
+
+    def version_file(self, version_id: str) -> Path:
+        return self.versions / f"{self.warehouse_path.stem}.{version_id}.duckdb"
+
+    def version_files(self) -> dict[str, Path]:
+        """Version id -> file of every kept version."""
+        prefix = f"{self.warehouse_path.stem}."
+        return {
+            path.name.removeprefix(prefix).removesuffix(".duckdb"): path
+            for path in self.versions.glob(f"{prefix}*.duckdb")
+        }
+
+    @property
+    def pinned_version(self) -> Path:
+        """Records the version the other serving target (PostgreSQL) holds."""
+        return self.versions / ".other-targets.version"
