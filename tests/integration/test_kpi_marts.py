@@ -666,7 +666,7 @@ def test_ad_spend_without_a_rate_is_quarantined_and_left_out(tmp_path):
     for contract in load_contracts():
         load_source(settings, contract, date(2026, 11, 3), utc_now())
     result = run_dbt(
-        settings, ["build", "--select", "+int_ad_spend_converted", "audit"], dict(os.environ)
+        settings, ["build", "--select", "+int_ad_spend_converted", "+audit"], dict(os.environ)
     )
     assert result.returncode == 0, result.stdout[-3000:]
     con = duckdb.connect(str(settings.build_path), read_only=True)
