@@ -1,4 +1,4 @@
-{#- The date customer_segments is a snapshot of: var snapshot_date (the run's logical date, which
+{#- The date dim_customer_segments is a snapshot of: var snapshot_date (the run's logical date, which
     Airflow passes as {{ ds }}), else the latest order date in fct_orders, else current_date. -#}
 {% macro snapshot_date() -%}
     {%- if var('snapshot_date', '') -%}

@@ -63,7 +63,7 @@ def test_every_query_declares_what_it_reads():
 AGREED_COLUMNS = {
     "marts.kpi_cohort_retention": "cohort_month date, months_since_first_order integer, "
     "cohort_size integer, retained_customers integer, retention_rate double",
-    "marts.customer_segments": "snapshot_date date, customer_id varchar, rfm_segment varchar, "
+    "marts.dim_customer_segments": "snapshot_date date, customer_id varchar, rfm_segment varchar, "
     "lifecycle_stage varchar",
     "marts.kpi_channel_performance": "month date, channel varchar, spend decimal(18, 2), "
     "roas double, cac decimal(18, 2)",

@@ -228,7 +228,7 @@ def test_identity_map_by_hand(warehouse):
     got = warehouse.sql(
         "select source, source_key, matching_rule, email, "
         "customer_id is not distinct from md5(email) as keyed_by_email "
-        "from marts.customer_identity_map order by source, source_key"
+        "from marts.dim_customer_identity_map order by source, source_key"
     ).fetchall()
     assert got == [
         ("experiments", "fay@example.com", "email", "fay@example.com", True),
@@ -253,7 +253,7 @@ def test_identity_map_by_hand(warehouse):
         ("vouchers", "shop-c1", "email", "ann@example.com", True),
     ]
     unresolved = warehouse.sql(
-        "select customer_id from marts.customer_identity_map where source_key = 'u_anon'"
+        "select customer_id from marts.dim_customer_identity_map where source_key = 'u_anon'"
     ).fetchone()
     assert unresolved == (None,)
 
@@ -374,7 +374,7 @@ SEGMENT_SQL = (
     "select email, recency_days as rec, frequency as f, monetary as m, r_score as r, "
     "f_score as fs, m_score as ms, rfm_segment as seg, lifecycle_stage as life, "
     "value_tier as tier, is_discount_driven as disc, reachable_channels as ch "
-    "from marts.customer_segments join marts.dim_customers using (customer_id) "
+    "from marts.dim_customer_segments join marts.dim_customers using (customer_id) "
     "where snapshot_date = date '{day}' order by email"
 )
 
@@ -451,8 +451,8 @@ def test_segment_transitions_between_snapshots(warehouse):
     got = warehouse.sql(
         """
         select earlier.rfm_segment as before, later.rfm_segment as after, count(*) as n
-        from marts.customer_segments as earlier
-        join marts.customer_segments as later using (customer_id)
+        from marts.dim_customer_segments as earlier
+        join marts.dim_customer_segments as later using (customer_id)
         where earlier.snapshot_date = '2026-02-20' and later.snapshot_date = '2026-06-30'
             and later.frequency > 0
         group by all order by all
@@ -600,12 +600,12 @@ def test_revenue_and_customers_reconcile(warehouse):
     ).fetchone()[0]
     assert kpi == fct == staging == D("507.80")
     latest = warehouse.sql(
-        "select customer_id from marts.customer_segments "
-        "where snapshot_date = (select max(snapshot_date) from marts.customer_segments) "
+        "select customer_id from marts.dim_customer_segments "
+        "where snapshot_date = (select max(snapshot_date) from marts.dim_customer_segments) "
         "except select customer_id from marts.dim_customers"
     ).fetchall()
     counts = warehouse.sql(
-        "select (select count(*) from marts.customer_segments where snapshot_date = "
+        "select (select count(*) from marts.dim_customer_segments where snapshot_date = "
         "'2026-06-30'), (select count(*) from marts.dim_customers)"
     ).fetchone()
     assert latest == [] and counts == (8, 8)
@@ -616,11 +616,11 @@ def test_rerun_replaces_the_snapshot_and_full_refresh_gives_the_same(built, tmp_
     history); a full refresh keeps only the current snapshot, with the same rows."""
     settings = copy_of(built, tmp_path)
     copy = settings.build_path
-    select = ["--select", "customer_segments"]
+    select = ["--select", "dim_customer_segments"]
 
     def snapshot(con, day):
         return con.sql(
-            f"select * from marts.customer_segments where snapshot_date = '{day}' order by all"
+            f"select * from marts.dim_customer_segments where snapshot_date = '{day}' order by all"
         ).fetchall()
 
     con = duckdb.connect(str(copy), read_only=True)
@@ -630,7 +630,7 @@ def test_rerun_replaces_the_snapshot_and_full_refresh_gives_the_same(built, tmp_
     assert again.returncode == 0, again.stdout[-3000:]
     con = duckdb.connect(str(copy), read_only=True)
     per_date = con.sql(
-        "select snapshot_date::varchar, count(*) from marts.customer_segments group by 1 order by 1"
+        "select snapshot_date::varchar, count(*) from marts.dim_customer_segments group by 1 order by 1"
     ).fetchall()
     assert per_date == [("2026-02-20", 8), ("2026-06-30", 8)]
     assert snapshot(con, "2026-06-30") == before
@@ -643,7 +643,7 @@ def test_rerun_replaces_the_snapshot_and_full_refresh_gives_the_same(built, tmp_
     assert full.returncode == 0, full.stdout[-3000:]
     con = duckdb.connect(str(copy), read_only=True)
     assert snapshot(con, "2026-06-30") == before
-    assert con.sql("select count(*) from marts.customer_segments").fetchone()[0] == 8
+    assert con.sql("select count(*) from marts.dim_customer_segments").fetchone()[0] == 8
     con.close()
 
 

@@ -121,7 +121,7 @@ def test_published_marts_list_matches_the_dbt_models():
 
 
 #: Marts that keep one snapshot per run date (a backfill adds snapshots), and their date column.
-SNAPSHOT_MARTS = {"customer_segments": "snapshot_date", "kpi_channel_coverage": "date"}
+SNAPSHOT_MARTS = {"dim_customer_segments": "snapshot_date", "kpi_channel_coverage": "date"}
 
 
 def _mart_fingerprints(path: Path, snapshot: str | None = None) -> dict[str, str]:
@@ -456,8 +456,8 @@ READER = textwrap.dedent(
             "select (select sum(new_customers) from marts.kpi_daily) = (select count(distinct"
             " customer_id) from marts.fct_orders where is_revenue_order)"
         ),
-        "the run's customer_segments snapshot covers dim_customers": (
-            "select (select count(*) from marts.customer_segments where snapshot_date ="
+        "the run's dim_customer_segments snapshot covers dim_customers": (
+            "select (select count(*) from marts.dim_customer_segments where snapshot_date ="
             " (select max_by(logical_date, published_at) from audit.publish_log))"
             " = (select count(*) from marts.dim_customers)"
         ),

@@ -646,8 +646,9 @@ def test_rates_stay_within_zero_and_one(warehouse):
             assert outside == 0, (mart, column)
 
 
-def test_ad_spend_without_a_rate_fails_the_build(tmp_path):
-    """Meta spend in CHF with no CHF rate in the 7-day window is an error, never a silent 1.0."""
+def test_ad_spend_without_a_rate_is_quarantined_and_left_out(tmp_path):
+    """Meta spend in CHF whose only CHF rate is 8 days older than the report day: never a silent
+    1.0; the row is left out of the ad spend and in audit.quarantine (missing_fx_rate)."""
     from marketing_warehouse.config import load_settings
 
     settings = load_settings({"MWH_DATA_DIR": str(tmp_path / "data")})
@@ -664,9 +665,26 @@ def test_ad_spend_without_a_rate_fails_the_build(tmp_path):
     )
     for contract in load_contracts():
         load_source(settings, contract, date(2026, 11, 3), utc_now())
-    result = run_dbt(settings, ["build", "--select", "+int_ad_spend_converted"], dict(os.environ))
-    assert result.returncode != 0
-    assert "FAIL 1 not_null_int_ad_spend_converted_fx_rate" in result.stdout
+    result = run_dbt(
+        settings, ["build", "--select", "+int_ad_spend_converted", "+audit"], dict(os.environ)
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    try:
+        spend = con.sql("select count(*) from intermediate.int_ad_spend_converted").fetchone()[0]
+        quarantined = con.sql(
+            "select source, source_file, row_number, reason_code, reason_detail "
+            "from audit.quarantine where reason_code = 'missing_fx_rate'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert spend == 0
+    ((source, name, row, reason, detail),) = quarantined
+    assert (source, name, row, reason) == ("meta_ads", "meta_ads.csv", 1, "missing_fx_rate")
+    assert detail.startswith(
+        'column "currency": no CHF->EUR rate on or up to 7 days before 2026-11-03 (column '
+        '"report_date"); set MWH_REPORTING_CURRENCY=CHF'
+    )
 
 
 def test_amounts_of_millions_convert_without_overflow(tmp_path):

@@ -71,7 +71,7 @@ def normalize_phone(value: str | None) -> str | None:
 
 
 def customer_id(email: str | None) -> str | None:
-    """The warehouse's customer key: md5 of the normalised e-mail (customer_identity_map)."""
+    """The warehouse's customer key: md5 of the normalised e-mail (dim_customer_identity_map)."""
     normalized = normalize_email(email)
     return hashlib.md5(normalized.encode("utf-8")).hexdigest() if normalized else None
 

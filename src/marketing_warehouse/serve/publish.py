@@ -46,8 +46,8 @@ from marketing_warehouse.quality.gates import RESULT_COLUMNS
 PUBLISHED_SCHEMAS = ("marts", "audit")
 #: Marts emitted as Airflow Assets by the publish task (kept in step with models/marts by a test).
 PUBLISHED_MARTS = (
-    "customer_identity_map",
-    "customer_segments",
+    "dim_customer_identity_map",
+    "dim_customer_segments",
     "dim_customers",
     "fct_orders",
     "kpi_campaign_performance",

@@ -729,7 +729,7 @@ select
     ) as cumulative_revenue
 from cells left join activity using (cohort_month, months_since_first_order);
 
-create or replace table customer_segments as
+create or replace table dim_customer_segments as
 with orders_to_date as (
     select * from revenue_orders
     where customer_id is not null and order_date <= $snapshot
@@ -823,7 +823,7 @@ def floor(
     currency: str = "EUR",
     memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT,
 ) -> dict:
-    """The headline marts (dim_customers, kpi_daily, kpi_cohort_retention, customer_segments)
+    """The headline marts (dim_customers, kpi_daily, kpi_cohort_retention, dim_customer_segments)
     from the landed files in plain DuckDB SQL, into tables of ``db_path``; their headline numbers.
 
     The connection has the pipeline's DuckDB memory limit (``MWH_DUCKDB_MEMORY_LIMIT``), so the
@@ -936,10 +936,10 @@ HEADLINES = [
     ("kpi_cohort_retention", "cells", "count(*)"),
     ("kpi_cohort_retention", "retained_customers", "sum(retained_customers)"),
     ("kpi_cohort_retention", "revenue", "sum(revenue)"),
-    ("customer_segments", "customers", "count(*)"),
-    ("customer_segments", "champions", "count(*) filter (where rfm_segment = 'champions')"),
-    ("customer_segments", "churned", "count(*) filter (where lifecycle_stage = 'churned')"),
-    ("customer_segments", "monetary", "sum(monetary)"),
+    ("dim_customer_segments", "customers", "count(*)"),
+    ("dim_customer_segments", "champions", "count(*) filter (where rfm_segment = 'champions')"),
+    ("dim_customer_segments", "churned", "count(*) filter (where lifecycle_stage = 'churned')"),
+    ("dim_customer_segments", "monetary", "sum(monetary)"),
 ]
 
 
@@ -948,7 +948,7 @@ def headline_numbers(con, schema: str, ds: date) -> dict:
     for table, metric, expr in HEADLINES:
         where = (
             f" where snapshot_date = date '{ds.isoformat()}'"
-            if table == "customer_segments"
+            if table == "dim_customer_segments"
             else ""
         )
         value = con.execute(f"select {expr} from {schema}.{table}{where}").fetchone()[0]

@@ -20,7 +20,7 @@ from marketing_warehouse.config import Settings
 
 PROFILE_NAME = "marketing_warehouse"
 TARGET_NAME = "build"
-#: dbt vars of every task, rendered by Airflow: customer_segments snapshots the run's logical date.
+#: dbt vars of every task, rendered by Airflow: dim_customer_segments snapshots the run's logical date.
 DBT_VARS = {"snapshot_date": "{{ ds }}"}
 
 

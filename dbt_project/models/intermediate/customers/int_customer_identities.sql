@@ -3,7 +3,7 @@
     key its tool knows the person by (source_key: the tool's own id, else the e-mail, else the
     phone), what it says about the person's consent per channel (true = consent, false = refusal,
     null = says nothing) and, when the person did something, activity_at. Records repeated across
-    exports are kept once (latest load). customer_identity_map resolves source keys to customers. -#}
+    exports are kept once (latest load). dim_customer_identity_map resolves source keys to customers. -#}
 with
 
 orders as (

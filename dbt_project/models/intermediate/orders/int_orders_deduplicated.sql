@@ -157,7 +157,7 @@ final as (
 
     select
         *,
-        {#- How the person behind the order is known to its tool: the key of customer_identity_map. -#}
+        {#- How the person behind the order is known to its tool: the key of dim_customer_identity_map. -#}
         case source_system
             when 'shopify' then coalesce(email, phone)
             when 'stripe' then coalesce(stripe_customer_id, email)

@@ -2,7 +2,7 @@ with
 
 identity_map as (
 
-    select * from {{ ref('customer_identity_map') }}
+    select * from {{ ref('dim_customer_identity_map') }}
     where customer_id is not null
 
 ),

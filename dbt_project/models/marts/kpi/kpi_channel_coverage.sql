@@ -1,9 +1,9 @@
-{#- One row per snapshot date of customer_segments and channel (email, sms, push). -#}
+{#- One row per snapshot date of dim_customer_segments and channel (email, sms, push). -#}
 with
 
 segments as (
 
-    select * from {{ ref('customer_segments') }}
+    select * from {{ ref('dim_customer_segments') }}
 
 ),
 

@@ -9,8 +9,19 @@
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         pre_hook="{% if is_incremental() %}delete from {{ this }} where snapshot_date = {{ snapshot_date() }}{% endif %}",
+        post_hook="drop table if exists {{ this.schema }}.customer_segments",
     )
 }}
+
+{#- Until December 2026 this model was called customer_segments: a build file that still has it
+    carries its snapshots over on the first build under the new name (the post-hook then drops
+    the old table, so it is never published twice). -#}
+{%- set former = none -%}
+{%- if execute and not is_incremental() -%}
+    {%- set former = adapter.get_relation(
+        database=this.database, schema=this.schema, identifier='customer_segments'
+    ) -%}
+{%- endif %}
 
 with
 
@@ -41,7 +52,7 @@ activities as (
         identity_map.customer_id,
         cast(identities.activity_at as date) as activity_date
     from {{ ref('int_customer_identities') }} as identities
-    inner join {{ ref('customer_identity_map') }} as identity_map
+    inner join {{ ref('dim_customer_identity_map') }} as identity_map
         on identities.source = identity_map.source
         and identities.source_key = identity_map.source_key
     where identity_map.customer_id is not null
@@ -212,3 +223,7 @@ final as (
 )
 
 select * from final
+{%- if former is not none %}
+union all by name
+select * from {{ former }} where snapshot_date <> (select snapshot_date from snapshot)
+{%- endif %}

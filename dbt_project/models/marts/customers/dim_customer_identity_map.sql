@@ -4,7 +4,10 @@
     2. phone: no e-mail, but the phone matches the phone of exactly one e-mail-resolved key
        -> that customer.
     3. unresolved: neither; customer_id stays null (e.g. a product user who never logged in with
-       an e-mail) and the key is not a customer. -#}
+       an e-mail) and the key is not a customer.
+    Until December 2026 this model was called customer_identity_map: the post-hook drops a table
+    of the old name left in the build file, so it is never published beside this one. -#}
+{{ config(post_hook="drop table if exists {{ this.schema }}.customer_identity_map") }}
 with
 
 identities as (

@@ -15,7 +15,7 @@ product_users as (
         cast(identities.observed_at as date) as activity_date,
         coalesce(identity_map.customer_id, 'product:' || identities.source_key) as user_key
     from {{ ref('int_customer_identities') }} as identities
-    left join {{ ref('customer_identity_map') }} as identity_map
+    left join {{ ref('dim_customer_identity_map') }} as identity_map
         on identities.source = identity_map.source
         and identities.source_key = identity_map.source_key
     where identities.source = 'product'
