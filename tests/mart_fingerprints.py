@@ -72,12 +72,12 @@ def fingerprints(db_path: Path, schemas: tuple[str, ...] = SCHEMAS) -> dict[str,
 def build(root: Path, scale: float, days: int, end: date) -> Path:
     """Demo exports for ``days`` days up to ``end``, every source loaded per date, ``dbt build``;
     returns the build DuckDB file."""
-    from marketing_warehouse.tools import demo
     from marketing_warehouse.config import load_settings
     from marketing_warehouse.ingest.contracts import load_contracts
-    from marketing_warehouse.transform.dbt_tasks import run_dbt
     from marketing_warehouse.ingest.extract import utc_now
     from marketing_warehouse.ingest.loads import load_source
+    from marketing_warehouse.tools import demo
+    from marketing_warehouse.transform.dbt_tasks import run_dbt
 
     # the caller's environment too: MWH_PROJECT_DIR builds another checkout's dbt project
     settings = load_settings({**os.environ, "MWH_DATA_DIR": str(root / "data")})

@@ -405,8 +405,7 @@ def test_an_order_and_an_ad_row_without_a_rate_are_quarantined_and_the_run_goes_
     assert "google_ads__campaign_stats: JPY->EUR: no rate for 1 of 10 rows" in warning.describe()
     assert "@example.com" not in warning.describe()
     # the run summary and the HTML report list them as quarantined by the build
-    from marketing_warehouse.ops import report
-    from marketing_warehouse.ops import summary
+    from marketing_warehouse.ops import report, summary
 
     lines = "\n".join(summary.missing_fx_lines(settings))
     assert (

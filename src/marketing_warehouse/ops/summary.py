@@ -64,7 +64,6 @@ def share_lines(settings: Settings, ds: str) -> list[str]:
     return lines
 
 
-
 def missing_fx_lines(settings: Settings) -> list[str]:
     rows = report.missing_fx_rates(settings)
     if not rows:
