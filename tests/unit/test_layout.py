@@ -126,13 +126,12 @@ def test_dbt_reads_the_raw_files_where_the_layout_puts_them(tmp_path):
     layout = Layout(tmp_path / "data", tmp_path / "landing", tmp_path / "warehouse.duckdb")
     source = layout.source("shopify__order_lines")
     day, file_hash = date(2026, 11, 21), "ab" * 32
-    macro = (ROOT / "dbt_project" / "macros" / "raw_source.sql").read_text("utf-8")
-    audit = "\n".join(
+    sources = "\n".join(
         p.read_text("utf-8") for p in (ROOT / "dbt_project" / "models").rglob("*sources.yml")
     )
-    raw_glob = re.search(r"MWH_RAW_DIR\"\) }}/\{\{ key }}/([^']+)'", macro).group(1)
-    quarantine_glob = re.search(r"MWH_RAW_DIR'\) }}/(_quarantine/[^']+)'", audit).group(1)
-    ledger_glob = re.search(r"MWH_RAW_DIR'\) }}/(_ledger/[^']+)'", audit).group(1)
+    raw_glob = re.search(r"MWH_RAW_DIR'\) }}/shopify__\{name}/([^']+)'", sources).group(1)
+    quarantine_glob = re.search(r"MWH_RAW_DIR'\) }}/(_quarantine/[^']+)'", sources).group(1)
+    ledger_glob = re.search(r"MWH_RAW_DIR'\) }}/(_ledger/[^']+)'", sources).group(1)
 
     def relative(path: Path, base: Path) -> str:
         return path.relative_to(base).as_posix()
