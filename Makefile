@@ -22,17 +22,23 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/mwh run $(if $(DATE),--date $(DATE))
 
-## make test: lint, then the whole test suite (unit + integration; starts its own PostgreSQL)
+## make test: lint, then the whole test suite (unit + integration; starts its own PostgreSQL) in
+## two processes (pytest-xdist), each test file in one of them so that its module fixtures (a DAG
+## run, a dbt build) are made once; the 15 slowest tests are listed at the end
 test: $(STAMP) postgres
 	$(BIN)/ruff check src dags tests
 	$(BIN)/ruff format --check src dags tests
-	$(BIN)/pytest --durations=15
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
-## make test-fast: lint and the unit tests only (no DAG runs, no dbt builds, no PostgreSQL)
+## make test-fast: lint, the unit tests and the dbt unit tests (no DAG run, no PostgreSQL). The dbt
+## unit tests (`unit_tests:` in models/**/_<folder>__unit_tests.yml) run in
+## tests/unit/test_dbt_unit_tests.py: `dbt build --empty` on the zero-row raw schema files makes
+## every input exist with its column types (dbt reads them; no data is needed), then
+## `dbt test --select test_type:unit` -- offline, about 30 s. Nightly builds leave them out.
 test-fast: $(STAMP)
 	$(BIN)/ruff check src dags tests
 	$(BIN)/ruff format --check src dags tests
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/unit -q -n 2
 
 ## make airflow: a real local Airflow (scheduler, dag-processor, api-server) on http://localhost:8080
 airflow: $(STAMP)

@@ -211,6 +211,9 @@ class Settings:
             "MWH_REPORTING_CURRENCY": self.reporting_currency,
             "MWH_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
+            # dbt unit tests check the project's SQL on hand-written rows, not the night's data:
+            # they run in the test suite (tests/unit/test_dbt_unit_tests.py), not in every build.
+            "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
             "DO_NOT_TRACK": "1",
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         }

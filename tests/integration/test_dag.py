@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from conftest import order_row, write_shopify
+from stages import DBT_STAGES, run_stages
 
 from marketing_warehouse.serve.publish import PUBLISHED_MARTS
 
@@ -101,6 +102,30 @@ def test_stages_run_in_order(dagbag):
     assert "publish" in dag.get_task("report").upstream_task_ids
     assert dag.get_task("release_run_lock").is_teardown  # runs after a failed run as well
     assert set(order) == ids
+
+
+def test_the_stage_helper_builds_what_the_dag_builds(dagbag, dbt_manifest):
+    """tests/stages.py builds the DAG's two dbt stages with its own selections: each model and
+    seed belongs to the stage whose paths hold it, and the DAG has that model's task there."""
+    dag = dagbag.dags[DAG_ID]
+    nodes = json.loads(dbt_manifest.read_text())["nodes"].values()
+    expected = set()
+    for node in nodes:
+        if node["resource_type"] not in ("model", "seed"):
+            continue
+        path = node["original_file_path"]
+        [stage] = [
+            s
+            for s, selectors in DBT_STAGES.items()
+            if any(path.startswith(sel.removeprefix("path:") + "/") for sel in selectors)
+        ]
+        expected.add((stage, node["name"]))
+    rendered = {
+        (t.task_id.split(".")[0], t.task_id.split(".")[1].rsplit("_", 2)[0])
+        for t in dag.tasks
+        if t.task_id.startswith("dbt_") and t.task_id.endswith(("_model_build", "_seed_build"))
+    }
+    assert expected == rendered
 
 
 def test_warehouse_tasks_share_the_single_writer_pool(dagbag):
@@ -194,6 +219,14 @@ def _mwh_run(ds: str) -> list[str]:
     return [str(Path(sys.executable).parent / "mwh"), "run", "--date", ds]
 
 
+def _settings(env: dict[str, str], expectations: Path | None = None):
+    """The settings a run with ``env`` (and a copy of the expectations) would load."""
+    from marketing_warehouse.config import load_settings
+
+    more = {"MWH_EXPECTATIONS_DIR": str(expectations)} if expectations else {}
+    return load_settings(env | more)
+
+
 #: Ad exports below the campaign grain, landed beside the demo's campaign-level reports: a Meta
 #: ad-level export broken down by age and gender, and a Google Ads ad group download.
 META_AD_LEVEL = ("2026-11-18", "meta_ads_ads_by_age_gender.csv", "2026-11-15", 3)
@@ -264,6 +297,9 @@ def test_full_dag_run_rerun_and_failed_gates(first_run):
 
     # Rerun with a stricter copy of the suites (no code change): a failed warning-level
     # expectation publishes, is flagged in the summary and recorded in audit.validation_results.
+    # What the gates and publish do on these data needs no Airflow: the stages are called in
+    # this process (tests/stages.py), the whole run with its dbt builds, so this is also the
+    # complete run after the killed ones.
     strict = _expectations_copy(
         root / "strict",
         "marts/kpi_daily",
@@ -273,12 +309,9 @@ def test_full_dag_run_rerun_and_failed_gates(first_run):
             "kwargs": {"column": "orders", "max_value": 0},
         },
     )
-    # The later runs build each dbt stage as one task (MWH_DBT_TASKS=single): same marts, and
-    # the per-model rendering was exercised by the first run.
-    env = env | {"MWH_DBT_TASKS": "single"}
-    again = subprocess.run(mwh, env=env | {"MWH_EXPECTATIONS_DIR": str(strict)}, **RUN)
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert "marts    WARN" in again.stdout and "Not published" not in again.stdout
+    again = run_stages(_settings(env, strict), "2026-11-21", "stages__strict_rerun")
+    assert again.published, again.failure
+    assert "marts    WARN" in again.summary and "Not published" not in again.summary
     assert _mart_fingerprints(serving) == before
     con = duckdb.connect(str(serving), read_only=True)
     flagged = con.execute(
@@ -289,36 +322,47 @@ def test_full_dag_run_rerun_and_failed_gates(first_run):
     con.close()
     assert [f[0] for f in flagged] == ["warning"] and published == 2
 
-    # A critical raw expectation (tightened by configuration) stops the run at the raw gate, and
-    # a critical marts expectation stops it at the last gate: neither publishes anything.
-    for stage, suite, expectation in (
-        (
-            "raw",
-            "raw/shopify__order_lines",
-            {
-                "type": "expect_column_values_to_be_between",
-                "severity": "critical",
-                "kwargs": {"column": "lineitem_quantity", "max_value": 0},
-            },
-        ),
-        (
-            "marts",
-            "marts/volume",
-            {
-                "type": "expect_column_values_to_be_between",
-                "severity": "critical",
-                "kwargs": {"column": "ratio_to_previous", "min_value": 2},
-            },
-        ),
-    ):
-        overrides = _expectations_copy(root / stage, suite, expectation)
-        failed = subprocess.run(mwh, env=env | {"MWH_EXPECTATIONS_DIR": str(overrides)}, **RUN)
-        assert failed.returncode != 0, stage
-        assert f"{stage:8} FAIL" in failed.stdout and "Not published this run." in failed.stdout
-        assert suite in failed.stdout
-        assert _mart_fingerprints(serving) == before
-        if stage == "raw":
-            assert "dbt_staging" not in failed.stdout
+    # A critical raw expectation (tightened by configuration) stops the DAG at the raw gate:
+    # no dbt task runs and nothing is published. The later DAG runs build each dbt stage as one
+    # task (MWH_DBT_TASKS=single): same marts, and the first run exercised per-model rendering.
+    env = env | {"MWH_DBT_TASKS": "single"}
+    raw_suite = "raw/shopify__order_lines"
+    overrides = _expectations_copy(
+        root / "raw",
+        raw_suite,
+        {
+            "type": "expect_column_values_to_be_between",
+            "severity": "critical",
+            "kwargs": {"column": "lineitem_quantity", "max_value": 0},
+        },
+    )
+    failed = subprocess.run(mwh, env=env | {"MWH_EXPECTATIONS_DIR": str(overrides)}, **RUN)
+    assert failed.returncode != 0
+    assert "raw      FAIL" in failed.stdout and "Not published this run." in failed.stdout
+    assert raw_suite in failed.stdout
+    assert "dbt_staging" not in failed.stdout
+    assert _mart_fingerprints(serving) == before
+
+    # A critical marts expectation stops the run at the last gate (stages called directly, on
+    # the build the strict rerun left): nothing is published.
+    marts_suite = "marts/volume"
+    overrides = _expectations_copy(
+        root / "marts",
+        marts_suite,
+        {
+            "type": "expect_column_values_to_be_between",
+            "severity": "critical",
+            "kwargs": {"column": "ratio_to_previous", "min_value": 2},
+        },
+    )
+    stopped = run_stages(
+        _settings(env, overrides), "2026-11-21", "stages__critical_marts", dbt=False
+    )
+    assert stopped.failure is not None and marts_suite in str(stopped.failure)
+    assert stopped.finished == ["extract", "gate_raw", "gate_staging"]
+    assert "marts    FAIL" in stopped.summary and "Not published this run." in stopped.summary
+    assert marts_suite in stopped.summary
+    assert _mart_fingerprints(serving) == before
     con = duckdb.connect(str(serving), read_only=True)
     runs = con.execute("select count(distinct run_id) from audit.publish_log").fetchone()[0]
     con.close()
@@ -558,28 +602,30 @@ class Backfill:
 #: of one clean run" are those of the module's first run (the newest date, every file loaded at
 #: once): after the backfill every mart must equal them, except that the two snapshot marts keep
 #: one snapshot per run date by design (the backfill adds those of the 19th and 20th) and are
-#: compared on the 21st. The first run builds dbt model by model, these runs as one task each.
+#: compared on the 21st. The first run is a DAG run that builds dbt model by model; the backfill
+#: calls the stages directly (tests/stages.py), each dbt stage as one build: what it checks is
+#: what the stages make of the dates, not how Airflow schedules them.
 BACKFILL = ("2026-11-20", "2026-11-21", "2026-11-19")
 
 
 @pytest.fixture(scope="module")
 def backfill(first_run, tmp_path_factory) -> Backfill:
     """The backfill on the first run's landing files (byte for byte), with BI reader processes
-    querying the serving file through the whole nightly run of 21 November, which publishes over
-    the version of the 20th."""
+    querying the serving file through the whole run of 21 November, which publishes over the
+    version of the 20th."""
     root = tmp_path_factory.mktemp("backfill")
     shutil.copytree(first_run.landing, root / "data" / "landing")
-    env = _env(root) | {"MWH_DBT_TASKS": "single"}
-    result = Backfill(serving=root / "data" / "warehouse" / "warehouse.duckdb")
+    settings = _settings(_env(root))
+    result = Backfill(serving=settings.warehouse_path)
     for ds in BACKFILL:
         if ds == "2026-11-21":
             result.old = (_version_digest(result.serving), BACKFILL[0])
             with _readers(result.serving, root) as result.rounds:
-                run = subprocess.run(_mwh_run(ds), env=env, **RUN)
+                run = run_stages(settings, ds, f"backfill__{ds}")
             result.new = (_version_digest(result.serving), ds)
         else:
-            run = subprocess.run(_mwh_run(ds), env=env, **RUN)
-        assert run.returncode == 0, (ds, run.stdout[-3000:] + run.stderr[-3000:])
+            run = run_stages(settings, ds, f"backfill__{ds}")
+        assert run.published, (ds, run.summary)
     return result
 
 
@@ -616,9 +662,11 @@ def test_a_reader_through_a_whole_run_only_sees_complete_versions(backfill):
 def test_a_historical_date_publishes_and_a_mostly_quarantined_export_stops_the_next_run(
     tmp_path_factory, dbt_manifest
 ):
-    """A date years before the DAG was written runs every task and publishes (history loads);
-    files no run reads are listed as a warning; the next date, whose Shopify export lost most of
-    its rows to the quarantine, stops at the raw gate and BI keeps the published version."""
+    """A date years before the DAG was written runs every task and publishes (history loads):
+    this is the suite's one complete DAG run in the single dbt task mode. Files no run reads are
+    listed as a warning; the next date, whose Shopify export lost most of its rows to the
+    quarantine, stops at the raw gate (the stages called directly) and BI keeps the published
+    version."""
     import csv
 
     root = tmp_path_factory.mktemp("historical")
@@ -676,14 +724,14 @@ def test_a_historical_date_publishes_and_a_mostly_quarantined_export_stops_the_n
         written = list(csv.DictReader(handle))
     landed, lost = len(written), sum(1 for r in written if not r["Lineitem quantity"])
     assert (landed, lost) == (300, 270)
-    bad = subprocess.run(_mwh_run("1998-07-02"), env=env, **RUN)
-    assert bad.returncode != 0, bad.stdout[-3000:]
-    assert "1998-07-02: FAILED" in bad.stdout and "raw      FAIL" in bad.stdout
+    bad = run_stages(_settings(env), "1998-07-02", "stages__mostly_quarantined")
+    assert bad.failure is not None and bad.finished == ["extract"]
+    assert "1998-07-02: FAILED" in bad.summary and "raw      FAIL" in bad.summary
     assert (
         f"shopify__order_lines/1998-07-02/{export.name}: {lost} of {landed} rows quarantined "
         f"({lost / landed:.2%}); top reasons missing_required_value {lost}"
-    ) in bad.stdout
-    assert "Not published this run." in bad.stdout and "dbt_staging" not in bad.stdout
+    ) in bad.summary
+    assert "Not published this run." in bad.summary
     assert _mart_fingerprints(serving) == before
     con = duckdb.connect(str(serving), read_only=True)
     dates = con.execute("select distinct logical_date::varchar from audit.publish_log").fetchall()

@@ -1,0 +1,85 @@
+"""The nightly run's stages called in this process, in the DAG's order, without Airflow.
+
+For tests of what the stages do on given data (a gate that warns or stops, a publish, a backfill):
+one ``airflow dags test`` costs about a minute, the same stages called directly a fraction of that.
+What only the DAG can show (task order, a failed gate stopping its downstream tasks, a killed run,
+the dbt task modes, the start date) stays with the DAG runs in tests/integration/test_dag.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from marketing_warehouse import summary
+from marketing_warehouse.config import Settings
+from marketing_warehouse.dbt_tasks import DBT_VARS, run_dbt
+from marketing_warehouse.gates import GateFailed
+from marketing_warehouse.pipeline import extract_source, gate, prepare, publish
+
+#: The DAG's dbt stages and what each builds (dags/marketing_warehouse_nightly.py;
+#: test_dag.py::test_the_stage_helper_builds_what_the_dag_builds keeps the two alike).
+DBT_STAGES = {
+    "dbt_staging": ["path:models/staging", "path:models/audit"],
+    "dbt_marts": [
+        "path:seeds",
+        "path:models/intermediate",
+        "path:models/marts",
+        "path:models/semantic",
+    ],
+}
+
+
+@dataclass
+class StagesRun:
+    """What a direct run did: the stages it finished, the gate failure that stopped it (if any)
+    and the summary ``mwh run`` would print for it."""
+
+    ds: str
+    finished: list[str] = field(default_factory=list)
+    failure: GateFailed | None = None
+    summary: str = ""
+
+    @property
+    def published(self) -> bool:
+        return "publish" in self.finished
+
+
+def _dbt_vars(ds: str) -> str:
+    return json.dumps({k: v.replace("{{ ds }}", ds) for k, v in DBT_VARS.items()})
+
+
+def run_stages(settings: Settings, ds: str, run_id: str, *, dbt: bool = True) -> StagesRun:
+    """prepare, extract every source, gate raw, dbt staging, gate staging, dbt marts, gate marts,
+    publish; a critical gate failure ends the run there (as the DAG does). ``dbt=False`` leaves
+    the build database as it is (it must already hold this landing's models)."""
+    run = StagesRun(ds)
+
+    def build(stage: str) -> None:
+        if dbt:
+            args = ["build", "--select", *DBT_STAGES[stage], "--vars", _dbt_vars(ds)]
+            built = run_dbt(settings, args, dict(os.environ))
+            assert built.returncode == 0, (stage, built.stdout[-4000:])
+            run.finished.append(stage)
+
+    def check(stage: str) -> None:
+        gate(stage, ds, run_id, settings)
+        run.finished.append(f"gate_{stage}")
+
+    try:
+        for key in prepare(ds, settings):
+            extract_source(key, ds, settings)
+        run.finished.append("extract")
+        check("raw")
+        build("dbt_staging")
+        check("staging")
+        build("dbt_marts")
+        check("marts")
+        publish(ds, run_id, settings)
+        run.finished.append("publish")
+    except GateFailed as failure:
+        run.failure = failure
+    problem = "" if run.published else str(run.failure).splitlines()[0]
+    run.summary = summary.build(settings, ds, run.published, problem)
+    return run
