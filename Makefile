@@ -24,10 +24,13 @@ run: $(STAMP)
 
 ## make test: lint, then the whole test suite (unit + integration; starts its own PostgreSQL) in
 ## two processes (pytest-xdist), each test file in one of them so that its module fixtures (a DAG
-## run, a dbt build) are made once; the 15 slowest tests are listed at the end
+## run, a dbt build) are made once; the 15 slowest tests are listed at the end. `mwh dbt-parse`
+## first installs the vendored dbt packages and writes the manifest once, before two processes
+## would race to do it
 test: $(STAMP) postgres
 	$(BIN)/ruff check src dags tests
 	$(BIN)/ruff format --check src dags tests
+	$(BIN)/mwh dbt-parse >/dev/null
 	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 ## make test-fast: lint, the unit tests and the dbt unit tests (no DAG run, no PostgreSQL). The dbt
@@ -38,6 +41,7 @@ test: $(STAMP) postgres
 test-fast: $(STAMP)
 	$(BIN)/ruff check src dags tests
 	$(BIN)/ruff format --check src dags tests
+	$(BIN)/mwh dbt-parse >/dev/null
 	$(BIN)/pytest tests/unit -q -n 2
 
 ## make airflow: a real local Airflow (scheduler, dag-processor, api-server) on http://localhost:8080

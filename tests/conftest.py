@@ -61,7 +61,11 @@ def pytest_configure(config):
     # manifest Cosmos renders from, parsed once here by the first process, before any test.
     import shutil
 
-    from marketing_warehouse.dbt_tasks import manifest_is_stale, manifest_path, parse_project
+    from marketing_warehouse.transform.dbt_tasks import (
+        manifest_is_stale,
+        manifest_path,
+        parse_project,
+    )
 
     if not hasattr(config, "workerinput") and manifest_is_stale(settings):
         parse_project(settings, dict(os.environ))

@@ -18,9 +18,9 @@ from datetime import UTC, date, datetime
 import yaml
 
 from marketing_warehouse.config import load_settings
-from marketing_warehouse.contracts import load_contracts
-from marketing_warehouse.dbt_tasks import run_dbt
-from marketing_warehouse.loads import load_source
+from marketing_warehouse.ingest.contracts import load_contracts
+from marketing_warehouse.ingest.loads import load_source
+from marketing_warehouse.transform.dbt_tasks import run_dbt
 
 
 def empty_extraction(tmp_path):
