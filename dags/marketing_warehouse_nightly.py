@@ -23,9 +23,9 @@ keeps the scheduler to the latest interval.
 Tasks return their summaries to Airflow: the raw gate reads what the extract tasks returned,
 the report what publish returned (the run folder `runs/<ds>/` keeps the same summaries as the
 run's record). Tasks that open the build DuckDB file run in the one-slot `warehouse_writer` pool;
-`docs` and `report` run after publish, outside it. A task that
-fails for good (after its retries, with exponential backoff) and a failed run send an alert by
-e-mail and/or webhook (`MWH_ALERT_*`). Configuration: `MWH_*` environment variables (see the README).
+`docs` and `report` run after publish, outside it. A task that fails for good (after its
+retries, with exponential backoff) and a failed run send an alert by e-mail and/or webhook
+(`MWH_ALERT_*`). Configuration: `MWH_*` environment variables (see the README).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def marketing_warehouse_nightly():
     gate_marts = gate.override(task_id="gate_marts")("marts")
 
     published = publish()
-    (gate_raw >> dbt_staging >> gate_staging >> dbt_marts >> gate_marts >> published)
+    (extracted >> gate_raw >> dbt_staging >> gate_staging >> dbt_marts >> gate_marts >> published)
     published >> [docs(), report(published)] >> release_run_lock()
 
 
