@@ -22,22 +22,21 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/mwh run $(if $(DATE),--date $(DATE))
 
-## make test: lint, then the whole test suite (unit + integration; starts its own PostgreSQL) in
-## two processes (pytest-xdist), each test file in one of them so that its module fixtures (a DAG
-## run, a dbt build) are made once; the 15 slowest tests are listed at the end. `mwh dbt-parse`
-## first installs the vendored dbt packages and writes the manifest once, before two processes
-## would race to do it
+## make test: lint, then the whole test suite (unit + integration; starts its own PostgreSQL);
+## the 15 slowest tests are listed at the end. `mwh dbt-parse` first installs the vendored dbt
+## packages and writes the manifest Cosmos renders from, once
 test: $(STAMP) postgres
 	$(BIN)/ruff check src dags tests
 	$(BIN)/ruff format --check src dags tests
 	$(BIN)/mwh dbt-parse >/dev/null
-	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+	$(BIN)/pytest --durations=15
 
 ## make test-fast: lint, the unit tests and the dbt unit tests (no DAG run, no PostgreSQL). The dbt
 ## unit tests (`unit_tests:` in models/**/_<folder>__unit_tests.yml) run in
 ## tests/unit/test_dbt_unit_tests.py: `dbt build --empty` on the zero-row raw schema files makes
 ## every input exist with its column types (dbt reads them; no data is needed), then
 ## `dbt test --select test_type:unit` -- offline, about 30 s. Nightly builds leave them out.
+## Two processes (pytest-xdist); the unit tests share no module fixture.
 test-fast: $(STAMP)
 	$(BIN)/ruff check src dags tests
 	$(BIN)/ruff format --check src dags tests

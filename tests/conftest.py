@@ -55,25 +55,6 @@ def pytest_configure(config):
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(settings.project_dir / "dags"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     os.environ.setdefault("MWH_TASK_RETRIES", "2")
-    # dbt writes its target folder (manifest, partial parse state, compiled SQL) per process: the
-    # suite runs in two processes (pytest-xdist, see the Makefile), and a dbt command in one must
-    # not rewrite the manifest Cosmos is reading in the other. The project's own target/ holds the
-    # manifest Cosmos renders from, parsed once here by the first process, before any test.
-    import shutil
-
-    from marketing_warehouse.transform.dbt_tasks import (
-        manifest_is_stale,
-        manifest_path,
-        parse_project,
-    )
-
-    if not hasattr(config, "workerinput") and manifest_is_stale(settings):
-        parse_project(settings, dict(os.environ))
-    target = tempfile.mkdtemp(prefix="mwh-dbt-target-")
-    parsed = manifest_path(settings).parent / "partial_parse.msgpack"
-    if parsed.exists():  # a warm start: dbt re-parses only what changed since
-        shutil.copy(parsed, target)
-    os.environ.setdefault("DBT_TARGET_PATH", target)
 
 
 @pytest.fixture(scope="session")
@@ -185,16 +166,3 @@ def dbt_built(tmp_path_factory) -> Settings:
     result = run_dbt(settings, ["build"], dict(os.environ))
     assert result.returncode == 0, result.stdout[-4000:]
     return settings
-
-
-#: The longest files, scheduled first: ``make test`` runs the suite in two processes, each test file
-#: in one of them (``--dist loadfile``), so a long file started last would run alone at the end.
-LONGEST_FIRST = ("tests/integration/test_dag.py", "tests/integration/test_bench_full.py")
-
-
-def pytest_collection_modifyitems(items):
-    def rank(item) -> int:
-        path = item.nodeid.split("::")[0]
-        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)

@@ -82,19 +82,10 @@ def manifest_is_stale(settings: Settings) -> bool:
 
 
 def parse_project(settings: Settings, env: dict[str, str]) -> Path:
-    """``dbt parse`` to (re)write the manifest Cosmos renders from (packages installed first;
-    always into the project's ``target/``, whatever ``DBT_TARGET_PATH`` says: that is where
-    Cosmos reads it)."""
+    """``dbt parse`` to (re)write the manifest Cosmos renders from (packages installed first)."""
     install_packages(settings, env)
     subprocess.run(
-        [
-            str(dbt_executable()),
-            "parse",
-            "--project-dir",
-            str(settings.dbt_project_dir),
-            "--target-path",
-            str(manifest_path(settings).parent),
-        ],
+        [str(dbt_executable()), "parse", "--project-dir", str(settings.dbt_project_dir)],
         cwd=settings.dbt_project_dir,
         env={**env, **settings.dbt_env()},
         check=True,
