@@ -22,14 +22,17 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/mwh run $(if $(DATE),--date $(DATE))
 
-## make test: lint, then the whole test suite (unit + integration; starts its own PostgreSQL);
-## the 15 slowest tests are listed at the end. `mwh dbt-parse` first installs the vendored dbt
-## packages and writes the manifest Cosmos renders from, once
+## make test: lint, then the whole test suite (unit + integration; starts its own PostgreSQL) in
+## two processes (pytest-xdist), each test file in one of them so that its module fixtures (a DAG
+## run, a dbt build) are made once, the longest files first; the 15 slowest tests are listed at
+## the end. `mwh dbt-parse` first installs the vendored dbt packages and writes the manifest
+## Cosmos renders from, once; every other dbt command writes the target folder of its own data
+## folder, so the two processes never write the same dbt files
 test: $(STAMP) postgres
 	$(BIN)/ruff check src dags tests
 	$(BIN)/ruff format --check src dags tests
 	$(BIN)/mwh dbt-parse >/dev/null
-	$(BIN)/pytest --durations=15
+	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
 ## make test-fast: lint, the unit tests and the dbt unit tests (no DAG run, no PostgreSQL). The dbt
 ## unit tests (`unit_tests:` in models/**/_<folder>__unit_tests.yml) run in

@@ -166,3 +166,16 @@ def dbt_built(tmp_path_factory) -> Settings:
     result = run_dbt(settings, ["build"], dict(os.environ))
     assert result.returncode == 0, result.stdout[-4000:]
     return settings
+
+
+#: The longest files, scheduled first: ``make test`` runs the suite in two processes, each test file
+#: in one of them (``--dist loadfile``), so a long file started last would run alone at the end.
+LONGEST_FIRST = ("tests/integration/test_dag.py", "tests/integration/test_bench_full.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)

@@ -20,6 +20,7 @@ and never join these names themselves; ``tests/unit/test_layout.py`` holds them 
         summary.txt, report.html                   what the run tells its operator
     <data>/runs/<ds>.<timestamp>/                 an earlier run of the same date, moved aside
     <data>/docs/dbt/, <data>/gx/                  dbt docs, GX context and data docs
+    <data>/dbt/                                   target folder of dbt commands run outside Airflow
     <data>/audit/                                 erasure journal and log
     <data>/bench/                                 benchmark results
     <data>/.run.lock, .run.lock.guard             one run at a time
@@ -28,7 +29,7 @@ and never join these names themselves; ``tests/unit/test_layout.py`` holds them 
 
 ``<hash>`` is the first ``HASH_NAME_LENGTH`` hex digits of the landed file's SHA-256: the raw
 file, its quarantine file and the ledger entry share it. dbt reads the same layout through
-``MWH_RAW_DIR`` (``dbt_project/macros/raw_source.sql``, ``models/audit/_audit__sources.yml``).
+``MWH_RAW_DIR`` (the ``external_location`` of the sources in ``models/**/_*__sources.yml``).
 """
 
 from __future__ import annotations
@@ -255,6 +256,10 @@ class Layout:
     @property
     def dbt_docs_index(self) -> Path:
         return self.dbt_docs / "index.html"
+
+    @property
+    def dbt_target(self) -> Path:
+        return self.data_dir / "dbt"
 
     @property
     def gx_root(self) -> Path:

@@ -79,3 +79,25 @@ def test_a_column_text_used_by_several_models_is_a_doc_block():
     blocks = re.findall(r"{% docs (\w+) %}", (project / "models" / "_docs.md").read_text())
     used = " ".join(p.read_text("utf-8") for p in (project / "models").rglob("*.yml"))
     assert [b for b in blocks if f"doc('{b}')" not in used] == []
+
+
+def test_dbt_outside_airflow_writes_the_target_folder_of_its_own_data_folder(tmp_path):
+    """Two dbt commands on two data folders at once (the suite's two processes, a benchmark beside
+    a test) never write the same files: run_dbt's target is the data folder's, and the manifest
+    Cosmos renders from (the project's target/) is left as it was."""
+    import os
+
+    from marketing_warehouse.transform.dbt_tasks import manifest_path, run_dbt
+
+    project_manifest = manifest_path(load_settings({}))
+    before = project_manifest.stat().st_mtime_ns if project_manifest.exists() else None
+    folders = []
+    for name in ("one", "two"):
+        settings = load_settings({"MWH_DATA_DIR": str(tmp_path / name)})
+        result = run_dbt(settings, ["parse"], dict(os.environ))
+        assert result.returncode == 0, result.stdout[-3000:]
+        folders.append(settings.layout.dbt_target)
+        assert (settings.layout.dbt_target / "manifest.json").exists()
+    assert folders[0] != folders[1]
+    after = project_manifest.stat().st_mtime_ns if project_manifest.exists() else None
+    assert after == before

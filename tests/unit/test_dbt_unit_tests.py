@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from datetime import UTC, date, datetime
 
 import yaml
@@ -34,25 +33,19 @@ def empty_extraction(tmp_path):
 
 def test_dbt_unit_tests_pass_and_the_nightly_builds_leave_them_out(tmp_path):
     settings = empty_extraction(tmp_path)
-    target = tmp_path / "target"
-    parsed = settings.dbt_project_dir / "target" / "partial_parse.msgpack"
-    if parsed.exists():  # dbt reparses in full when it no longer matches the project
-        target.mkdir()
-        shutil.copy(parsed, target / parsed.name)
     # Every model built with no rows (seeds load), then every unit test on its own: a failing
     # one neither hides nor skips the others.
     built = run_dbt(
         settings,
         ["build", "--empty", "--exclude-resource-type", "test", "--exclude-resource-type",
-         "unit_test", "--exclude", "load_ledger", "--target-path", str(target)],
+         "unit_test", "--exclude", "load_ledger"],
         dict(os.environ),
     )  # fmt: skip
     assert built.returncode == 0, built.stdout[-6000:]
     result = run_dbt(
         settings,
         # the flag replaces the unit_test exclusion of the pipeline's builds (Settings.dbt_env)
-        ["test", "--select", "test_type:unit", "--exclude-resource-type", "test",
-         "--target-path", str(target)],
+        ["test", "--select", "test_type:unit", "--exclude-resource-type", "test"],
         dict(os.environ),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:]
@@ -69,7 +62,7 @@ def test_dbt_unit_tests_pass_and_the_nightly_builds_leave_them_out(tmp_path):
     nightly = run_dbt(
         settings,
         ["build", "--empty", "--select", "dim_customer_identity_map", "--indirect-selection",
-         "cautious", "--target-path", str(target)],
+         "cautious"],
         dict(os.environ),
     )  # fmt: skip
     assert nightly.returncode == 0, nightly.stdout[-6000:]

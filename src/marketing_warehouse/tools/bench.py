@@ -279,6 +279,7 @@ def full(
         dbt_executable,
         manifest_is_stale,
         parse_project,
+        warm_target,
     )
 
     days = days or demo.default_days(scale)
@@ -321,7 +322,8 @@ def full(
         "dbt",
         "(b) dbt build alone",
         [str(dbt_executable()), "build", "--project-dir", str(settings.dbt_project_dir),
-         "--vars", json.dumps({"snapshot_date": ds.isoformat()})],
+         "--vars", json.dumps({"snapshot_date": ds.isoformat()}),
+         "--target-path", str(warm_target(settings, settings.layout.dbt_target))],
         {**env, **settings.dbt_env()},
         logs / "b-dbt-build.log",
         cwd=settings.dbt_project_dir,

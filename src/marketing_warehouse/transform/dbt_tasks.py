@@ -11,6 +11,7 @@ of the process, which would lock the file against the gate that follows when tas
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -175,9 +176,14 @@ def _single_build_task(group_id: str, select: list[str], settings: Settings):
 def run_dbt(
     settings: Settings, args: list[str], env: dict[str, str]
 ) -> subprocess.CompletedProcess:
-    """Run one dbt command on the project (outside Airflow: tests and benchmarks)."""
+    """Run one dbt command on the project (outside Airflow: tests and benchmarks). Its target
+    folder is the data folder's own (unless ``args`` name one), so that dbt commands on two data
+    folders at once never write the same files, nor the manifest Cosmos renders from."""
     settings.build_path.parent.mkdir(parents=True, exist_ok=True)
     install_packages(settings, env)
+    if "--target-path" not in args:
+        target = warm_target(settings, settings.layout.dbt_target)
+        args = [*args, "--target-path", str(target)]
     return subprocess.run(
         [str(dbt_executable()), *args, "--project-dir", str(settings.dbt_project_dir)],
         cwd=settings.dbt_project_dir,
@@ -185,3 +191,13 @@ def run_dbt(
         capture_output=True,
         text=True,
     )
+
+
+def warm_target(settings: Settings, target: Path) -> Path:
+    """A target folder of its own for a dbt command, started from the project's last parse
+    (dbt then re-parses only what changed since: about half the time of a full parse)."""
+    target.mkdir(parents=True, exist_ok=True)
+    parsed = manifest_path(settings).parent / "partial_parse.msgpack"
+    if parsed.exists():
+        shutil.copy2(parsed, target / parsed.name)
+    return target
