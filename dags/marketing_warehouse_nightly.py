@@ -103,14 +103,10 @@ def marketing_warehouse_nightly():
     extracted = extract_source.expand(key=prepare())
     gate_raw = gate.override(task_id="gate_raw")("raw", extracted)
     dbt_staging = pipeline.dbt_task_group(
-        "dbt_staging", ["path:models/staging", "path:models/audit"], settings
+        "dbt_staging", pipeline.DBT_STAGES["dbt_staging"], settings
     )
     gate_staging = gate.override(task_id="gate_staging")("staging")
-    dbt_marts = pipeline.dbt_task_group(
-        "dbt_marts",
-        ["path:seeds", "path:models/intermediate", "path:models/marts", "path:models/semantic"],
-        settings,
-    )
+    dbt_marts = pipeline.dbt_task_group("dbt_marts", pipeline.DBT_STAGES["dbt_marts"], settings)
     gate_marts = gate.override(task_id="gate_marts")("marts")
 
     published = publish()

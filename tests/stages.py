@@ -16,19 +16,7 @@ from marketing_warehouse.config import Settings
 from marketing_warehouse.ops import summary
 from marketing_warehouse.pipeline import extract_source, gate, prepare, publish
 from marketing_warehouse.quality.gates import GateFailed
-from marketing_warehouse.transform.dbt_tasks import DBT_VARS, run_dbt
-
-#: The DAG's dbt stages and what each builds (dags/marketing_warehouse_nightly.py;
-#: test_dag.py::test_the_stage_helper_builds_what_the_dag_builds keeps the two alike).
-DBT_STAGES = {
-    "dbt_staging": ["path:models/staging", "path:models/audit"],
-    "dbt_marts": [
-        "path:seeds",
-        "path:models/intermediate",
-        "path:models/marts",
-        "path:models/semantic",
-    ],
-}
+from marketing_warehouse.transform.dbt_tasks import DBT_STAGES, DBT_VARS, run_dbt
 
 
 @dataclass

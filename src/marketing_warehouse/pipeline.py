@@ -25,10 +25,11 @@ from marketing_warehouse.ops.alerts import on_failure
 from marketing_warehouse.ops.runlock import release_run_lock, take_for_airflow_run
 from marketing_warehouse.quality.gates import GateFailed
 from marketing_warehouse.serve.publish import PUBLISHED_MARTS
-from marketing_warehouse.transform.dbt_tasks import dbt_task_group
+from marketing_warehouse.transform.dbt_tasks import DBT_STAGES, dbt_task_group
 
 #: The stages, and what the DAG file builds its tasks with.
 __all__ = [
+    "DBT_STAGES",
     "EARLIEST_LOGICAL_DATE",
     "PUBLISHED_MARTS",
     "WAREHOUSE_POOL",

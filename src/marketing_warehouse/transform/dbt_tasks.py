@@ -24,6 +24,18 @@ TARGET_NAME = "build"
 #: dbt vars of every task, rendered by Airflow: dim_customer_segments snapshots the run's logical date.
 DBT_VARS = {"snapshot_date": "{{ ds }}"}
 
+#: The DAG's two dbt stages and what each builds (dbt selectors), for the DAG's task groups and
+#: for any caller that runs the same stages without Airflow.
+DBT_STAGES = {
+    "dbt_staging": ["path:models/staging", "path:models/audit"],
+    "dbt_marts": [
+        "path:seeds",
+        "path:models/intermediate",
+        "path:models/marts",
+        "path:models/semantic",
+    ],
+}
+
 
 def dbt_executable() -> Path:
     """The dbt installed beside this interpreter (the project's virtualenv)."""
