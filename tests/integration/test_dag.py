@@ -141,7 +141,7 @@ def test_warehouse_tasks_share_the_single_writer_pool(dagbag):
 
 
 def test_published_marts_list_matches_the_dbt_models():
-    models = {p.stem for p in (PROJECT / "dbt_project" / "models" / "marts").glob("*.sql")}
+    models = {p.stem for p in (PROJECT / "dbt_project" / "models" / "marts").rglob("*.sql")}
     assert set(PUBLISHED_MARTS) == models
 
 
