@@ -585,6 +585,16 @@ def _readers(serving: Path, folder: Path) -> Iterator[dict[str, list[dict]]]:
             rounds[mode] = [json.loads(line) for line in outputs[mode].read_text().splitlines()]
 
 
+def _await_rounds(output: Path, digest: str, rounds: int, timeout: float = 60.0) -> None:
+    """Wait until a reader's output shows ``rounds`` rounds on the version ``digest``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = output.read_text().splitlines()
+        if sum(json.loads(line).get("digest") == digest for line in lines) >= rounds:
+            return
+        time.sleep(0.2)
+
+
 @dataclass
 class Backfill:
     """The backfill's serving file, and what readers saw during its run of 21 November."""
@@ -622,6 +632,8 @@ def backfill(first_run, tmp_path_factory) -> Backfill:
             result.old = (_version_digest(result.serving), BACKFILL[0])
             with _readers(result.serving, root) as result.rounds:
                 run = run_stages(settings, ds, f"backfill__{ds}")
+                # publish is the run's last stage: let the readers go on a few rounds after it
+                _await_rounds(root / "reader-fresh.jsonl", _version_digest(result.serving), 3)
             result.new = (_version_digest(result.serving), ds)
         else:
             run = run_stages(settings, ds, f"backfill__{ds}")
