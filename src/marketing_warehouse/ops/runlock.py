@@ -23,7 +23,6 @@ Everyone else is refused at once with ``RunLocked`` and changes nothing; ``mwh``
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from marketing_warehouse.config import Settings
 from marketing_warehouse.ingest.extract import utc_now
+from marketing_warehouse.layout import exclusive_lock
 
 #: ``mwh`` exit code when another run holds the lock (EX_TEMPFAIL: try again later).
 RUN_LOCKED_EXIT = 75
@@ -100,16 +100,8 @@ def read_holder(settings: Settings) -> dict | None:
         return {"run_id": "(unreadable lock file)", "kind": "unknown"}
 
 
-@contextlib.contextmanager
-def _guard(settings: Settings) -> Iterator[None]:
-    guard = settings.layout.run_lock_guard
-    guard.parent.mkdir(parents=True, exist_ok=True)
-    with guard.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _guard(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    return exclusive_lock(settings.layout.run_lock_guard)
 
 
 def _describe(holder: dict) -> str:

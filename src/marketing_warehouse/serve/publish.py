@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -40,6 +39,7 @@ import duckdb
 from marketing_warehouse import duck
 from marketing_warehouse.config import Settings
 from marketing_warehouse.ingest.extract import utc_now
+from marketing_warehouse.layout import exclusive_lock
 from marketing_warehouse.quality.gates import RESULT_COLUMNS
 
 #: Schemas copied to the serving file; nothing else (staging, intermediate) is visible to BI tools.
@@ -131,17 +131,9 @@ def run_tag(run_id: str) -> str:
     return hashlib.sha256(run_id.encode()).hexdigest()[:8]
 
 
-@contextlib.contextmanager
-def publish_lock(settings: Settings) -> Iterator[None]:
+def publish_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
     """Exclusive lock held while the serving file or its versions change."""
-    lock = settings.layout.publish_lock
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive_lock(settings.layout.publish_lock)
 
 
 def _tmp_files(serving: Path) -> list[Path]:
