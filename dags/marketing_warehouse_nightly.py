@@ -20,9 +20,10 @@ keeps the scheduler to the latest interval.
 | `report` | the run's HTML report, from what `publish` returned |
 | `release_run_lock` | teardown: frees the run lock, also after a failed run |
 
-Tasks return their summaries to Airflow: the raw gate reads what the extract tasks returned,
-the report what publish returned (the run folder `runs/<ds>/` keeps the same summaries as the
-run's record). Tasks that open the build DuckDB file run in the one-slot `warehouse_writer` pool;
+Tasks hand their summaries to each other through Airflow (XCom): the raw gate gets what the
+extract tasks and `prepare` (the landing scan) returned, the report what extraction, the gates
+and publish returned. The run folder `runs/<ds>/` keeps the same summaries as the run's record,
+for `mwh run`'s summary and the report of a failed run. Tasks that open the build DuckDB file run in the one-slot `warehouse_writer` pool;
 `docs` and `report` run after publish, outside it. A task that fails for good (after its
 retries, with exponential backoff) and a failed run send an alert by e-mail and/or webhook
 (`MWH_ALERT_*`). Configuration: `MWH_*` environment variables (see the README).
@@ -65,9 +66,11 @@ MART_ASSETS = [
 )
 def marketing_warehouse_nightly():
     @task
-    def prepare(ds: str | None = None, run_id: str | None = None) -> list[str]:
+    def prepare(ds: str | None = None, run_id: str | None = None, ti=None) -> list[str]:
         pipeline.take_for_airflow_run(run_id)  # first: a run refused here has touched nothing
-        return pipeline.prepare(ds)
+        prepared = pipeline.prepare(ds)
+        ti.xcom_push(key="landing_scan", value=prepared["landing_scan"])
+        return prepared["sources"]
 
     @task(max_active_tis_per_dag=2)
     def extract_source(key: str, ds: str | None = None) -> dict:
@@ -75,12 +78,16 @@ def marketing_warehouse_nightly():
 
     @task(pool=pipeline.WAREHOUSE_POOL)
     def gate(
-        stage: str, extracts: list | None = None, ds: str | None = None, run_id: str | None = None
+        stage: str,
+        extracts: list | None = None,
+        landing_scan: list | None = None,
+        ds: str | None = None,
+        run_id: str | None = None,
     ) -> dict:
         from airflow.exceptions import AirflowFailException
 
         try:
-            return pipeline.gate(stage, ds, run_id, extracts=extracts)
+            return pipeline.gate(stage, ds, run_id, extracts=extracts, landing_scan=landing_scan)
         except pipeline.GateFailed as failure:  # bad data: retrying cannot help
             raise AirflowFailException(str(failure)) from failure
 
@@ -93,15 +100,21 @@ def marketing_warehouse_nightly():
         return pipeline.refresh_dbt_docs()
 
     @task
-    def report(published: dict, ds: str | None = None) -> str:
-        return pipeline.run_report(ds, published)
+    def report(
+        published: dict, extracts: list, gates: list, landing_scan: list, ds: str | None = None
+    ) -> str:
+        return pipeline.run_report(
+            ds, published, extracts=extracts, gates=gates, landing_scan=landing_scan
+        )
 
     @teardown
     def release_run_lock(run_id: str | None = None) -> bool:
         return pipeline.release_run_lock(pipeline.load_settings(), run_id)
 
-    extracted = extract_source.expand(key=prepare())
-    gate_raw = gate.override(task_id="gate_raw")("raw", extracted)
+    prepared = prepare()
+    scan = prepared["landing_scan"]
+    extracted = extract_source.expand(key=prepared)
+    gate_raw = gate.override(task_id="gate_raw")("raw", extracted, scan)
     dbt_staging = pipeline.dbt_task_group(
         "dbt_staging", pipeline.DBT_STAGES["dbt_staging"], settings
     )
@@ -111,7 +124,8 @@ def marketing_warehouse_nightly():
 
     published = publish()
     (extracted >> gate_raw >> dbt_staging >> gate_staging >> dbt_marts >> gate_marts >> published)
-    published >> [docs(), report(published)] >> release_run_lock()
+    gates = [gate_raw, gate_staging, gate_marts]
+    published >> [docs(), report(published, extracted, gates, scan)] >> release_run_lock()
 
 
 marketing_warehouse_nightly()

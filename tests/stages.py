@@ -51,15 +51,15 @@ def run_stages(settings: Settings, ds: str, run_id: str, *, dbt: bool = True) ->
             assert built.returncode == 0, (stage, built.stdout[-4000:])
             run.finished.append(stage)
 
-    def check(stage: str) -> None:
-        gate(stage, ds, run_id, settings)
+    def check(stage: str, **handed) -> None:
+        gate(stage, ds, run_id, settings, **handed)
         run.finished.append(f"gate_{stage}")
 
     try:
-        for key in prepare(ds, settings):
-            extract_source(key, ds, settings)
+        prepared = prepare(ds, settings)
+        extracts = [extract_source(key, ds, settings) for key in prepared["sources"]]
         run.finished.append("extract")
-        check("raw")
+        check("raw", extracts=extracts, landing_scan=prepared["landing_scan"])
         build("dbt_staging")
         check("staging")
         build("dbt_marts")

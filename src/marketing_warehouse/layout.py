@@ -27,6 +27,11 @@ and never join these names themselves; ``tests/unit/test_layout.py`` holds them 
     <warehouse dir>/.publish.lock                 one publish or rollback at a time
     <warehouse dir>/versions/<serving>.<id>.duckdb   published versions, .other-targets.version
 
+A run's tasks hand their summaries to each other through Airflow (XCom); the run folder keeps
+the same summaries as the run's record (``RunFolder.keep`` writes one, ``RunFolder.record``
+reads them all back) for what runs outside the task flow: ``mwh run``'s summary, the report of a
+failed run, a gate called on its own.
+
 ``<hash>`` is the first ``HASH_NAME_LENGTH`` hex digits of the landed file's SHA-256: the raw
 file, its quarantine file and the ledger entry share it. dbt reads the same layout through
 ``MWH_RAW_DIR`` (the ``external_location`` of the sources in ``models/**/_*__sources.yml``).
@@ -36,9 +41,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
+import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -183,6 +190,47 @@ class RunFolder:
     def state(self) -> list[Path]:
         """The entries of ``RUN_STATE`` that exist (left by an earlier run of the date)."""
         return [self.root / name for name in RUN_STATE if (self.root / name).exists()]
+
+    def keep(self, path: Path, payload: object) -> Path:
+        """Write one task's summary (JSON) into the run's record, atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=1), "utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def record(self) -> RunRecord:
+        """The run's record as its tasks kept it (empty parts for what did not run)."""
+
+        def read(path: Path, default):
+            return json.loads(path.read_text("utf-8")) if path.exists() else default
+
+        return RunRecord(
+            extracts=[read(p, {}) for p in self.extract_summaries()],
+            landing_scan=read(self.landing_scan, []),
+            gates={
+                stage: read(self.gate_summary(stage), {})
+                for stage in GATE_STAGES
+                if self.gate_summary(stage).exists()
+            },
+            published=read(self.publish_record, {}),
+        )
+
+
+#: The gates of a run, in order (``quality.gates`` runs them; the record keeps their summaries).
+GATE_STAGES = ("raw", "staging", "marts")
+
+
+@dataclass
+class RunRecord:
+    """What a run's tasks returned: extraction summaries (one per source), the landing scan,
+    gate summaries by stage and what publish did. In the DAG the tasks pass these to each other
+    through Airflow; ``RunFolder.record`` reads the same from the run folder."""
+
+    extracts: list[dict] = field(default_factory=list)
+    landing_scan: list[dict] = field(default_factory=list)
+    gates: dict[str, dict] = field(default_factory=dict)
+    published: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ lock, the published marts), so the DAG shows the flow and the sub-packages stay 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import resource
@@ -21,6 +20,7 @@ from marketing_warehouse.airflow_env import WAREHOUSE_POOL
 from marketing_warehouse.config import Settings, load_settings
 from marketing_warehouse.ingest.contracts import contract_for, load_contracts
 from marketing_warehouse.ingest.extract import utc_now
+from marketing_warehouse.layout import RunRecord
 from marketing_warehouse.ops.alerts import on_failure
 from marketing_warehouse.ops.runlock import release_run_lock, take_for_airflow_run
 from marketing_warehouse.quality.gates import GateFailed
@@ -67,8 +67,10 @@ def log_peak_memory(stage: str) -> float:
     return peak
 
 
-def prepare(ds: str | None = None, settings: Settings | None = None) -> list[str]:
-    """Create the run's folders; return the source entities to extract, one task each.
+def prepare(ds: str | None = None, settings: Settings | None = None) -> dict:
+    """Create the run's folders and scan the landing folder; return the source entities to
+    extract (``sources``, one task each) and the landing scan (``landing_scan``, for the raw
+    gate and the report).
 
     State left by an earlier run of the same date (extraction summaries, gate results, publish
     record) moves to ``runs/<ds>.<timestamp>/``, so this run's summary shows only this run and
@@ -84,8 +86,8 @@ def prepare(ds: str | None = None, settings: Settings | None = None) -> list[str
             archive.mkdir(parents=True)
             for path in stale:
                 os.replace(path, archive / path.name)
-        write_landing_scan(settings, ds)
-    return [c.key for c in load_contracts()]
+    scan = write_landing_scan(settings, ds) if ds else []
+    return {"sources": [c.key for c in load_contracts()], "landing_scan": scan}
 
 
 def write_landing_scan(settings: Settings, ds: str) -> list[dict]:
@@ -95,9 +97,8 @@ def write_landing_scan(settings: Settings, ds: str) -> list[dict]:
     from marketing_warehouse.ingest.loads import IGNORED_REASONS, scan_landing
 
     entries = scan_landing(settings.landing_dir, date.fromisoformat(ds), load_contracts())
-    target = settings.layout.run(ds).landing_scan
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(entries, indent=1), "utf-8")
+    run = settings.layout.run(ds)
+    run.keep(run.landing_scan, entries)
     for entry in entries:
         if entry["ignored_reason"]:
             log.warning(
@@ -127,9 +128,8 @@ def extract_source(key: str, ds: str, settings: Settings | None = None) -> dict:
         "formula_values": sum(sum(r.formula_values.values()) for r in results),
         "detail": [asdict(r) for r in results],
     }
-    target = settings.layout.run(ds).extract_summary(key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(summary, indent=1), "utf-8")
+    run = settings.layout.run(ds)
+    run.keep(run.extract_summary(key), summary)
     for message in summary["rejected_files"]:
         log.warning("quarantined whole file: %s", message)
     for r in results:
@@ -158,14 +158,22 @@ def gate(
     run_id: str,
     settings: Settings | None = None,
     extracts: list[dict] | None = None,
+    landing_scan: list[dict] | None = None,
 ) -> dict:
-    """Run one GX gate; raise ``GateFailed`` when a critical expectation fails. ``extracts``:
-    what the extract tasks returned (the raw gate's input in the DAG; without it the run
-    folder's record of them is read)."""
+    """Run one GX gate; raise ``GateFailed`` when a critical expectation fails; return the
+    gate's summary. ``extracts`` and ``landing_scan``: what the extract tasks and ``prepare``
+    returned (the raw gate's input in the DAG; without them the run folder's record is read)."""
     from marketing_warehouse.quality.gates import enforce, run_gate
 
     settings = settings or load_settings()
-    outcome = run_gate(settings, stage, date.fromisoformat(ds), run_id, extracts)
+    record = None
+    if extracts is not None or landing_scan is not None:
+        fallback = settings.layout.run(ds).record()
+        record = RunRecord(
+            extracts=fallback.extracts if extracts is None else list(extracts),
+            landing_scan=fallback.landing_scan if landing_scan is None else list(landing_scan),
+        )
+    outcome = run_gate(settings, stage, date.fromisoformat(ds), run_id, record)
     log.info(
         "%s gate: %s (%d checks, data docs %s)",
         stage,
@@ -175,7 +183,7 @@ def gate(
     )
     log_peak_memory(f"{stage} gate")
     enforce(outcome)
-    return {"stage": stage, "status": outcome.status, "checks": len(outcome.checks)}
+    return outcome.summary()
 
 
 def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
@@ -205,19 +213,34 @@ def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
     if postgres:
         payload["postgres_row_counts"] = postgres.counts
         log_postgres(settings, postgres.counts)
-    target = settings.layout.run(ds).publish_record
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(payload, indent=1), "utf-8")
+    run = settings.layout.run(ds)
+    run.keep(run.publish_record, payload)
     log_peak_memory("publish")
     return payload
 
 
-def run_report(ds: str, published: dict, settings: Settings | None = None) -> str:
-    """Write the run's HTML report of a published run from what ``publish`` returned."""
+def run_report(
+    ds: str,
+    published: dict,
+    settings: Settings | None = None,
+    extracts: list[dict] | None = None,
+    gates: list[dict] | None = None,
+    landing_scan: list[dict] | None = None,
+) -> str:
+    """Write the HTML report of a published run from what its tasks returned: ``publish``, the
+    extract tasks, the gates and ``prepare`` (what is not given is read from the run folder's
+    record)."""
     from marketing_warehouse.ops import report
 
     settings = settings or load_settings()
-    path = str(report.write(settings, ds, succeeded=True, published=published))
+    kept = settings.layout.run(ds).record()
+    record = RunRecord(
+        extracts=kept.extracts if extracts is None else list(extracts),
+        landing_scan=kept.landing_scan if landing_scan is None else list(landing_scan),
+        gates=kept.gates if gates is None else {g["stage"]: g for g in gates},
+        published=published,
+    )
+    path = str(report.write(settings, ds, succeeded=True, record=record))
     log.info("run report: %s", path)
     return path
 

@@ -97,9 +97,12 @@ def test_stages_run_in_order(dagbag):
     assert "publish" in _downstream_closure(dag, "gate_marts")
     assert _downstream_closure(dag, "publish") == {"docs", "report", "release_run_lock"}
     assert {"docs", "report"} <= {t.task_id for t in dag.get_task("release_run_lock").upstream_list}
-    # the raw gate is handed what the extract tasks returned, the report what publish returned
-    assert "extract_source" in dag.get_task("gate_raw").upstream_task_ids
-    assert "publish" in dag.get_task("report").upstream_task_ids
+    # the raw gate is handed what prepare and the extract tasks returned; the report what they,
+    # the three gates and publish returned (XCom arguments make them direct upstream tasks)
+    assert {"prepare", "extract_source"} <= dag.get_task("gate_raw").upstream_task_ids
+    assert {"prepare", "extract_source", "gate_raw", "gate_staging", "gate_marts", "publish"} <= (
+        dag.get_task("report").upstream_task_ids
+    )
     assert dag.get_task("release_run_lock").is_teardown  # runs after a failed run as well
     assert set(order) == ids
 

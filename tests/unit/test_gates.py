@@ -328,7 +328,7 @@ def test_a_mostly_quarantined_file_stops_the_raw_gate_naming_the_file_its_share_
     assert rows == [("critical", 1), ("critical", 1), ("warning", 1)]
 
 
-def test_the_raw_gate_judges_what_the_extract_tasks_returned(tmp_path):
+def test_the_raw_gate_judges_what_prepare_and_the_extract_tasks_returned(tmp_path):
     """In the DAG the raw gate is handed the extract tasks' return values (through XCom, as
     JSON); it needs no extraction record in the run folder to find the run's files."""
     import shutil
@@ -338,15 +338,24 @@ def test_the_raw_gate_judges_what_the_extract_tasks_returned(tmp_path):
     settings = _run_level_settings(tmp_path)
     folder = settings.landing_dir / RUN_DS
     landed, empty = _shopify_export(folder / "shopify_orders_export.csv", 10, 30, 30, bad_orders=9)
-    pipeline.prepare(RUN_DS, settings)
+    (folder / "orders backup.csv").write_text("Name\n#1\n", "utf-8")
+    prepared = pipeline.prepare(RUN_DS, settings)
     returned = pipeline.extract_source("shopify__order_lines", RUN_DS, settings)
     assert [(e["rows_landed"], e["rows_quarantined"]) for e in returned["detail"]] == [
         (landed, empty)
     ]
-    shutil.rmtree(settings.layout.run(RUN_DS).extract_dir)
-    through_xcom = json.loads(json.dumps(returned))
+    run = settings.layout.run(RUN_DS)
+    shutil.rmtree(run.extract_dir)
+    run.landing_scan.unlink()
+    extracts, scan = json.loads(json.dumps([[returned], prepared["landing_scan"]]))
     with pytest.raises(GateFailed, match=rf"shopify_orders_export\.csv: {empty} of {landed} rows"):
-        pipeline.gate("raw", RUN_DS, "run-xcom", settings, extracts=[through_xcom])
+        pipeline.gate("raw", RUN_DS, "run-xcom", settings, extracts=extracts, landing_scan=scan)
+    # the landing scan prepare returned: the file no contract matches is the one warning
+    warned = duckdb.sql(
+        f"select unexpected_count from '{run.gate_results('raw')}' "
+        "where suite = 'raw/landing_scan' and not success"
+    ).fetchall()
+    assert warned == [(1,)]
 
 
 def test_a_slightly_quarantined_file_and_a_tiny_file_only_warn(tmp_path):

@@ -121,15 +121,33 @@ def test_published_run_report_and_summary_point_to_it(run):
     assert first in page and DS in page  # the charts' x labels
 
 
-def test_the_report_task_shows_what_publish_returned(run):
-    """The DAG's report task is handed publish's return value; no publish record is read."""
+def test_the_report_task_shows_what_the_tasks_returned_without_the_run_folder(run):
+    """The DAG's report task is handed what extraction, ``prepare``, the gates and publish
+    returned (through XCom, as JSON); it reads none of the run folder's record."""
+    import shutil
+
     serve(run)
-    assert not run.layout.run(DS).publish_record.exists()
-    path = pipeline.run_report(DS, {"row_counts": {"marts.kpi_daily": 40}}, run)
-    assert path == str(run.layout.run(DS).report)
-    page = " ".join(parse(run.layout.run(DS).report).text)
+    (run.landing_dir / DS / "orders.txt").write_text("notes", "utf-8")
+    folder = run.layout.run(DS)
+    kept = folder.record()
+    scan = pipeline.write_landing_scan(run, DS)
+    handed = json.loads(
+        json.dumps(
+            {"extracts": kept.extracts, "landing_scan": scan, "gates": list(kept.gates.values())}
+        )
+    )
+    shutil.rmtree(folder.root)
+    path = pipeline.run_report(DS, {"row_counts": {"marts.kpi_daily": 40}}, run, **handed)
+    assert path == str(folder.report)
+    assert sorted(p.name for p in folder.root.iterdir()) == ["report.html"]
+    page = " ".join(parse(folder.report).text)
     assert "SUCCESS" in page and "marts.kpi_daily" in page and "from this run" in page
     assert "Not published this run" not in page
+    # extraction: 3 rows landed in shopify_orders_a.csv, one quarantined; one file rejected
+    assert "invalid_timestamp" in page and "missing_required_column" in page
+    assert "33.33%" in page and "100.00%" in page
+    assert "Ignored landing entries (1)" in page and f"{DS}/orders.txt" in page
+    assert "fx <coverage>" in page and "freshness 2 days" in page  # the gates' failures
 
 
 def test_report_before_any_warehouse_exists(settings):

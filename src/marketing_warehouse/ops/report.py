@@ -3,13 +3,13 @@
 It shows what the run did (rows landed, loaded and quarantined per source; quarantine by reason;
 each gate's result; rows per published table) and a few KPI charts from the serving file. Charts
 are inline SVG and the styles inline CSS: no script, font or image is fetched, so the file can be
-mailed or opened offline. It is written by the publish task, by the summary of ``mwh run`` and,
-for scheduled runs that fail, by the run's failure callback.
+mailed or opened offline. It is written by the DAG's report task (from what the run's tasks
+returned), by the summary of ``mwh run`` and, for runs that fail, by the failure callback (both
+from the run folder's record).
 """
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
 from html import escape
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from marketing_warehouse.config import Settings
+from marketing_warehouse.layout import GATE_STAGES, RunRecord
 
 KPI_DAYS = 30
 #: (column of marts.kpi_daily, title, chart kind); columns missing from the mart are skipped.
@@ -40,10 +41,6 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 small{color:#52606d}
 """
 STATUS_CLASS = {"pass": "ok", "warn": "warn", "fail": "fail", "success": "ok", "failed": "fail"}
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text("utf-8")) if path.exists() else {}
 
 
 def _num(value: object) -> str:
@@ -166,11 +163,11 @@ def kpi_series(settings: Settings, ds: str) -> dict[str, list[tuple[str, float]]
 # --- the report ------------------------------------------------------------------------------
 
 
-def quarantined_files(settings: Settings, ds: str) -> list[dict]:
+def quarantined_files(settings: Settings, ds: str, record: RunRecord) -> list[dict]:
     """The files of the run with any row quarantined, or rejected whole, highest share first."""
     from marketing_warehouse.quality.gates import quarantine_shares
 
-    rows = quarantine_shares(settings, date.fromisoformat(ds))
+    rows = quarantine_shares(settings, date.fromisoformat(ds), record.extracts)
     hit = [
         r for r in rows if r["level"] == "file" and (r["rows_quarantined"] or r["rejected_reason"])
     ]
@@ -187,11 +184,9 @@ def review_command(row: dict) -> str:
     )
 
 
-def ignored_entries(settings: Settings, ds: str) -> list[dict]:
+def ignored_entries(record: RunRecord) -> list[dict]:
     """The landing entries the run looked at and did not read (see ``loads.scan_landing``)."""
-    from marketing_warehouse.quality.gates import landing_scan
-
-    return [e for e in landing_scan(settings, date.fromisoformat(ds)) if e["ignored_reason"]]
+    return [e for e in record.landing_scan if e["ignored_reason"]]
 
 
 def missing_fx_rates(settings: Settings) -> list[dict]:
@@ -219,14 +214,13 @@ def missing_fx_rates(settings: Settings) -> list[dict]:
 
 
 def build_html(
-    settings: Settings, ds: str, succeeded: bool | None, published: dict | None = None
+    settings: Settings, ds: str, succeeded: bool | None, record: RunRecord | None = None
 ) -> str:
-    """The report's page; ``published``: what the publish task returned (by default the run
-    folder's record of it, empty when the run did not publish)."""
+    """The report's page; ``record``: what the run's tasks returned (by default the run
+    folder's record of it; ``published`` is empty when the run did not publish)."""
     run = settings.layout.run(ds)
-    extracts = [_read_json(p) for p in run.extract_summaries()]
-    if published is None:
-        published = _read_json(run.publish_record)
+    record = record or run.record()
+    extracts, published = record.extracts, record.published
     state = {True: "SUCCESS", False: "FAILED", None: "RUNNING"}[succeeded]
     css_state = {True: "ok", False: "fail", None: "warn"}[succeeded]
     html = [
@@ -301,7 +295,7 @@ def build_html(
 
     from marketing_warehouse.ingest.loads import IGNORED_REASONS
 
-    shares = quarantined_files(settings, ds)
+    shares = quarantined_files(settings, ds, record)
     html.append(
         "<h2>Quarantined share per file <small>(a file rejected whole counts as 100 %)</small></h2>"
     )
@@ -358,7 +352,7 @@ def build_html(
             + "; then re-run the date. Rows and reasons: <code>audit.quarantine</code> where "
             "reason_code = 'missing_fx_rate'.</p>"
         )
-    ignored = ignored_entries(settings, ds)
+    ignored = ignored_entries(record)
     if ignored:
         html.append(f"<h2 class=warn>Ignored landing entries ({len(ignored)})</h2>")
         html.append(
@@ -381,8 +375,8 @@ def build_html(
     # gates
     html.append("<h2>Quality gates</h2>")
     gate_rows = []
-    for stage in ("raw", "staging", "marts"):
-        info = _read_json(run.gate_summary(stage))
+    for stage in GATE_STAGES:
+        info = record.gates.get(stage)
         if not info:
             gate_rows.append([stage, "<span class=muted>not run</span>", "", ""])
             continue
@@ -428,12 +422,13 @@ def build_html(
 
 
 def write(
-    settings: Settings, ds: str, succeeded: bool | None, published: dict | None = None
+    settings: Settings, ds: str, succeeded: bool | None, record: RunRecord | None = None
 ) -> Path:
-    """Write (or rewrite) the run's report and return its path."""
+    """Write (or rewrite) the run's report and return its path; ``record`` as for
+    ``build_html``."""
     target = settings.layout.run(ds).report
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(build_html(settings, ds, succeeded, published), "utf-8")
+    tmp.write_text(build_html(settings, ds, succeeded, record), "utf-8")
     tmp.replace(target)
     return target

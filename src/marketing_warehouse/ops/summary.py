@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import duckdb
 
 from marketing_warehouse.config import Settings
+from marketing_warehouse.layout import GATE_STAGES, RunRecord
 from marketing_warehouse.ops import report
 
 EXAMPLE_QUERY = (
     "select date, orders, revenue, average_order_value, new_customers\n"
     "from marts.kpi_daily order by date desc limit 7;"
 )
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text("utf-8")) if path.exists() else {}
-
-
-def gate_statuses(settings: Settings, ds: str) -> dict[str, dict]:
-    run = settings.layout.run(ds)
-    return {
-        stage: _read_json(run.gate_summary(stage))
-        for stage in ("raw", "staging", "marts")
-        if run.gate_summary(stage).exists()
-    }
 
 
 def mart_row_counts(settings: Settings) -> dict[str, int]:
@@ -46,8 +31,8 @@ def mart_row_counts(settings: Settings) -> dict[str, int]:
         con.close()
 
 
-def share_lines(settings: Settings, ds: str) -> list[str]:
-    files = report.quarantined_files(settings, ds)
+def share_lines(settings: Settings, ds: str, record: RunRecord) -> list[str]:
+    files = report.quarantined_files(settings, ds, record)
     if not files:
         return []
     lines = ["", "Quarantined share per file (a file rejected whole counts as 100 %):"]
@@ -78,10 +63,10 @@ def missing_fx_lines(settings: Settings) -> list[str]:
     return lines
 
 
-def ignored_lines(settings: Settings, ds: str) -> list[str]:
+def ignored_lines(record: RunRecord, ds: str) -> list[str]:
     from marketing_warehouse.ingest.loads import IGNORED_REASONS
 
-    entries = report.ignored_entries(settings, ds)
+    entries = report.ignored_entries(record)
     if not entries:
         return []
     lines = ["", f"Ignored landing entries ({len(entries)}; no run reads them):"]
@@ -96,14 +81,15 @@ def ignored_lines(settings: Settings, ds: str) -> list[str]:
 
 
 def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> str:
-    """The run's summary (also written to ``runs/<ds>/summary.txt``); ``problem`` says why a run
-    that did not fail outright still does not count (e.g. no task ran)."""
+    """The run's summary (also written to ``runs/<ds>/summary.txt``) from the run folder's
+    record; ``problem`` says why a run that did not fail outright still does not count (e.g. no
+    task ran)."""
+    record = settings.layout.run(ds).record()
     lines = ["", f"Marketing warehouse run for {ds}: {'SUCCESS' if succeeded else 'FAILED'}"]
     if problem:
         lines.append(f"  {problem}")
     lines += ["", "Extraction (landed = loaded + quarantined):"]
-    for path in settings.layout.run(ds).extract_summaries():
-        info = _read_json(path)
+    for info in record.extracts:
         lines.append(
             f"  {info['source']:<28} files {info['files']:>4}  landed {info['rows_landed']:>9}"
             f"  loaded {info['rows_loaded']:>9}  quarantined {info['rows_quarantined']:>6}"
@@ -117,14 +103,13 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
             )
         if info.get("duplicate_files"):
             lines.append(f"    skipped as duplicates: {', '.join(info['duplicate_files'])}")
-    lines += share_lines(settings, ds)
+    lines += share_lines(settings, ds, record)
     lines += missing_fx_lines(settings)
-    lines += ignored_lines(settings, ds)
+    lines += ignored_lines(record, ds)
     lines += ["", "Gates:"]
-    gates = gate_statuses(settings, ds)
     docs = ""
-    for stage in ("raw", "staging", "marts"):
-        info = gates.get(stage)
+    for stage in GATE_STAGES:
+        info = record.gates.get(stage)
         if not info:
             lines.append(f"  {stage:<8} not run")
             continue
@@ -135,7 +120,7 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
         for text in info.get("failed_warning", []):
             lines.append(f"    WARN {text}")
     counts = mart_row_counts(settings)
-    published = _read_json(settings.layout.run(ds).publish_record)
+    published = record.published
     lines += ["", "Published tables (rows):" if published else "Not published this run."]
     if published:
         for name, rows in counts.items():
@@ -150,7 +135,7 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
         finally:
             con.close()
         lines.append("  quarantine by reason: " + ", ".join(f"{r} {n}" for r, n in reasons))
-    report_path = report.write(settings, ds, succeeded)
+    report_path = report.write(settings, ds, succeeded, record)
     dbt_index = settings.layout.dbt_docs_index
     lines += [
         "",

@@ -31,10 +31,11 @@ from marketing_warehouse import duck
 from marketing_warehouse.config import Settings
 from marketing_warehouse.ingest.contracts import load_contracts
 from marketing_warehouse.ingest.extract import utc_now
+from marketing_warehouse.layout import GATE_STAGES, RunRecord
 
 log = logging.getLogger(__name__)
 
-STAGES = ("raw", "staging", "marts")
+STAGES = GATE_STAGES
 SEVERITIES = ("critical", "warning", "info")
 RESULT_COLUMNS = {
     "run_id": "VARCHAR",
@@ -88,6 +89,7 @@ class GateResult:
     stage: str
     checks: list[Check] = field(default_factory=list)
     docs_index: str = ""
+    finished_at: str = ""
 
     @property
     def status(self) -> str:
@@ -95,6 +97,18 @@ class GateResult:
         if any(c.severity == "critical" for c in failed):
             return "fail"
         return "warn" if failed else "pass"
+
+    def summary(self) -> dict[str, Any]:
+        """What the gate task returns and the run's record keeps: status, counts, failures."""
+        return {
+            "stage": self.stage,
+            "status": self.status,
+            "docs_index": self.docs_index,
+            "checks": len(self.checks),
+            "failed_critical": [c.describe() for c in self.failures("critical")],
+            "failed_warning": [c.describe() for c in self.failures("warning")],
+            "finished_at": self.finished_at,
+        }
 
     def failures(self, severity: str) -> list[Check]:
         return [c for c in self.checks if not c.success and c.severity == severity]
@@ -145,16 +159,6 @@ def suite_parameters(settings: Settings) -> dict[str, Any]:
 
 def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def extraction_summaries(settings: Settings, ds: date) -> list[dict]:
-    """The run's extraction summaries as its run folder records them, one per source (what
-    ``pipeline.extract_source`` returns). In the DAG the raw gate gets them from the extract
-    tasks instead; the record serves a gate called on its own, the summary and the report."""
-    return [
-        json.loads(p.read_text("utf-8"))
-        for p in settings.layout.run(ds.isoformat()).extract_summaries()
-    ]
 
 
 def _partition_reader(settings: Settings, key: str, ds: date, extracts: list[dict]) -> str:
@@ -253,7 +257,7 @@ def quarantine_shares(
     the rows are exactly what ``mwh run`` reports."""
     rows: list[dict] = []
     if extracts is None:
-        extracts = extraction_summaries(settings, ds)
+        extracts = settings.layout.run(ds.isoformat()).record().extracts
     for summary in sorted(extracts, key=lambda e: e["source"]):
         key = summary["source"]
         files = [e for e in summary.get("detail", []) if e["status"] != "skipped_duplicate"]
@@ -336,13 +340,12 @@ def quarantine_shares(
 SCAN_COLUMNS = {"path": "VARCHAR", "ignored_reason": "VARCHAR", "label": "VARCHAR"}
 
 
-def landing_scan(settings: Settings, ds: date) -> list[dict]:
-    """The run's landing scan (see ``loads.scan_landing``), each row with a label naming the
-    entry, why it was ignored and what to do."""
+def landing_scan(entries: list[dict], ds: date) -> list[dict]:
+    """The run's landing scan (``entries``: what ``loads.scan_landing`` returned), each row with
+    a label naming the entry, why it was ignored and what to do."""
     from marketing_warehouse.ingest.loads import IGNORED_REASONS
 
-    path = settings.layout.run(ds.isoformat()).landing_scan
-    rows = json.loads(path.read_text("utf-8")) if path.exists() else []
+    rows = [dict(entry) for entry in entries]
     for row in rows:
         reason = row["ignored_reason"]
         row["label"] = (
@@ -375,17 +378,19 @@ def _published_rows(settings: Settings, relation: str) -> str:
     return f"cast({int(row[0])} as bigint)" if row else "cast(null as bigint)"
 
 
-def render_sql(settings: Settings, sql: str, ds: date, extracts: list[dict] | None = None) -> str:
+def render_sql(settings: Settings, sql: str, ds: date, record: RunRecord | None = None) -> str:
     """Expand the placeholders of a binding's SQL.
 
     ``{ds}``, ``{reporting_currency}``, ``{raw:<key>}`` (what the run loaded), ``{ledger:<key>}``,
     ``{published_rows:<schema.relation>}`` (its row count in the currently served version),
     ``{quarantine_share}`` (see ``quarantine_shares``), ``{landing_scan}`` (``landing_scan``)
-    and ``{fx_lookback_days}`` (the dbt var). ``extracts`` are the run's extraction summaries
-    (``raw`` and ``quarantine_share`` read them; by default the run folder's record).
+    and ``{fx_lookback_days}`` (the dbt var). ``record``: what the run's earlier tasks returned
+    (``raw`` and ``quarantine_share`` read its extraction summaries, ``landing_scan`` its scan;
+    by default the run folder's record).
     """
-    if extracts is None and ("{raw:" in sql or "{quarantine_share}" in sql):
-        extracts = extraction_summaries(settings, ds)
+    if record is None and re.search(r"\{(raw:|quarantine_share\}|landing_scan\})", sql):
+        record = settings.layout.run(ds.isoformat()).record()
+    extracts = record.extracts if record else []
     sql = re.sub(
         r"\{published_rows:([a-z0-9_.]+)\}", lambda m: _published_rows(settings, m[1]), sql
     )
@@ -402,7 +407,7 @@ def render_sql(settings: Settings, sql: str, ds: date, extracts: list[dict] | No
         shares = _values_relation(quarantine_shares(settings, ds, extracts), SHARE_COLUMNS)
         sql = sql.replace("{quarantine_share}", shares)
     if "{landing_scan}" in sql:
-        scan = _values_relation(landing_scan(settings, ds), SCAN_COLUMNS)
+        scan = _values_relation(landing_scan(record.landing_scan, ds), SCAN_COLUMNS)
         sql = sql.replace("{landing_scan}", scan)
     return sql
 
@@ -424,7 +429,7 @@ def _frames(
     suite_dict: dict[str, Any],
     stage: str,
     ds: date,
-    extracts: list[dict] | None,
+    record: RunRecord | None,
 ):
     """The binding's batch as pandas frames of at most about ``CHUNK_ROWS`` rows where possible.
 
@@ -440,7 +445,7 @@ def _frames(
     sql = binding.get("sql") or f"select * from {binding['table']}"
     if binding.get("where"):
         sql = f"select * from ({sql}) as t where {binding['where']}"
-    sql = render_sql(settings, sql, ds, extracts)
+    sql = render_sql(settings, sql, ds, record)
     chunking = _chunking(suite_dict)
     spill = tempfile.TemporaryDirectory(prefix="mwh-gate-")
     if stage == "raw":
@@ -620,14 +625,14 @@ def _expected(kwargs: dict[str, Any], parameters: dict[str, Any] | None = None) 
 
 
 def run_gate(
-    settings: Settings, stage: str, ds: date, run_id: str, extracts: list[dict] | None = None
+    settings: Settings, stage: str, ds: date, run_id: str, record: RunRecord | None = None
 ) -> GateResult:
     """Validate every dataset bound to ``stage``; persist results; return them (never raises on
-    data). ``extracts``: the run's extraction summaries as the extract tasks returned them;
-    without them a check that needs them reads the run folder's record."""
+    data). ``record``: what the run's earlier tasks returned (the raw gate's checks read the
+    extraction summaries and the landing scan); without it a check that needs them reads the
+    run folder's record."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
-    extracts = None if extracts is None else list(extracts)
     gx, context = _gx_context(settings)
     from great_expectations.expectations.expectation_configuration import (
         ExpectationConfiguration,
@@ -681,7 +686,7 @@ def run_gate(
         )
         per_expectation: dict[int, list] = {}
         configs: dict[int, Any] = {}
-        for frame in _frames(settings, binding, suite_dict, stage, ds, extracts):
+        for frame in _frames(settings, binding, suite_dict, stage, ds, record):
             result = checkpoint.run(
                 batch_parameters={"dataframe": frame}, expectation_parameters=params
             )
@@ -723,6 +728,7 @@ def run_gate(
     context.build_data_docs()
     sites = context.get_docs_sites_urls()
     outcome.docs_index = sites[0]["site_url"] if sites else ""
+    outcome.finished_at = datetime.now().isoformat(timespec="seconds")
     write_results(settings, outcome, ds, run_id)
     return outcome
 
@@ -763,18 +769,8 @@ def write_results(settings: Settings, outcome: GateResult, ds: date, run_id: str
         os.replace(tmp, target)
     finally:
         con.close()
-    summary = {
-        "stage": outcome.stage,
-        "status": outcome.status,
-        "docs_index": outcome.docs_index,
-        "checks": len(outcome.checks),
-        "failed_critical": [c.describe() for c in outcome.failures("critical")],
-        "failed_warning": [c.describe() for c in outcome.failures("warning")],
-        "finished_at": datetime.now().isoformat(timespec="seconds"),
-    }
-    settings.layout.run(ds.isoformat()).gate_summary(outcome.stage).write_text(
-        json.dumps(summary, indent=1), "utf-8"
-    )
+    run = settings.layout.run(ds.isoformat())
+    run.keep(run.gate_summary(outcome.stage), outcome.summary())
     return target
 
 

@@ -236,10 +236,7 @@ def measure(
 
 
 def _rows_landed(settings: Settings, ds: str) -> int:
-    return sum(
-        json.loads(p.read_text("utf-8"))["rows_landed"]
-        for p in settings.layout.run(ds).extract_summaries()
-    )
+    return sum(e["rows_landed"] for e in settings.layout.run(ds).record().extracts)
 
 
 def _count_landed_rows(landing: Path) -> dict[str, int]:
