@@ -50,3 +50,20 @@ def test_full_bench_smoke(tmp_path, capsys):
     # each step is reported as it ends, before the table
     assert out.index("(a) nightly run, all history: ") < out.index("(d) incremental night")
     assert not list(tmp_path.glob("run-*"))  # the data folder is removed unless --keep
+
+
+def test_the_floor_computes_the_marts_headline_numbers_on_other_demo_data(dbt_built, tmp_path):
+    """The floor-versus-marts check on a second size and seed (the demo build every integration
+    test shares: seed 1, ten days, every landed file loaded, then `dbt build`), without a bench
+    run: a floor that drifts from what was landed fails here, not only in `make bench`."""
+    from datetime import date
+
+    from marketing_warehouse.tools.bench import compare_marts, floor
+
+    ds = date(2026, 11, 21)
+    floor(dbt_built.landing_dir, ds, tmp_path / "floor.duckdb", dbt_built.reporting_currency)
+    checks = compare_marts(tmp_path / "floor.duckdb", dbt_built.build_path, ds)
+    assert [c["metric"] for c in checks] == [f"{t}.{m}" for t, m, _ in HEADLINES]
+    assert [c for c in checks if not c["match"]] == []
+    numbers = {c["metric"]: c["dbt"] for c in checks}
+    assert numbers["kpi_daily.orders"] > 0 and numbers["dim_customers.customers"] > 0

@@ -196,7 +196,7 @@ def _utf16_variant(head: bytes) -> str | None:
     return None
 
 
-def _detect_encoding(path: Path) -> str:
+def detect_encoding(path: Path) -> str:
     """utf-8, utf-8-sig, utf-16 (BOM), utf-16-le/be (no BOM) or cp1252: the encoding of the
     majority of the lines that are not plain ASCII.
 
@@ -283,7 +283,8 @@ def _as_plain_utf8(path: Path, encoding: str, workdir: Path) -> Path:
     return target
 
 
-def _split(line: str) -> tuple[list[str], str]:
+def split_header(line: str) -> tuple[list[str], str]:
+    """A header line's cells and its delimiter: the one of ``DELIMITERS`` giving most cells."""
     counts = {d: len(next(csv.reader(io.StringIO(line), delimiter=d))) for d in DELIMITERS}
     delimiter = max(DELIMITERS, key=lambda d: (counts[d], -DELIMITERS.index(d)))
     return next(csv.reader(io.StringIO(line), delimiter=delimiter)), delimiter
@@ -308,7 +309,7 @@ def _header_in(lines: Iterable[str], contract: Contract) -> tuple[str, str, int]
     for index, line in enumerate(lines):
         if not line.strip():
             continue
-        fields, delimiter = _split(line)
+        fields, delimiter = split_header(line)
         if first is None:
             first = (line, delimiter, index)
         if all(any(c.matches(f) for f in fields) for c in required):
@@ -932,7 +933,7 @@ def _map_header(
 
 def _encoding(path: Path, result: FileResult) -> str:
     try:
-        result.encoding = _detect_encoding(path)
+        result.encoding = detect_encoding(path)
     except (UnicodeError, OSError) as exc:
         raise FileRejected(
             Reason.UNREADABLE_FILE, f"{path.name}: cannot be decoded as text ({exc})."
