@@ -194,6 +194,7 @@ NOT_IN_COMPOSE = {
     "MWH_BUILD_PATH": "derived from MWH_DATA_DIR",
     "MWH_EXPECTATIONS_DIR": "the image's expectations/ (mount a copy and set it to override)",
     "MWH_EXTRACT_WORKERS": "the worker container's CPU count is the right default",
+    "MWH_BI_URL": "the report links the BI port as the host publishes it (the default)",
 }
 
 
