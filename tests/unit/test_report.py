@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import date, timedelta
@@ -217,3 +218,37 @@ def test_the_period_is_the_month_to_date_and_the_as_many_days_before():
     assert (previous.first, previous.last) == (date(2026, 2, 24), date(2026, 2, 28))
     current, previous = report.periods("2026-03-31")
     assert previous.first == date(2026, 1, 29) and previous.days == 31
+
+
+def test_a_source_is_stale_after_the_marts_gates_freshness_limit(settings, tmp_path):
+    """The report marks a source whose newest landed data is older than the days the marts
+    gate allows (expectations/marts/reconciliation.json), read from there, not repeated."""
+    import shutil
+
+    suite = json.loads((settings.expectations_dir / "marts" / "reconciliation.json").read_text())
+    [limit] = [
+        e["kwargs"]["max_value"]
+        for e in suite["expectations"]
+        if e["kwargs"].get("column") == "kpi_days_behind_run"
+    ]
+    assert report.stale_after_days(settings) == limit
+    copy = tmp_path / "expectations"
+    shutil.copytree(settings.expectations_dir, copy)
+    for e in suite["expectations"]:
+        if e["kwargs"].get("column") == "kpi_days_behind_run":
+            e["kwargs"]["max_value"] = 5
+    (copy / "marts" / "reconciliation.json").write_text(json.dumps(suite))
+    changed = dataclasses.replace(settings, expectations_override=copy)
+    assert report.stale_after_days(changed) == 5
+    con = duckdb.connect()
+    con.execute(
+        "create schema audit; create table audit.load_ledger as select * from (values "
+        "('shopify', date '2026-11-21', 'loaded'), ('stripe', date '2026-11-18', 'loaded'), "
+        "('hubspot', date '2026-11-10', 'loaded'), ('hubspot', date '2026-11-21', 'rejected')) "
+        "as t(source, load_date, status)"
+    )
+    html = "".join(report._freshness_html(changed, con, DS))
+    assert 'class="n ok" data-metric="freshness.shopify">0 days' in html
+    assert 'class="n ok" data-metric="freshness.stripe">3 days' in html  # within 5
+    assert 'class="n warn" data-metric="freshness.hubspot">11 days' in html  # rejected: not new
+    assert 'class="n fail" data-metric="freshness.klaviyo">never loaded' in html

@@ -9,6 +9,7 @@ for scheduled runs that fail, by the run's failure callback.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -735,12 +736,32 @@ def source_freshness(con: duckdb.DuckDBPyConnection, ds: str) -> list[dict]:
     ]
 
 
-def _freshness_html(con: duckdb.DuckDBPyConnection, ds: str) -> list[str]:
+def stale_after_days(settings: Settings) -> int | None:
+    """How many days behind the run date data may be before the marts gate warns
+    (``kpi_days_behind_run`` in expectations/marts/reconciliation.json): the report marks a
+    source older than that."""
+    from marketing_warehouse.quality.gates import load_suite_dict
+
+    try:
+        suite = load_suite_dict(settings, "marts/reconciliation")
+    except (OSError, ValueError):
+        return None
+    for expectation in suite.get("expectations", []):
+        kwargs = expectation.get("kwargs", {})
+        if kwargs.get("column") == "kpi_days_behind_run" and "max_value" in kwargs:
+            return int(kwargs["max_value"])
+    return None
+
+
+def _freshness_html(settings: Settings, con: duckdb.DuckDBPyConnection, ds: str) -> list[str]:
     rows = source_freshness(con, ds)
+    limit = stale_after_days(settings)
     table = []
     for r in rows:
         age = r["age_days"]
-        css = "fail" if age is None or age > 2 else "warn" if age > 0 else "ok"
+        css = (
+            "fail" if age is None else "muted" if limit is None else "warn" if age > limit else "ok"
+        )
         table.append(
             [
                 f"<td>{escape(r['source'])}</td>",
@@ -751,7 +772,9 @@ def _freshness_html(con: duckdb.DuckDBPyConnection, ds: str) -> list[str]:
         )
     return [
         "<h2>Source freshness <small>(newest landing folder each source loaded, "
-        f"age on {escape(ds)})</small></h2>",
+        f"age on {escape(ds)}"
+        + ("" if limit is None else f"; older than {limit} days is marked")
+        + ")</small></h2>",
         _rows(["source", "newest landed data", "age"], table, numeric_from=2),
     ]
 
@@ -786,13 +809,14 @@ def morning_page(settings: Settings, ds: str) -> list[str]:
         return [f"<p class=fail>The serving warehouse cannot be read: {escape(str(error))}</p>"]
     html: list[str] = []
     try:
+        figures = functools.cache(lambda: headline(con, ds))
         sections = (
-            lambda: _headline_html(headline(con, ds), currency),
+            lambda: _headline_html(figures(), currency),
             lambda: _charts_html(settings, ds),
-            lambda: _channels_html(con, headline(con, ds), currency),
+            lambda: _channels_html(con, figures(), currency),
             lambda: _customers_html(con, ds),
-            lambda: _campaigns_html(con, headline(con, ds), currency),
-            lambda: _freshness_html(con, ds),
+            lambda: _campaigns_html(con, figures(), currency),
+            lambda: _freshness_html(settings, con, ds),
         )
         for section in sections:
             try:
