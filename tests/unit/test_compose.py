@@ -235,9 +235,9 @@ def test_secrets_are_required_never_defaulted():
         for value in _stack_values()
         for m in re.finditer(r"\$\{([A-Z_]+)((?::?[-?])[^}]*)?\}", value)
     ]
-    secrets = {name for name, _ in uses if SECRET.search(name)}
-    assert {"POSTGRES_PASSWORD", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_JWT_SECRET"} <= secrets
-    assert "AIRFLOW_FERNET_KEY" in secrets
+    sensitive = {name for name, _ in uses if SECRET.search(name)}
+    assert {"POSTGRES_PASSWORD", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_JWT_SECRET"} <= sensitive
+    assert "AIRFLOW_FERNET_KEY" in sensitive
     for name, use in uses:
         if SECRET.search(name):
             assert use.startswith("${" + name + ":?") and len(use) > len(name) + 5, use
