@@ -434,7 +434,13 @@ MARKETING = (
 LOWER_IS_BETTER = frozenset({"cac"})
 
 
+#: Figures whose change is neither good nor bad news by itself (shown uncoloured).
+NEUTRAL = frozenset({"spend"})
+
+
 def _trend(text: str, key: str = "") -> str:
+    if key in NEUTRAL:
+        return f"<span class=muted>{escape(text)}</span>"
     good, bad = ("down", "up") if key in LOWER_IS_BETTER else ("up", "down")
     css = good if text.startswith("+") else bad if text.startswith("-") else "muted"
     return f"<span class={css}>{escape(text)}</span>"
