@@ -2,8 +2,10 @@
 FROM apache/airflow:3.3.2-python3.11
 
 USER airflow
-COPY --chown=airflow:root requirements.lock /opt/mwh/requirements.lock
-RUN pip install --no-cache-dir -r /opt/mwh/requirements.lock
+# The runtime lock: the versions of requirements.lock without the dev extra (pytest, ruff ...),
+# which only `make` installs for the tests.
+COPY --chown=airflow:root requirements-runtime.lock /opt/mwh/requirements-runtime.lock
+RUN pip install --no-cache-dir -r /opt/mwh/requirements-runtime.lock
 COPY --chown=airflow:root pyproject.toml README.md /opt/mwh/
 COPY --chown=airflow:root src /opt/mwh/src
 RUN pip install --no-cache-dir --no-deps -e /opt/mwh

@@ -524,9 +524,13 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--to", metavar="VERSION", help="a version id, or a unique part of one")
     rb.add_argument("--list", action="store_true", help="list kept versions (* = serving)")
     rb.set_defaults(func=cmd_rollback)
+    from marketing_warehouse.serve import docs as docs_server
+
     docs = sub.add_parser("docs", help="serve dbt docs and GX data docs on localhost")
-    docs.add_argument("--host", default="127.0.0.1")
-    docs.add_argument("--port", type=int, default=8081, help="0 picks a free port")
+    docs.add_argument("--host", default=docs_server.DEFAULT_HOST)
+    docs.add_argument(
+        "--port", type=int, default=docs_server.DEFAULT_PORT, help="0 picks a free port"
+    )
     docs.add_argument(
         "--generate", action="store_true", help="regenerate dbt docs first (reads the build file)"
     )

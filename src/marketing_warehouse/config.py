@@ -48,6 +48,9 @@ class Plausibility:
 
 
 #: Documented settings: name -> (default description, help). The README table is built from this.
+#: Where a browser on this machine reaches Superset (``make bi``).
+DEFAULT_BI_URL = "http://127.0.0.1:8088"
+
 SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "MWH_PROJECT_DIR": ("the repository root", "Where dags/, dbt_project/ and expectations/ live."),
     "MWH_DATA_DIR": ("<project>/data", "Root of all runtime state (raw, warehouse, runs, docs)."),
@@ -89,6 +92,11 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "30",
         "Seconds a reader session may sit idle in a transaction on the marts while a publish "
         "waits for them; then publish ends that session (0 to 3600).",
+    ),
+    "MWH_BI_URL": (
+        DEFAULT_BI_URL,
+        "Base URL of the BI tool (Superset) as a browser reaches it; the run report links its "
+        "dashboards at <url>/superset/dashboard/<slug>/.",
     ),
     "MWH_DBT_TASKS": (
         "per_model",
@@ -173,6 +181,7 @@ class Settings:
     postgres_reader_password: str = field(default="", repr=False)
     postgres_idle_reader_grace: int = 30
     dbt_tasks: str = "per_model"
+    bi_url: str = DEFAULT_BI_URL
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     plausibility: Plausibility = Plausibility()
     expectations_override: Path | None = None
@@ -331,6 +340,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         postgres_reader_password=env.get("MWH_POSTGRES_READER_PASSWORD", ""),
         postgres_idle_reader_grace=ints["MWH_POSTGRES_IDLE_READER_GRACE"],
         dbt_tasks=dbt_tasks,
+        bi_url=(env.get("MWH_BI_URL", "").strip() or DEFAULT_BI_URL).rstrip("/"),
         duckdb_memory_limit=memory_limit,
         expectations_override=(
             _path(env, "MWH_EXPECTATIONS_DIR", project_dir)

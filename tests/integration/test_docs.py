@@ -24,7 +24,10 @@ def test_dbt_docs_are_generated_from_the_build(dbt_built):
     assert index == dbt_docs_dir(dbt_built) / "index.html" and index.exists()
     catalog = json.loads((index.parent / "catalog.json").read_text())
     assert "model.marketing_warehouse.kpi_daily" in catalog["nodes"]
-    assert (index.parent / "manifest.json").exists()
+    manifest = json.loads((index.parent / "manifest.json").read_text())
+    overview = manifest["docs"]["doc.marketing_warehouse.__overview__"]["block_contents"]
+    assert overview.startswith("# Marketing warehouse") and "kpi_daily" in overview
+    assert "__overview__" in index.read_text()  # the page dbt docs open on
 
 
 def get(url: str) -> tuple[int, str]:

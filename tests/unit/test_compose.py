@@ -18,6 +18,9 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 RAW = (ROOT / "docker-compose.yml").read_text()
 ONE_SHOT = {"airflow-init", "metabase-setup"}
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Z_]+)(?::[-?][^}]*)?\}")
+SECRET = re.compile(r"PASSWORD|SECRET|FERNET")
+#: The BI tool's services (their own part of the file); every other service is checked below.
+BI_SERVICES = re.compile(r"^(metabase|superset)")
 
 
 def resolved(value: str, env: dict[str, str] | None = None) -> str:
@@ -109,10 +112,11 @@ def test_every_variable_has_an_example_and_no_secret_is_committed():
     # placeholders in the example
     values = example_values()
     for name in re.findall(r"\$\{([A-Z_]+):\?", RAW):
-        assert "PASSWORD" in name or "SECRET" in name, name
+        if name == "AIRFLOW_UID":  # the host's user id: no placeholder could be right
+            assert values[name] == "", name
+            continue
+        assert SECRET.search(name), name
         assert values[name].startswith("change-me"), name
-    for name, value in re.findall(r"\$\{([A-Z_]*(?:PASSWORD|SECRET)[A-Z_]*):-([^}]*)\}", RAW):
-        assert value in {"", "airflow", "change-me"}, (name, value)  # local-only fallbacks
 
 
 def test_serving_postgres_metabase_and_docs_services():
@@ -190,6 +194,7 @@ NOT_IN_COMPOSE = {
     "MWH_BUILD_PATH": "derived from MWH_DATA_DIR",
     "MWH_EXPECTATIONS_DIR": "the image's expectations/ (mount a copy and set it to override)",
     "MWH_EXTRACT_WORKERS": "the worker container's CPU count is the right default",
+    "MWH_BI_URL": "the report links the BI port as the host publishes it (the default)",
 }
 
 
@@ -206,3 +211,123 @@ def test_every_setting_is_set_by_the_stack_or_left_default_on_purpose():
         # every setting a user sets through .env is there with an example value
         if name in env and "${" + name in env[name]:
             assert name in example, name
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def _stack_values() -> list[str]:
+    """Every string of the Airflow, PostgreSQL, Redis and docs services (not the BI tool's)."""
+    services = {n: s for n, s in COMPOSE["services"].items() if not BI_SERVICES.match(n)}
+    return _strings(services) + _strings(COMPOSE["x-airflow-common"])
+
+
+def test_secrets_are_required_never_defaulted():
+    """A secret left out of .env stops ``docker compose up`` with its message, instead of
+    starting a stack whose passwords and signing keys everybody knows."""
+    uses = [
+        (m.group(1), m.group(0))
+        for value in _stack_values()
+        for m in re.finditer(r"\$\{([A-Z_]+)((?::?[-?])[^}]*)?\}", value)
+    ]
+    sensitive = {name for name, _ in uses if SECRET.search(name)}
+    assert {"POSTGRES_PASSWORD", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_JWT_SECRET"} <= sensitive
+    assert "AIRFLOW_FERNET_KEY" in sensitive
+    for name, use in uses:
+        if SECRET.search(name):
+            assert use.startswith("${" + name + ":?") and len(use) > len(name) + 5, use
+    for value in _stack_values():
+        assert "change-me" not in value, value
+
+
+def test_containers_run_as_the_host_user_from_airflow_uid():
+    """The image's user (uid 50000) cannot write a ./data owned by the host user: every container
+    that mounts it runs as AIRFLOW_UID (group 0, as the Airflow image expects), and compose
+    refuses to start until .env sets it."""
+    mounting = [
+        name
+        for name, service in COMPOSE["services"].items()
+        if any(":/opt/mwh/data" in v for v in service.get("volumes", []))
+    ]
+    assert {"airflow-scheduler", "airflow-worker", "airflow-init", "docs"} <= set(mounting)
+    for name in mounting:
+        user = COMPOSE["services"][name]["user"]
+        assert re.fullmatch(r"\$\{AIRFLOW_UID:\?[^}]*id -u[^}]*\}:0", user), (name, user)
+    assert example_values()["AIRFLOW_UID"] == ""  # no uid that only fits one machine
+    assert resolved(COMPOSE["services"]["airflow-worker"]["user"], {"AIRFLOW_UID": "1000"}) == (
+        "1000:0"
+    )
+
+
+def test_scheduler_health_check_asks_the_health_server_the_service_enables(tmp_path):
+    """Airflow serves ``/health`` on the scheduler only when [scheduler] enable_health_check is
+    on (off by default): read the scheduler service's environment with Airflow's own config."""
+    import json
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit
+
+    service = COMPOSE["services"]["airflow-scheduler"]
+    test = service["healthcheck"]["test"]
+    url = urlsplit(next(part for part in test if part.startswith("http://")))
+    assert test[:3] == ["CMD", "curl", "--fail"] and url.hostname == "localhost"
+    env = {
+        k: resolved(str(v))
+        for k, v in service["environment"].items()
+        if k.startswith("AIRFLOW__SCHEDULER__")
+    }
+    code = (
+        "import json; from airflow.configuration import conf; print(json.dumps(["
+        "conf.getboolean('scheduler', 'enable_health_check'), "
+        "conf.getint('scheduler', 'scheduler_health_check_server_port'), "
+        "conf.get('scheduler', 'scheduler_health_check_server_host')]))"
+    )
+    base = {"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=base | env, capture_output=True, text=True, check=True
+    )
+    enabled, port, host = json.loads(out.stdout.strip().splitlines()[-1])
+    assert enabled is True, "the scheduler's health server is not enabled"
+    assert port == url.port and host == "0.0.0.0" and url.path == "/health"
+    from airflow.utils import scheduler_health
+
+    assert f'self.path == "{url.path}"' in Path(scheduler_health.__file__).read_text()
+
+
+def _pins(path: Path) -> dict[str, str]:
+    return dict(re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+)$", path.read_text().lower(), re.M))
+
+
+def test_the_image_installs_the_runtime_lock_without_dev_tools():
+    """The image gets requirements-runtime.lock: the versions of requirements.lock (which
+    ``make`` installs) less the dev extra and what only the dev extra needs."""
+    import tomllib
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    installed = re.findall(r"pip install [^\n]*-r (\S+)", dockerfile)
+    assert installed == ["/opt/mwh/requirements-runtime.lock"], installed
+    instructions = [line for line in dockerfile.splitlines() if not line.startswith("#")]
+    for line in instructions:
+        assert "[dev]" not in line and " requirements.lock" not in line, line
+    runtime, full = _pins(ROOT / "requirements-runtime.lock"), _pins(ROOT / "requirements.lock")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dev = {re.split(r"[<>=\[ ]", d)[0].lower() for d in project["optional-dependencies"]["dev"]}
+    assert {"pytest", "ruff"} <= dev
+    assert not dev & runtime.keys(), dev & runtime.keys()
+    assert {n: full.get(n) for n in runtime} == runtime  # the same versions as the tests use
+    for requirement in project["dependencies"]:
+        assert re.split(r"[<>=\[ ]", requirement)[0].lower() in runtime, requirement
+    # what the runtime lock leaves out is needed by the dev tools only ("# via" of the lock)
+    left_out = full.keys() - runtime.keys()
+    via: dict[str, set[str]] = {}
+    for block in re.split(r"\n(?=[a-z0-9])", (ROOT / "requirements.lock").read_text().lower()):
+        name = block.split("==", 1)[0].strip()
+        via[name] = set(re.findall(r"#\s+(?:via\s+)?([a-z0-9][a-z0-9._-]*)\s*$", block, re.M))
+        via[name] -= {"via"}
+    for name in left_out - dev:
+        assert via[name] and via[name] <= left_out, (name, via[name])

@@ -101,3 +101,27 @@ def test_dbt_outside_airflow_writes_the_target_folder_of_its_own_data_folder(tmp
     assert folders[0] != folders[1]
     after = project_manifest.stat().st_mtime_ns if project_manifest.exists() else None
     assert after == before
+
+
+def test_dbt_docs_open_on_the_projects_overview(dbt_manifest):
+    """dbt docs show ``doc.<project>.__overview__`` instead of the stock "Welcome!" page: the
+    parsed manifest has it, every model it names exists and every mart folder is in it."""
+    import json
+    from pathlib import Path
+
+    import dbt.task.docs
+
+    manifest = json.loads(Path(dbt_manifest).read_text())
+    doc = manifest["docs"].get("doc.marketing_warehouse.__overview__")
+    assert doc, "no {% docs __overview__ %} block in the project"
+    text = doc["block_contents"]
+    assert "Welcome" not in text and text.startswith("# Marketing warehouse")
+    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    named = set(re.findall(r"\b((?:kpi|dim|fct)_[a-z_]+)\b", text))
+    assert {"kpi_daily", "fct_orders", "dim_customers"} <= named and named <= models, named - models
+    marts = Path(load_settings().dbt_project_dir) / "models" / "marts"
+    for folder in sorted(p.name for p in marts.iterdir() if p.is_dir()):
+        assert f"`marts/{folder}`" in text, folder
+    # the docs site dbt writes picks the project's __overview__ over dbt's own
+    index = (Path(dbt.task.docs.__file__).parent / "index.html").read_text()
+    assert 'n.docs["doc.dbt.__overview__"],a=o.filter(n.docs,{name:"__overview__"})' in index

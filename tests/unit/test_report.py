@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from datetime import date, timedelta
 from html.parser import HTMLParser
 
@@ -70,7 +72,7 @@ def serve(settings, days: int = 40) -> None:
     con.execute(
         "create table marts.kpi_daily as select d::date as date, 'EUR' as reporting_currency, "
         "(i % 7 + 1) as orders, (i % 7 + 1) * 42.5 as revenue, i % 3 as new_customers, "
-        "42.5 as average_order_value "
+        "(i % 7 + 1) * 42.5 as net_revenue, 42.5 as average_order_value, 0 as returning_customers "
         f"from (select unnest(range(date '{DS}' - interval {days - 1} day, "
         f"date '{DS}' + interval 1 day, interval 1 day)) as d, "
         f"unnest(range({days})) as i)"
@@ -103,7 +105,12 @@ def test_failed_run_report_counts_reasons_gates_and_charts(run):
     assert "last published version" in text
     # self-contained and escaped: no script, no external resource, the odd file name is text
     assert "script" not in page.tags and "<script>" not in html.replace("&lt;script&gt;", "")
-    assert "src=" not in html and "href=" not in html and "@import" not in html
+    assert "src=" not in html and "<link" not in html and "@import" not in html
+    # the only links: the BI dashboards and the served docs (pages a user opens, not assets)
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert len(hrefs) == 8, hrefs
+    for href in hrefs:
+        assert href.startswith((f"{run.bi_url}/superset/dashboard/", "http://127.0.0.1:8081/"))
     assert "shopify_orders_&lt;script&gt;.csv" in html
 
 
@@ -187,3 +194,79 @@ def test_summary_and_report_show_each_files_quarantined_share_and_the_ignored_en
     assert "Quarantined share per file" in page and "33.33%" in page and "100.00%" in page
     assert "Ignored landing entries (2)" in page
     assert "exports/shopify_orders_old.csv" in page and f"{DS}/orders.txt" in page
+
+
+def _texts(svg: str) -> list[str]:
+    return re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+
+
+def test_chart_axes_have_round_ticks_units_and_whole_counts():
+    """The y axis is labelled at round values from 0 (not only min and max), counts as whole
+    numbers, the unit as the axis title; the x axis labels about six points."""
+    days = [(f"2026-11-{d:02d}", float(d % 7 * 3 + 1)) for d in range(1, 31)]
+    svg = report.svg_chart(days, "Orders per day", "bar", unit="count", tick_text=lambda d: d[5:])
+    texts = _texts(svg)
+    assert texts[:2] == ["Orders per day", "count"]
+    assert texts[2:7] == ["0", "5", "10", "15", "20"]  # max 19: round steps of 5
+    x_labels = [t for t in texts[7:] if t.startswith("11-")]
+    assert x_labels[0] == "11-01" and x_labels[-1] == "11-30" and 4 <= len(x_labels) <= 7
+    assert "19.00" not in svg and ": 19<" in svg  # tooltips show counts whole too
+    money = report.svg_chart(
+        [("a", 1234.5), ("b", 3870.0)], "Revenue", unit="currency", currency="EUR"
+    )
+    assert _texts(money)[1:7] == ["EUR", "0", "1,000", "2,000", "3,000", "4,000"]
+    assert "3,870.00 EUR" in money
+    shares = report.svg_chart([("x", 0.12), ("y", 0.475)], "Churn", "bar", unit="share")
+    assert _texts(shares)[1:6] == ["%", "0 %", "20 %", "40 %", "60 %"]
+    assert report.nice_ticks(0, 0.75) == [0, 0.2, 0.4, 0.6, 0.8]
+    assert report.nice_ticks(-3, 7) == [-5, -2.5, 0, 2.5, 5, 7.5]
+
+
+def test_figures_are_formatted_by_unit():
+    assert report.fmt(33.0, "count") == "33" and report.fmt(1234, "count") == "1,234"
+    assert report.fmt(1234.5, "currency", "EUR") == "1,234.50 EUR"
+    assert report.fmt(0.4756, "share") == "47.6 %" and report.fmt(None, "share") == "n/a"
+    assert report.change(110, 100) == "+10.0 %" and report.change(90, 100) == "-10.0 %"
+    assert report.change(5, 0) == "n/a" and report.change(5, None) == "n/a"
+
+
+def test_the_period_is_the_month_to_date_and_the_as_many_days_before():
+    current, previous = report.periods("2026-03-05")
+    assert (current.first, current.last, current.days) == (date(2026, 3, 1), date(2026, 3, 5), 5)
+    assert (previous.first, previous.last) == (date(2026, 2, 24), date(2026, 2, 28))
+    current, previous = report.periods("2026-03-31")
+    assert previous.first == date(2026, 1, 29) and previous.days == 31
+
+
+def test_a_source_is_stale_after_the_marts_gates_freshness_limit(settings, tmp_path):
+    """The report marks a source whose newest landed data is older than the days the marts
+    gate allows (expectations/marts/reconciliation.json), read from there, not repeated."""
+    import shutil
+
+    suite = json.loads((settings.expectations_dir / "marts" / "reconciliation.json").read_text())
+    [limit] = [
+        e["kwargs"]["max_value"]
+        for e in suite["expectations"]
+        if e["kwargs"].get("column") == "kpi_days_behind_run"
+    ]
+    assert report.stale_after_days(settings) == limit
+    copy = tmp_path / "expectations"
+    shutil.copytree(settings.expectations_dir, copy)
+    for e in suite["expectations"]:
+        if e["kwargs"].get("column") == "kpi_days_behind_run":
+            e["kwargs"]["max_value"] = 5
+    (copy / "marts" / "reconciliation.json").write_text(json.dumps(suite))
+    changed = dataclasses.replace(settings, expectations_override=copy)
+    assert report.stale_after_days(changed) == 5
+    con = duckdb.connect()
+    con.execute(
+        "create schema audit; create table audit.load_ledger as select * from (values "
+        "('shopify', date '2026-11-21', 'loaded'), ('stripe', date '2026-11-18', 'loaded'), "
+        "('hubspot', date '2026-11-10', 'loaded'), ('hubspot', date '2026-11-21', 'rejected')) "
+        "as t(source, load_date, status)"
+    )
+    html = "".join(report._freshness_html(changed, con, DS))
+    assert 'class="n ok" data-metric="freshness.shopify">0 days' in html
+    assert 'class="n ok" data-metric="freshness.stripe">3 days' in html  # within 5
+    assert 'class="n warn" data-metric="freshness.hubspot">11 days' in html  # rejected: not new
+    assert 'class="n fail" data-metric="freshness.klaviyo">never loaded' in html

@@ -32,6 +32,7 @@ from marketing_warehouse.config import Settings
 from marketing_warehouse.ingest.contracts import load_contracts
 from marketing_warehouse.ingest.extract import utc_now
 from marketing_warehouse.layout import GATE_STAGES, RunRecord
+from marketing_warehouse.quality.data_docs import localize
 
 log = logging.getLogger(__name__)
 
@@ -624,6 +625,21 @@ def _expected(kwargs: dict[str, Any], parameters: dict[str, Any] | None = None) 
     return ", ".join(parts)
 
 
+def docs_run_name(ds: date, stage: str) -> str:
+    """The run name GX's data docs show and file a gate's validation pages under."""
+    return f"{ds.isoformat()}-{stage}"
+
+
+def _name_the_asset(context, result, asset_name: str) -> None:
+    """A dataframe batch's spec carries no asset name, so the data docs would show ``None``:
+    store each validation result again with the asset's name in its batch spec."""
+    for key, validation in result.run_results.items():
+        spec = validation.meta.get("batch_spec")
+        if isinstance(spec, dict) and not spec.get("data_asset_name"):
+            spec["data_asset_name"] = asset_name
+            context.validation_results_store.set(key, validation)
+
+
 def run_gate(
     settings: Settings, stage: str, ds: date, run_id: str, record: RunRecord | None = None
 ) -> GateResult:
@@ -634,6 +650,7 @@ def run_gate(
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     gx, context = _gx_context(settings)
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.expectations.expectation_configuration import (
         ExpectationConfiguration,
     )
@@ -688,9 +705,12 @@ def run_gate(
         configs: dict[int, Any] = {}
         for frame in _frames(settings, binding, suite_dict, stage, ds, record):
             result = checkpoint.run(
-                batch_parameters={"dataframe": frame}, expectation_parameters=params
+                batch_parameters={"dataframe": frame},
+                expectation_parameters=params,
+                run_id=RunIdentifier(run_name=docs_run_name(ds, stage)),
             )
             del frame
+            _name_the_asset(context, result, asset_name)
             for run_result in result.run_results.values():
                 for index, item in enumerate(run_result.results):
                     configs.setdefault(index, item.expectation_config)
@@ -726,6 +746,7 @@ def run_gate(
                 )
             )
     context.build_data_docs()
+    localize(settings.layout.gx_docs_site())
     sites = context.get_docs_sites_urls()
     outcome.docs_index = sites[0]["site_url"] if sites else ""
     outcome.finished_at = datetime.now().isoformat(timespec="seconds")

@@ -18,6 +18,15 @@ from pathlib import Path
 from marketing_warehouse.config import Settings
 
 log = logging.getLogger(__name__)
+#: Where ``mwh docs`` (``make docs``) serves by default; the run report links these.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8081
+
+
+def docs_urls(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> dict[str, str]:
+    """The served docs' addresses: the index, dbt docs (``/dbt/``), GX data docs (``/gx/``)."""
+    base = f"http://{host}:{port}"
+    return {"index": f"{base}/", "dbt": f"{base}/dbt/", "gx": f"{base}/gx/"}
 
 
 def dbt_docs_dir(settings: Settings) -> Path:
