@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from marketing_warehouse.config import load_settings
+from marketing_warehouse.layout import RunRecord
 from marketing_warehouse.ops import report
 from marketing_warehouse.serve.publish import publish
 
@@ -92,7 +93,7 @@ def served(tmp_path_factory):
     result = run_dbt(settings, ["build"], dict(os.environ))
     assert result.returncode == 0, result.stdout[-4000:]
     publish(settings, date.fromisoformat(DS), "run_1")
-    path = report.write(settings, DS, succeeded=True, published={"row_counts": {}})
+    path = report.write(settings, DS, True, RunRecord(published={"row_counts": {}}))
     page = Page()
     page.feed(path.read_text("utf-8"))
     serving = duckdb.connect(str(settings.warehouse_path), read_only=True)
