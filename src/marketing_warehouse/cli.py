@@ -535,7 +535,12 @@ def cmd_metric(args: argparse.Namespace) -> int:
             "run it again with --explain to see the SQL, or `mwh dbt-parse` if the semantic "
             "models changed",
         )
-    print(semantic.result_table(result.stdout), end="")
+    table = semantic.result_table(result.stdout)
+    if args.csv:
+        print(f"wrote {args.csv}")
+    elif not table:
+        print("mwh metric: no rows for this query (see --start/--end)", file=sys.stderr)
+    print(table, end="")
     return 0
 
 
