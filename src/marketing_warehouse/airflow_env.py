@@ -174,24 +174,42 @@ def _stop_group(pgid: int, grace: float) -> None:
         time.sleep(0.2)
 
 
+#: airflow commands that run until stopped: ``mwh airflow`` stops them with their whole group.
+SERVER_COMMANDS = frozenset(
+    {"standalone", "scheduler", "dag-processor", "triggerer", "api-server", "webserver"}
+)
+
+
 def run_forwarding_signals(
     cmd: list[str], env: dict[str, str], grace: float = STOP_GRACE_SECONDS
 ) -> int:
-    """Run ``cmd`` in a process group of its own; SIGTERM, SIGINT and SIGHUP to this process go
-    to the whole group, and when ``cmd`` ends, whatever it left running in the group is stopped
-    (SIGTERM, then SIGKILL after ``grace`` s). ``airflow standalone`` exits on SIGTERM without
-    stopping its scheduler, dag-processor, triggerer and api-server; this way none survives.
-    Returns ``cmd``'s exit code (128 + the signal when a signal ended it)."""
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    """Run ``cmd`` (a long-running airflow command) in a process group of its own and stop the
+    whole group when this process gets SIGTERM, SIGINT (Ctrl+C) or SIGHUP: SIGTERM to every
+    process of the group (Airflow's components shut down on it; on SIGINT ``airflow standalone``
+    waited for its scheduler for minutes), SIGKILL after ``grace`` s or on a second signal.
+    Whatever ``cmd`` leaves in its group when it ends is stopped the same way. ``airflow
+    standalone`` alone exits on SIGTERM without stopping its scheduler, dag-processor, triggerer
+    and api-server; this way none survives. Returns ``cmd``'s exit code (128 + the signal when a
+    signal ended it)."""
+    proc = subprocess.Popen(cmd, env=env, process_group=0, stdin=subprocess.DEVNULL)
+    stopping: list[float] = []
 
-    def forward(signum, _frame) -> None:
+    def stop(signum, _frame) -> None:
+        first = not stopping
+        stopping.append(time.monotonic())
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signum)
+            os.killpg(proc.pid, signal.SIGTERM if first else signal.SIGKILL)
+        if first:
+            print(f"stopping airflow {cmd[1]} and its processes ...", file=sys.stderr)
 
     caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, forward) for sig in caught}
+    previous = {sig: signal.signal(sig, stop) for sig in caught}
     try:
-        code = proc.wait()
+        while (code := proc.poll()) is None:
+            if stopping and time.monotonic() - stopping[0] > grace:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(0.2)
     finally:
         _stop_group(proc.pid, grace)
         for sig, handler in previous.items():
