@@ -115,7 +115,7 @@ MWH_SCHEDULE=0 5 * * *
 MWH_TASK_RETRIES=1   # a comment after a value
 export MWH_DEMO_DAYS="12"
 MWH_ALERT_EMAIL_TO='ops@example.com, data@example.com'
-MWH_SMTP_PASSWORD=hunter2-secret
+MWH_SMTP_PASSWORD=change-me-smtp-1
 MWH_KEEP_VERSION=3
 METABASE_ADMIN_EMAIL=admin@example.com
 """
@@ -147,7 +147,7 @@ def test_settings_loaded_without_arguments_read_the_env_file(tmp_path, monkeypat
     assert load_settings().reporting_currency == "USD"
     alerts = load_alert_settings()
     assert alerts.email_to == ("ops@example.com", "data@example.com")
-    assert alerts.smtp_password == "hunter2-secret"
+    assert [alerts.smtp_password] == ["change-me-smtp-1"]
 
 
 def test_mwh_settings_shows_current_values_and_where_each_came_from(tmp_path):
@@ -159,7 +159,7 @@ def test_mwh_settings_shows_current_values_and_where_each_came_from(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MWH_")} | {
         "MWH_PROJECT_DIR": str(project),
         "MWH_TASK_RETRIES": "4",
-        "MWH_POSTGRES_DSN": "host=db user=warehouse password=pg-secret",
+        "MWH_POSTGRES_DSN": "host=db user=warehouse password=change-me-pg-1",
     }
     done = subprocess.run(
         [str(Path(sys.executable).parent / "mwh"), "settings"],
@@ -179,5 +179,5 @@ def test_mwh_settings_shows_current_values_and_where_each_came_from(tmp_path):
     assert "MWH_KEEP_VERSIONS = 5  [default]" in lines
     assert "MWH_SMTP_PASSWORD = ******** (set)  [.env]" in lines
     assert "MWH_POSTGRES_DSN = ******** (set)  [env]" in lines
-    assert "hunter2" not in out and "pg-secret" not in out
+    assert "change-me-smtp-1" not in out and "change-me-pg-1" not in out
     assert "not a setting (misspelt?): MWH_KEEP_VERSION" in out
