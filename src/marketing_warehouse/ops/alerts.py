@@ -281,7 +281,11 @@ def _write_report(context: dict[str, Any]) -> str:
         settings = load_settings()
         target = failure_report_path(settings, ds)
         if target != settings.layout.run(ds).report:
-            log.info("%s belongs to a run that published %s: kept", target.parent, ds)
+            log.info(
+                "kept the report of the run that published %s; this failed run's report: %s",
+                ds,
+                target,
+            )
         return str(report.write(settings, ds, succeeded=False, target=target))
     except Exception as exc:  # the alert matters more than the report
         log.error("could not write the run report for %s: %s", ds, exc)
