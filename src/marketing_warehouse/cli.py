@@ -280,7 +280,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     except duckdb.Error as exc:
         raise CliError(
             f"cannot open {warehouse}: {_first_line(exc)}",
-            "check that the file is a DuckDB database (`mwh rollback --list`) and readable",
+            "check that it is a DuckDB file no process holds open for writing (`mwh rollback --list`)",
         ) from None
     try:
         if args.csv:

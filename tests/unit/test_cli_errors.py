@@ -147,3 +147,12 @@ def test_a_dbt_project_that_cannot_be_parsed_is_named(env, warehouse):
     line = one_line(mwh(env, "metric", "revenue"), 1)
     assert line.startswith(f"mwh metric: dbt could not parse {env['MWH_PROJECT_DIR']}/dbt_project")
     assert "run `mwh dbt-parse` to see dbt's own error" in line
+
+
+def test_a_serving_file_that_is_no_database_is_named(env):
+    path = Path(env["MWH_DATA_DIR"]) / "warehouse" / "warehouse.duckdb"
+    path.parent.mkdir(parents=True)
+    path.write_text("date,orders\n2026-11-21,3\n")  # a CSV saved over it
+    line = one_line(mwh(env, "query", "select 1"), 1)
+    assert line.startswith(f"mwh query: cannot open {path}: ")
+    assert "DuckDB file" in line
