@@ -25,7 +25,8 @@ the report what publish returned (the run folder `runs/<ds>/` keeps the same sum
 run's record). Tasks that open the build DuckDB file run in the one-slot `warehouse_writer` pool;
 `docs` and `report` run after publish, outside it. A task that fails for good (after its
 retries, with exponential backoff) and a failed run send an alert by e-mail and/or webhook
-(`MWH_ALERT_*`). Configuration: `MWH_*` environment variables (see the README).
+(`MWH_ALERT_*`). Configuration: `MWH_*` environment variables, or `<project>/.env` under them
+(see the README).
 """
 
 from __future__ import annotations
