@@ -8,8 +8,8 @@ keeps the scheduler to the latest interval.
 
 | stage | what it does |
 |---|---|
-| `prepare` | creates the run's folders, records the landing scan (entries no run reads) and lists the sources (one contract each) |
-| `extract_source` | one mapped task per source: landed files -> typed raw Parquet + quarantine, load ledger |
+| `prepare` | creates the run's folders, records the landing scan (entries no run reads) and lists the sources (one contract each); a scheduled run of a date already published (e.g. by `mwh run`) is skipped, and so is everything after it |
+| `extract_source` | one mapped task per source (named by the source in the UI): landed files -> typed raw Parquet + quarantine, load ledger |
 | `gate_raw` | GX suites on the new raw partition, row conservation, the quarantined share per file and source, ignored landing entries (critical failures stop the run) |
 | `dbt_staging` | dbt staging + audit models, one Cosmos task per model (`dbt build`: model, then its tests) |
 | `gate_staging` | GX suites on staging rows of the run's load date |
@@ -23,10 +23,11 @@ keeps the scheduler to the latest interval.
 Tasks hand their summaries to each other through Airflow (XCom): the raw gate gets what the
 extract tasks and `prepare` (the landing scan) returned, the report what extraction, the gates
 and publish returned. The run folder `runs/<ds>/` keeps the same summaries as the run's record,
-for `mwh run`'s summary and the report of a failed run. Tasks that open the build DuckDB file run in the one-slot `warehouse_writer` pool;
-`docs` and `report` run after publish, outside it. A task that fails for good (after its
+for `mwh run`'s summary and the report of a failed run. Tasks that open the build DuckDB file run
+in the one-slot `warehouse_writer` pool; `docs` and `report` run after publish, outside it. A task that fails for good (after its
 retries, with exponential backoff) and a failed run send an alert by e-mail and/or webhook
-(`MWH_ALERT_*`). Configuration: `MWH_*` environment variables (see the README).
+(`MWH_ALERT_*`). Configuration: `MWH_*` environment variables, or `<project>/.env` under them
+(see the README).
 """
 
 from __future__ import annotations
@@ -66,13 +67,22 @@ MART_ASSETS = [
 )
 def marketing_warehouse_nightly():
     @task
-    def prepare(ds: str | None = None, run_id: str | None = None, ti=None) -> list[str]:
+    def prepare(
+        ds: str | None = None, run_id: str | None = None, dag_run=None, ti=None
+    ) -> list[str]:
+        # a scheduled run of a date already published (`make run`, then `make airflow`) skips
+        done = pipeline.published_by(ds) if dag_run.run_type == "scheduled" else ""
+        if done:
+            from airflow.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(pipeline.already_published_message(ds, done))
         pipeline.take_for_airflow_run(run_id)  # first: a run refused here has touched nothing
         prepared = pipeline.prepare(ds)
         ti.xcom_push(key="landing_scan", value=prepared["landing_scan"])
         return prepared["sources"]
 
-    @task(max_active_tis_per_dag=2)
+    # the UI names each mapped task by its source ("shopify__order_lines"), not "[5]"
+    @task(max_active_tis_per_dag=2, map_index_template="{{ task.op_kwargs['key'] }}")
     def extract_source(key: str, ds: str | None = None) -> dict:
         return pipeline.extract_source(key, ds)
 

@@ -7,9 +7,12 @@ GX is off by default: the machines this runs on may have no internet, and nothin
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from marketing_warehouse.config import Settings
@@ -89,3 +92,126 @@ def ensure_airflow(settings: Settings, env: dict[str, str]) -> None:
             stdout=subprocess.DEVNULL,
         )
         marker.write_text("ok\n")
+
+
+#: ``airflow dags test`` records its run as started at the run's logical date (``dag.test()``
+#: passes ``start_date=logical_date``), so the UI shows a run of yesterday's date as lasting a day
+#: or more. This sets such a run's start to its first task's start.
+_TEST_RUN_START = """
+import sys
+from datetime import datetime, timezone
+from sqlalchemy import func, select
+from airflow.models.dagrun import DagRun
+from airflow.models.taskinstance import TaskInstance
+from airflow.utils.session import create_session
+from airflow.utils.types import DagRunTriggeredByType
+
+dag_id, logical = sys.argv[1], datetime.fromisoformat(sys.argv[2]).replace(tzinfo=timezone.utc)
+with create_session() as session:
+    runs = session.scalars(
+        select(DagRun).where(
+            DagRun.dag_id == dag_id,
+            DagRun.logical_date == logical,
+            DagRun.triggered_by == DagRunTriggeredByType.TEST,
+        )
+    ).all()
+    for run in runs:
+        first = session.scalar(
+            select(func.min(TaskInstance.start_date)).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id
+            )
+        )
+        if first is not None and (run.start_date is None or run.start_date < first):
+            run.start_date = first
+            print(run.run_id, first.isoformat())
+"""
+
+
+def correct_test_run_start(dag_id: str, ds: str, env: dict[str, str]) -> str:
+    """Give the ``airflow dags test`` run of ``dag_id`` for ``ds`` the start of its first task
+    (see ``_TEST_RUN_START``); returns what was changed ("" when nothing was)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _TEST_RUN_START, dag_id, ds],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+#: Seconds ``run_forwarding_signals`` gives what is left of a stopped command's process group
+#: after SIGTERM before it kills it.
+STOP_GRACE_SECONDS = 30.0
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``, read from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _stop_group(pgid: int, grace: float) -> None:
+    """SIGTERM every process left in group ``pgid``, SIGKILL what is still there after ``grace``."""
+    deadline = time.monotonic() + grace
+    sent = False
+    while _group_members(pgid):
+        if not sent:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+            sent = True
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            return
+        time.sleep(0.2)
+
+
+#: airflow commands that run until stopped: ``mwh airflow`` stops them with their whole group.
+SERVER_COMMANDS = frozenset(
+    {"standalone", "scheduler", "dag-processor", "triggerer", "api-server", "webserver"}
+)
+
+
+def run_forwarding_signals(
+    cmd: list[str], env: dict[str, str], grace: float = STOP_GRACE_SECONDS
+) -> int:
+    """Run ``cmd`` (a long-running airflow command) in a process group of its own and stop the
+    whole group when this process gets SIGTERM, SIGINT (Ctrl+C) or SIGHUP: SIGTERM to every
+    process of the group (Airflow's components shut down on it; on SIGINT ``airflow standalone``
+    waited for its scheduler for minutes), SIGKILL after ``grace`` s or on a second signal.
+    Whatever ``cmd`` leaves in its group when it ends is stopped the same way. ``airflow
+    standalone`` alone exits on SIGTERM without stopping its scheduler, dag-processor, triggerer
+    and api-server; this way none survives. Returns ``cmd``'s exit code (128 + the signal when a
+    signal ended it)."""
+    proc = subprocess.Popen(cmd, env=env, process_group=0, stdin=subprocess.DEVNULL)
+    stopping: list[float] = []
+
+    def stop(signum, _frame) -> None:
+        first = not stopping
+        stopping.append(time.monotonic())
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM if first else signal.SIGKILL)
+        if first:
+            print(f"stopping airflow {cmd[1]} and its processes ...", file=sys.stderr)
+
+    caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, stop) for sig in caught}
+    try:
+        while (code := proc.poll()) is None:
+            if stopping and time.monotonic() - stopping[0] > grace:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(0.2)
+    finally:
+        _stop_group(proc.pid, grace)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code

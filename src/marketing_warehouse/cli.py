@@ -1,8 +1,15 @@
-"""``mwh``: the project's command line (``make run`` and ``make test`` call it)."""
+"""``mwh``: the project's command line (``make run`` and ``make test`` call it).
+
+A misuse or a failure the user can act on is a ``CliError``: ``main`` alone prints it, as one line
+on stderr (``mwh <command>: <what went wrong>; <what to do>``), and exits with its code
+(``USAGE_EXIT`` when the command was asked wrongly, ``FAILED_EXIT`` when it could not be done).
+A traceback means a bug.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import json
 import os
@@ -14,13 +21,86 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from marketing_warehouse.config import SETTINGS_HELP, ConfigError, Settings, load_settings
+from marketing_warehouse.config import (
+    FROM_DEFAULT,
+    SETTINGS_HELP,
+    ConfigError,
+    Settings,
+    describe_sources,
+    dotenv_path,
+    environment,
+    is_secret,
+    load_settings,
+)
+from marketing_warehouse.serve.semantic import GRAINS
 
 DAG_ID = "marketing_warehouse_nightly"
+#: Exit codes: the command was asked wrongly (as argparse does), or it could not be done.
+USAGE_EXIT, FAILED_EXIT = 2, 1
 _RUNNING = re.compile(
     r"\[DAG TEST\] running task <TaskInstance: \w+\.([\w.]+) \S+(?: map_index=(\d+))?"
 )
 _STATE = re.compile(r"new_state=(\w+)")
+
+
+class CliError(Exception):
+    """What ``mwh`` says instead of a traceback: ``message`` (what went wrong) and ``fix`` (what
+    to do), printed by ``main`` as one line, and the exit code."""
+
+    def __init__(self, message: str, fix: str = "", code: int = FAILED_EXIT) -> None:
+        super().__init__(message)
+        self.message, self.fix, self.code = message, fix, code
+
+    def line(self, command: str) -> str:
+        text = f"mwh {command}: {self.message}".replace("\n", " ")
+        return f"{text}; {self.fix}" if self.fix else text
+
+
+def usage_error(message: str, fix: str = "") -> CliError:
+    return CliError(message, fix, USAGE_EXIT)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in the one-line form of ``CliError`` (its usage block omitted)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{self.prog}: {message}; see `{self.prog} --help`", file=sys.stderr)
+        sys.exit(USAGE_EXIT)
+
+
+def _iso_date(option: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise usage_error(
+            f"{option} {value!r} is not a calendar date", "give it as YYYY-MM-DD, e.g. 2026-11-21"
+        ) from None
+
+
+def _warehouse(settings: Settings) -> Path:
+    """The serving file, or the CliError a reader gets before the first run published one."""
+    if not settings.warehouse_path.exists():
+        raise CliError(
+            f"no warehouse at {settings.warehouse_path}",
+            "run `make run` first (or set MWH_WAREHOUSE_PATH / MWH_DATA_DIR to where it is)",
+        )
+    return settings.warehouse_path
+
+
+def _parse_dbt(settings: Settings, env: dict[str, str]) -> None:
+    """The dbt manifest when it is missing or older than the project, as a CliError if dbt
+    cannot write it."""
+    from marketing_warehouse.transform.dbt_tasks import manifest_is_stale, parse_project
+
+    if not manifest_is_stale(settings):
+        return
+    try:
+        parse_project(settings, env)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        raise CliError(
+            f"dbt could not parse {settings.dbt_project_dir} ({exc})",
+            "run `mwh dbt-parse` to see dbt's own error and fix the model or YAML it names",
+        ) from None
 
 
 def _yesterday() -> str:
@@ -32,14 +112,12 @@ def _logical_date(value: str | None) -> str:
 
     if not value:
         return _yesterday()
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise SystemExit(f"--date {value!r} is not a date in YYYY-MM-DD form") from None
+    day = _iso_date("--date", value)
     if day < EARLIEST_LOGICAL_DATE:
-        raise SystemExit(
+        raise usage_error(
             f"--date {value}: the DAG runs dates from {EARLIEST_LOGICAL_DATE} on (its start date); "
-            "Airflow would run no task for an earlier one"
+            "Airflow would run no task for an earlier one",
+            f"give a date from {EARLIEST_LOGICAL_DATE} on",
         )
     return day.isoformat()
 
@@ -115,7 +193,7 @@ def _demo_days(settings: Settings, scale: float) -> int:
     """MWH_DEMO_DAYS when set, else a year from scale 0.1 (60 days below)."""
     from marketing_warehouse.tools import demo
 
-    if "MWH_DEMO_DAYS" in os.environ:
+    if "MWH_DEMO_DAYS" in environment():
         return settings.demo_days
     return demo.default_days(scale, settings.demo_days)
 
@@ -135,21 +213,17 @@ def _one_run_at_a_time(command):
             with run_lock(settings, name):
                 return command(args)
         except RunLocked as exc:
-            print(f"mwh {args.command} refused: {exc}", file=sys.stderr)
-            return RUN_LOCKED_EXIT
+            raise CliError(f"refused: {exc}", code=RUN_LOCKED_EXIT) from None
 
     return locked
 
 
 @_one_run_at_a_time
 def cmd_run(args: argparse.Namespace) -> int:
-    from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
+    from marketing_warehouse.airflow_env import airflow_env, correct_test_run_start, ensure_airflow
     from marketing_warehouse.ops import summary
     from marketing_warehouse.tools import demo
-    from marketing_warehouse.transform.dbt_tasks import manifest_is_stale, parse_project
 
-    # One interactive run: a failed task fails now instead of waiting minutes for a retry.
-    os.environ.setdefault("MWH_TASK_RETRIES", "0")
     settings = load_settings()
     ds = _logical_date(args.date)
     env = airflow_env(settings)
@@ -168,9 +242,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     print("Preparing Airflow metadata and the dbt manifest ...", flush=True)
     ensure_airflow(settings, env)
-    if manifest_is_stale(settings):
-        parse_project(settings, env)
+    _parse_dbt(settings, env)
     outcome = run_dag(settings, ds, env, settings.layout.run(ds).airflow_log)
+    if outcome.states:
+        try:
+            correct_test_run_start(DAG_ID, ds, env)
+        except subprocess.CalledProcessError as exc:  # the UI's duration only: the run stands
+            last = (exc.stderr or "").strip().splitlines()[-1:] or ["?"]
+            print(f"the run's start time in Airflow's UI is not corrected: {last[0]}", flush=True)
     problem = outcome.problem()
     print(summary.build(settings, ds, not problem, problem))
     return 1 if problem else 0
@@ -195,16 +274,37 @@ def cmd_query(args: argparse.Namespace) -> int:
     import duckdb
 
     settings = load_settings()
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    warehouse = _warehouse(settings)
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error as exc:
+        raise CliError(
+            f"cannot open {warehouse}: {_first_line(exc)}",
+            "check that it is a DuckDB file no process holds open for writing (`mwh rollback --list`)",
+        ) from None
     try:
         if args.csv:
             rows = write_csv_export(con.sql(args.sql), Path(args.csv))
             print(f"wrote {rows} row(s) to {args.csv}")
         else:
             con.sql(args.sql).show(max_rows=200)
+    except duckdb.Error as exc:
+        raise usage_error(
+            f"the query failed: {_first_line(exc)}",
+            'fix the SQL (DuckDB dialect; `mwh query "show all tables"` lists the tables)',
+        ) from None
+    except OSError as exc:
+        raise CliError(
+            f"cannot write {args.csv}: {exc.strerror}", "choose a folder you can write to"
+        ) from None
     finally:
         con.close()
     return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    """An error's first line (DuckDB adds the query and a caret below it)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def write_csv_export(relation, target: Path) -> int:
@@ -236,11 +336,11 @@ def cmd_erase(args: argparse.Namespace) -> int:
     try:
         result = erase(settings, email=args.email, customer=args.customer_id, resume=args.resume)
     except UnknownPerson as exc:
-        print(f"not erased: {exc}", file=sys.stderr)
-        return 2
+        raise usage_error(f"not erased: {exc}") from None
     except ErasureError as exc:
-        print(f"erasure failed: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(
+            f"erasure failed: {exc}", "fix what it names, then finish it with `mwh erase --resume`"
+        ) from None
     record = result.record("")
     print(f"erased customer {result.customer_id}:")
     for name, rows in result.landing_files.items():
@@ -264,16 +364,25 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Any airflow command with the project's environment (e.g. ``mwh airflow standalone``)."""
-    from marketing_warehouse.airflow_env import airflow_env, ensure_airflow
-    from marketing_warehouse.transform.dbt_tasks import manifest_is_stale, parse_project
+    from marketing_warehouse.airflow_env import (
+        SERVER_COMMANDS,
+        airflow_env,
+        ensure_airflow,
+        run_forwarding_signals,
+    )
 
+    if not args.airflow_args:
+        raise usage_error(
+            "no airflow command given", "e.g. `mwh airflow standalone` or `mwh airflow dags list`"
+        )
     settings = load_settings()
     env = airflow_env(settings)
     ensure_airflow(settings, env)
-    if manifest_is_stale(settings):
-        parse_project(settings, env)
+    _parse_dbt(settings, env)
     exe = Path(sys.executable).parent / "airflow"
-    os.execve(str(exe), [str(exe), *args.airflow_args], env)
+    if args.airflow_args[0] in SERVER_COMMANDS:  # stopped with every process it starts
+        return run_forwarding_signals([str(exe), *args.airflow_args], env)
+    os.execve(str(exe), [str(exe), *args.airflow_args], env)  # may ask on the terminal
     return 0  # not reached
 
 
@@ -282,16 +391,60 @@ def cmd_dbt_parse(args: argparse.Namespace) -> int:
     from marketing_warehouse.transform.dbt_tasks import parse_project
 
     settings = load_settings()
-    print(parse_project(settings, airflow_env(settings)))
+    try:
+        print(parse_project(settings, airflow_env(settings)))
+    except subprocess.CalledProcessError as exc:  # dbt printed its error above
+        raise CliError(
+            f"dbt parse failed (exit code {exc.returncode})",
+            "fix the model or YAML dbt names above, then run `mwh dbt-parse` again",
+        ) from None
     return 0
 
 
-def cmd_settings(args: argparse.Namespace) -> int:
-    settings = load_settings()
+#: Settings whose current value is one the settings resolve (a path, a default computed here).
+_RESOLVED = {
+    "MWH_PROJECT_DIR": lambda s: s.project_dir,
+    "MWH_DATA_DIR": lambda s: s.data_dir,
+    "MWH_LANDING_DIR": lambda s: s.landing_dir,
+    "MWH_WAREHOUSE_PATH": lambda s: s.warehouse_path,
+    "MWH_BUILD_PATH": lambda s: s.build_path,
+    "MWH_EXPECTATIONS_DIR": lambda s: s.expectations_dir,
+    "MWH_EXTRACT_WORKERS": lambda s: s.extract_workers,
+    "MWH_DUCKDB_MEMORY_LIMIT": lambda s: s.duckdb_memory_limit,
+}
+
+
+def settings_table(settings: Settings, env: dict[str, str], sources: dict[str, str]) -> list[str]:
+    """Two lines per documented setting: ``NAME = current value  [env|.env|default]`` (secrets
+    masked), then its help text."""
+    lines = []
     for name, (default, help_text) in SETTINGS_HELP.items():
-        print(f"{name:<24} {help_text} (default: {default})")
-    print()
-    print(f"landing:   {settings.landing_dir}\nwarehouse: {settings.warehouse_path}")
+        source = sources.get(name, FROM_DEFAULT)
+        if source != FROM_DEFAULT:
+            value = env.get(name, "")
+        elif name in _RESOLVED:
+            value = str(_RESOLVED[name](settings))
+        else:
+            value = default
+        if is_secret(name) and source != FROM_DEFAULT:
+            value = "******** (set)" if value else "(empty)"
+        lines += [f"{name} = {value}  [{source}]", f"    {help_text}"]
+    return lines
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    """The settings as this command sees them: the environment over .env over the defaults."""
+    env = environment()
+    settings = load_settings(env)
+    sources = describe_sources()
+    dotenv = dotenv_path()
+    print(f"Current settings (environment, then {dotenv}", end="")
+    print(", then the defaults):" if dotenv.exists() else " [not found], then the defaults):")
+    for line in settings_table(settings, env, sources):
+        print(line)
+    others = sorted(k for k in sources if k not in SETTINGS_HELP)
+    if others:
+        print(f"\nnot a setting (misspelt?): {', '.join(others)}")
     return 0
 
 
@@ -314,8 +467,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     try:
         version = rollback(settings, args.to, target=postgres.stage if postgres else None)
     except (PublishError, PostgresPublishError) as exc:
-        print(f"rollback failed, nothing was changed: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(
+            f"rollback failed, nothing was changed: {exc}",
+            "`mwh rollback --list` shows the kept versions",
+        ) from None
     print(f"{settings.warehouse_path} now serves version {version.id}")
     if postgres:
         print(f"PostgreSQL schemas marts and audit now hold version {version.id}")
@@ -332,7 +487,19 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
         print("Generating dbt docs ...", flush=True)
         refresh_dbt_docs(settings)
-    server = make_server(settings, args.host, args.port)
+    try:
+        server = make_server(settings, args.host, args.port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(
+                f"port {args.port} is in use on {args.host}",
+                "set another with `mwh docs --port N` (0 picks a free one; in compose DOCS_PORT) "
+                "or stop the process that holds it",
+            ) from None
+        raise CliError(
+            f"cannot serve on {args.host}:{args.port}: {exc.strerror}",
+            "pick another --host or --port",
+        ) from None
     host, port = server.server_address[:2]
     print(f"Serving docs on http://{host}:{port}/ (dbt docs at /dbt/, GX data docs at /gx/)")
     print("Press Ctrl+C to stop.", flush=True)
@@ -348,33 +515,45 @@ def cmd_docs(args: argparse.Namespace) -> int:
 def cmd_metric(args: argparse.Namespace) -> int:
     """A semantic-layer metric over time through MetricFlow, on the serving file."""
     from marketing_warehouse.serve import semantic
-    from marketing_warehouse.transform.dbt_tasks import manifest_is_stale, parse_project
 
+    start = _iso_date("--start", args.start) if args.start else None
+    end = _iso_date("--end", args.end) if args.end else None
+    if start and end and end < start:
+        raise usage_error(f"--end {end} is before --start {start}", "swap them")
+    if args.limit is not None and args.limit < 1:
+        raise usage_error(f"--limit {args.limit} is not a positive number of rows")
     settings = load_settings()
     env = semantic.environment()
-    if manifest_is_stale(settings):
-        parse_project(settings, env)
+    _warehouse(settings)
+    _parse_dbt(settings, env)
     try:
         mf_args = semantic.mf_query_args(
             semantic.semantic_manifest(settings),
             [m for name in args.metrics for m in name.split(",") if m],
             grain=args.grain,
             by=[d for name in args.by or [] for d in name.split(",") if d],
-            start=args.start,
-            end=args.end,
+            start=start.isoformat() if start else None,
+            end=end.isoformat() if end else None,
             limit=args.limit,
         )
-        if args.explain:
-            mf_args.append("--explain")
-        result = semantic.run_metric_query(settings, mf_args, env, csv=args.csv)
     except semantic.MetricQueryError as exc:
-        print(f"metric: {exc}", file=sys.stderr)
-        return 2
-    # drop the spinner frames mf draws even when its output is not a terminal
-    print("\n".join(line.split("\r")[-1] for line in result.stdout.splitlines()))
+        raise usage_error(str(exc)) from None
+    if args.explain:
+        mf_args.append("--explain")
+    result = semantic.run_metric_query(settings, mf_args, env, csv=args.csv)
     if result.returncode != 0:
-        print(result.stderr[-4000:], file=sys.stderr)
-    return result.returncode
+        raise CliError(
+            f"MetricFlow failed: {semantic.mf_error(result)}",
+            "run it again with --explain to see the SQL, or `mwh dbt-parse` if the semantic "
+            "models changed",
+        )
+    table = semantic.result_table(result.stdout)
+    if args.csv:
+        print(f"wrote {args.csv}")
+    elif not table:
+        print("mwh metric: no rows for this query (see --start/--end)", file=sys.stderr)
+    print(table, end="")
+    return 0
 
 
 def cmd_metabase_setup(args: argparse.Namespace) -> int:
@@ -385,8 +564,9 @@ def cmd_metabase_setup(args: argparse.Namespace) -> int:
     from marketing_warehouse.serve.postgres import prepare_reader
 
     settings = load_settings()
-    email = os.environ.get("METABASE_ADMIN_EMAIL", "")
-    password = os.environ.get("METABASE_ADMIN_PASSWORD", "")
+    env = environment()
+    email = env.get("METABASE_ADMIN_EMAIL", "")
+    password = env.get("METABASE_ADMIN_PASSWORD", "")
     missing = [
         name
         for name, value in (
@@ -398,8 +578,9 @@ def cmd_metabase_setup(args: argparse.Namespace) -> int:
         if not value
     ]
     if missing:
-        print(f"metabase-setup: set {', '.join(missing)} (see .env.example)", file=sys.stderr)
-        return 2
+        raise usage_error(
+            f"{', '.join(missing)} not set", f"set them in {dotenv_path()} (see .env.example)"
+        )
     prepare_reader(settings)
     dsn = conninfo_to_dict(settings.postgres_dsn)
     warehouse = metabase_setup.Warehouse(
@@ -409,7 +590,7 @@ def cmd_metabase_setup(args: argparse.Namespace) -> int:
         user=settings.postgres_reader_role,
         password=settings.postgres_reader_password,
     )
-    url = os.environ.get("METABASE_URL", "http://metabase:3000")
+    url = env.get("METABASE_URL", "http://metabase:3000")
     metabase_setup.wait_until_healthy(url)
     outcome = metabase_setup.configure(url, email, password, warehouse)
     print(f"Metabase at {url}: database {metabase_setup.DATABASE_NAME!r} {outcome}")
@@ -450,7 +631,7 @@ def _bench_full(args: argparse.Namespace, out: Path) -> int:
         days=args.days,
         seed=args.seed,
         compare_single=not args.no_compare,
-        dbt_tasks=args.dbt_tasks,
+        dbt_tasks=args.dbt_tasks or load_settings().dbt_tasks,
     )
     print(bench.format_full(report))
     target = out / f"bench-{args.scale:g}-{stamp}.json"
@@ -464,7 +645,7 @@ def _bench_full(args: argparse.Namespace, out: Path) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mwh", description=__doc__)
+    parser = _Parser(prog="mwh", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the nightly DAG once through Airflow, then summarise")
     run.add_argument("--date", help="logical date YYYY-MM-DD (default: yesterday, UTC)")
@@ -507,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--dbt-tasks",
         choices=["per_model", "single"],
-        default=os.environ.get("MWH_DBT_TASKS", "per_model"),
+        default=None,
         help="full: MWH_DBT_TASKS of the measured runs (default: the setting)",
     )
     bench.add_argument(
@@ -539,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
         "metric", help="query semantic-layer metrics (MetricFlow) on the serving warehouse"
     )
     metric.add_argument("metrics", nargs="+", help="e.g. revenue orders average_order_value")
-    metric.add_argument("--grain", default="day", help="day, week, month, quarter or year")
+    metric.add_argument("--grain", default="day", choices=GRAINS, help="time grain (default: day)")
     metric.add_argument("--by", action="append", help="dimension, e.g. channel (repeatable)")
     metric.add_argument("--start", help="first date (inclusive), YYYY-MM-DD")
     metric.add_argument("--end", help="last date (inclusive), YYYY-MM-DD")
@@ -555,12 +736,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The one place a ``CliError`` (or a bad setting) becomes its line on stderr and exit code."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except CliError as exc:
+        print(exc.line(args.command), file=sys.stderr)
+        return exc.code
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+        fix = f"fix it in the environment or {dotenv_path()}; `mwh settings` lists the settings"
+        print(CliError(f"configuration error: {exc}", fix).line(args.command), file=sys.stderr)
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        print(f"mwh {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

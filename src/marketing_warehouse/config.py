@@ -1,8 +1,13 @@
-"""One place for configuration: environment variables with the ``MWH_`` prefix.
+"""One place for configuration: environment variables with the ``MWH_`` prefix, and ``.env``.
 
 Every setting has a default that works from a fresh clone, so ``make run`` needs nothing set.
 Paths are resolved to absolute paths once, here, so that Airflow tasks, dbt and the GX runner
 (which may run in different working directories) all agree on where things live.
+
+A setting is read from the process environment, else from ``<project>/.env`` (``dotenv_path``:
+the project folder, never the working directory, so ``mwh`` and every Airflow task read the same
+file wherever they start), else it takes its default. ``environment()`` is that merge; every
+reader of ``MWH_*`` values asks it instead of ``os.environ``.
 """
 
 from __future__ import annotations
@@ -157,6 +162,75 @@ class ConfigError(ValueError):
     """A setting has a value the pipeline cannot use."""
 
 
+#: Where a value of ``describe_sources`` came from.
+FROM_ENV, FROM_DOTENV, FROM_DEFAULT = "env", ".env", "default"
+_DOTENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def dotenv_path(env: dict[str, str] | None = None) -> Path:
+    """The ``.env`` file settings are read from: ``<project>/.env``, the project folder being
+    ``MWH_PROJECT_DIR`` of the process environment (not of ``.env`` itself) or the repository."""
+    env = os.environ if env is None else env
+    return _path(dict(env), "MWH_PROJECT_DIR", REPO_ROOT) / ".env"
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of a ``.env`` file as docker compose reads them: ``#`` comments and
+    blank lines skipped, an optional ``export``, a value in matching single or double quotes
+    taken as it is, an unquoted value cut at `` #``. A missing file is empty; a line that is not
+    ``KEY=VALUE`` is a ``ConfigError`` naming the file and line."""
+    try:
+        text = path.read_text("utf-8-sig")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}).") from None
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not _DOTENV_KEY.match(key):
+            raise ConfigError(
+                f"{path}, line {number}: expected KEY=VALUE (a name of letters, digits and _, "
+                "then =, then the value)."
+            )
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+def environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The values settings are read from: ``base`` (default: the process environment) over the
+    project's ``.env`` (the environment wins)."""
+    base = dict(os.environ if base is None else base)
+    return read_dotenv(dotenv_path(base)) | base
+
+
+def describe_sources(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Where each set ``MWH_*`` value comes from: ``FROM_ENV`` or ``FROM_DOTENV``; a documented
+    setting set nowhere is ``FROM_DEFAULT``."""
+    base = dict(os.environ if base is None else base)
+    dotenv = read_dotenv(dotenv_path(base))
+    sources = {name: FROM_DEFAULT for name in SETTINGS_HELP}
+    sources |= {k: FROM_DOTENV for k in dotenv if k.startswith(PREFIX)}
+    sources |= {k: FROM_ENV for k in base if k.startswith(PREFIX)}
+    return sources
+
+
+#: Parts of a setting's name that mark its value as secret: ``mwh settings`` and logs mask it.
+SECRET_MARKERS = ("PASSWORD", "SECRET", "TOKEN", "_DSN", "WEBHOOK_URL", "_KEY")
+
+
+def is_secret(name: str) -> bool:
+    return any(marker in name for marker in SECRET_MARKERS)
+
+
 def _path(env: dict[str, str], name: str, default: Path) -> Path:
     raw = env.get(name)
     return Path(raw).expanduser().resolve() if raw else default.resolve()
@@ -260,8 +334,9 @@ def _plausibility(env: dict[str, str]) -> Plausibility:
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Read settings from ``env`` (default: the process environment) and validate them."""
-    env = dict(os.environ if env is None else env)
+    """Read settings from ``env`` (default: ``environment()``, the process environment over the
+    project's ``.env``) and validate them."""
+    env = environment() if env is None else dict(env)
     project_dir = _path(env, "MWH_PROJECT_DIR", REPO_ROOT)
     data_dir = _path(env, "MWH_DATA_DIR", project_dir / "data")
     currency = env.get("MWH_REPORTING_CURRENCY", "EUR").strip().upper()

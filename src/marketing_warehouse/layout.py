@@ -187,6 +187,12 @@ class RunFolder:
     def report(self) -> Path:
         return self.root / "report.html"
 
+    @property
+    def failed_report(self) -> Path:
+        """The report of a failed run when ``report`` is that of a run that published the date:
+        a failure never overwrites it (``ops.alerts``)."""
+        return self.root / "report-failed.html"
+
     def state(self) -> list[Path]:
         """The entries of ``RUN_STATE`` that exist (left by an earlier run of the date)."""
         return [self.root / name for name in RUN_STATE if (self.root / name).exists()]

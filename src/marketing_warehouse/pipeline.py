@@ -34,6 +34,7 @@ __all__ = [
     "PUBLISHED_MARTS",
     "WAREHOUSE_POOL",
     "GateFailed",
+    "already_published_message",
     "dbt_task_group",
     "extract_source",
     "gate",
@@ -42,6 +43,7 @@ __all__ = [
     "prepare",
     "publish",
     "publish_postgres",
+    "published_by",
     "refresh_dbt_docs",
     "release_run_lock",
     "run_report",
@@ -243,6 +245,22 @@ def run_report(
     path = str(report.write(settings, ds, succeeded=True, record=record))
     log.info("run report: %s", path)
     return path
+
+
+def published_by(ds: str, settings: Settings | None = None) -> str:
+    """The run that last published ``ds`` to the serving file ("" if none did)."""
+    from marketing_warehouse.serve.publish import runs_that_published
+
+    runs = runs_that_published(settings or load_settings(), ds)
+    return runs[-1] if runs else ""
+
+
+def already_published_message(ds: str, run_id: str) -> str:
+    """Why a scheduled run of ``ds`` does nothing, and how to run that date again."""
+    return (
+        f"{ds} is already published (run {run_id}): a scheduled run does not repeat a published "
+        f"date. To run it again, trigger the DAG by hand for {ds} or run `mwh run --date {ds}`"
+    )
 
 
 def postgres_target(settings: Settings):

@@ -412,6 +412,40 @@ def test_full_dag_run_rerun_and_failed_gates(first_run):
     assert quarantined == [("shopify_orders_export_2026-11-22.csv", 1, "missing_fx_rate")]
 
 
+def test_the_ui_shows_the_runs_own_duration_and_each_extract_by_source(first_run):
+    """What Airflow recorded of the first run (its metadata database, as the UI reads it): the
+    run lasted as long as its tasks (``airflow dags test`` had recorded the logical date as its
+    start: 11 days for 2026-11-21), and each mapped extract task is named by its source."""
+    import sqlite3
+    from datetime import datetime
+
+    from marketing_warehouse.ingest.contracts import load_contracts
+
+    con = sqlite3.connect(Path(first_run.env["AIRFLOW_HOME"]) / "airflow.db")
+    try:
+        [(run_id, started, ended)] = con.execute(
+            "select run_id, start_date, end_date from dag_run where dag_id = ? "
+            "and logical_date like '2026-11-21%'",
+            [DAG_ID],
+        ).fetchall()
+        first_task, last_task = con.execute(
+            "select min(start_date), max(end_date) from task_instance where run_id = ?", [run_id]
+        ).fetchone()
+        names = con.execute(
+            "select map_index, rendered_map_index from task_instance "
+            "where run_id = ? and task_id = 'extract_source' order by map_index",
+            [run_id],
+        ).fetchall()
+    finally:
+        con.close()
+    assert started == first_task, (started, first_task)
+    seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+    ran = (datetime.fromisoformat(last_task) - datetime.fromisoformat(first_task)).total_seconds()
+    assert 0 < ran <= seconds < ran + 60, (seconds, ran)
+    # prepare maps the sources in the contracts' order
+    assert names == list(enumerate(c.key for c in load_contracts()))
+
+
 def test_ad_exports_below_the_campaign_grain_reach_the_marts_whole(first_run):
     """Spend, impressions and clicks per platform and day of the finer-grain exports (in the
     build's ad-spend model) and per channel and month (published kpi_channel_performance) equal

@@ -310,3 +310,36 @@ def test_notify_reports_per_channel(alert_env, smtp, webhook):
     settings = alerts.load_alert_settings()
     event = failure_event(task_context(ValueError("boom")))
     assert notify(event, settings) == {"email": "sent", "webhook": "sent"}
+
+
+def test_a_failed_run_never_overwrites_the_report_of_a_run_that_published_its_date(
+    alert_env, smtp, webhook, settings
+):
+    """``mwh run`` published 2026-11-21 and wrote its report; then the scheduler's run of the
+    same date fails at once. The callback keeps the good report and writes the failure beside
+    it, and the alert points to the failure's report."""
+    from conftest import make_build_db
+
+    from marketing_warehouse import pipeline
+
+    make_build_db(settings, 1)
+    published = pipeline.publish("2026-11-21", "manual__2026-11-21T00:00:00+00:00", settings)
+    good = Path(pipeline.run_report("2026-11-21", published, settings))
+    before = good.read_text("utf-8")
+    assert "SUCCESS" in before
+
+    outcome = on_failure(dag_context())  # the scheduled run of 2026-11-21 failed
+
+    assert outcome == {"email": "sent", "webhook": "sent"}
+    assert good.read_text("utf-8") == before
+    failed = settings.layout.run("2026-11-21").failed_report
+    assert "FAILED" in failed.read_text("utf-8")
+    assert webhook.received[0]["json"]["report"] == str(failed)
+
+
+def test_a_failed_run_of_a_date_never_published_writes_the_report(alert_env, smtp, settings):
+    """No run published the date: the failed run's report is the date's report."""
+    on_failure(dag_context())
+    folder = settings.layout.run("2026-11-21")
+    assert "FAILED" in folder.report.read_text("utf-8")
+    assert not folder.failed_report.exists()

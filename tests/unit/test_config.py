@@ -96,3 +96,88 @@ def test_plausibility_bounds_default_to_decades_of_history_and_a_billion():
     custom = load_settings({"MWH_EARLIEST_DATE": "2015-01-01", "MWH_MAX_AMOUNT": "250,000"})
     assert custom.plausibility.earliest_date == date(2015, 1, 1)
     assert custom.plausibility.max_amount == Decimal(250_000)
+
+
+# --- .env ------------------------------------------------------------------------------------
+
+
+def project_with_dotenv(tmp_path: Path, text: str) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text(text, "utf-8")
+    return project
+
+
+DOTENV = """\
+# as .env.example writes it
+MWH_REPORTING_CURRENCY=USD
+MWH_SCHEDULE=0 5 * * *
+MWH_TASK_RETRIES=1   # a comment after a value
+export MWH_DEMO_DAYS="12"
+MWH_ALERT_EMAIL_TO='ops@example.com, data@example.com'
+MWH_SMTP_PASSWORD=change-me-smtp-1
+MWH_KEEP_VERSION=3
+METABASE_ADMIN_EMAIL=admin@example.com
+"""
+
+
+def test_the_project_env_file_is_read_and_the_environment_wins(tmp_path):
+    from marketing_warehouse.config import dotenv_path, environment, read_dotenv
+
+    project = project_with_dotenv(tmp_path, DOTENV)
+    base = {"MWH_PROJECT_DIR": str(project), "MWH_TASK_RETRIES": "4"}
+    assert dotenv_path(base) == project / ".env"
+    values = read_dotenv(project / ".env")
+    assert values["MWH_SCHEDULE"] == "0 5 * * *" and values["MWH_TASK_RETRIES"] == "1"
+    assert values["MWH_DEMO_DAYS"] == "12"
+    assert values["MWH_ALERT_EMAIL_TO"] == "ops@example.com, data@example.com"
+    settings = load_settings(environment(base))
+    assert settings.reporting_currency == "USD" and settings.schedule == "0 5 * * *"
+    assert settings.task_retries == 4  # the environment over .env
+    assert settings.demo_days == 12
+    assert read_dotenv(tmp_path / "nothing-here" / ".env") == {}
+
+
+def test_settings_loaded_without_arguments_read_the_env_file(tmp_path, monkeypatch):
+    from marketing_warehouse.ops.alerts import load_alert_settings
+
+    project = project_with_dotenv(tmp_path, DOTENV)
+    monkeypatch.setenv("MWH_PROJECT_DIR", str(project))
+    monkeypatch.delenv("MWH_REPORTING_CURRENCY", raising=False)
+    assert load_settings().reporting_currency == "USD"
+    alerts = load_alert_settings()
+    assert alerts.email_to == ("ops@example.com", "data@example.com")
+    assert [alerts.smtp_password] == ["change-me-smtp-1"]
+
+
+def test_mwh_settings_shows_current_values_and_where_each_came_from(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    project = project_with_dotenv(tmp_path, DOTENV)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MWH_")} | {
+        "MWH_PROJECT_DIR": str(project),
+        "MWH_TASK_RETRIES": "4",
+        "MWH_POSTGRES_DSN": "host=db user=warehouse password=change-me-pg-1",
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "mwh"), "settings"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    lines = set(out.splitlines())
+    assert str(project / ".env") in out.splitlines()[0]
+    assert "MWH_REPORTING_CURRENCY = USD  [.env]" in lines
+    assert "MWH_SCHEDULE = 0 5 * * *  [.env]" in lines
+    assert "MWH_TASK_RETRIES = 4  [env]" in lines
+    assert f"MWH_DATA_DIR = {project / 'data'}  [default]" in lines
+    assert "MWH_KEEP_VERSIONS = 5  [default]" in lines
+    assert "MWH_SMTP_PASSWORD = ******** (set)  [.env]" in lines
+    assert "MWH_POSTGRES_DSN = ******** (set)  [env]" in lines
+    assert "change-me-smtp-1" not in out and "change-me-pg-1" not in out
+    assert "not a setting (misspelt?): MWH_KEEP_VERSION" in out

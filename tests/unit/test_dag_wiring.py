@@ -16,8 +16,7 @@ from marketing_warehouse.ops.alerts import on_failure
 PROJECT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def dag(monkeypatch):
+def load_dag(monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import TaskGroup
@@ -30,10 +29,30 @@ def dag(monkeypatch):
         return group
 
     monkeypatch.setattr(pipeline, "dbt_task_group", fake_group)
-    monkeypatch.setenv("MWH_TASK_RETRIES", "3")
     bag = DagBag(dag_folder=str(PROJECT / "dags"))
     assert bag.import_errors == {}
     return bag.dags["marketing_warehouse_nightly"]
+
+
+@pytest.fixture
+def dag(monkeypatch):
+    monkeypatch.setenv("MWH_TASK_RETRIES", "3")
+    return load_dag(monkeypatch)
+
+
+def test_the_dag_reads_the_projects_env_file(tmp_path, monkeypatch):
+    """The DAG's settings come from <project>/.env outside Docker too; the environment wins."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text("MWH_SCHEDULE=30 4 * * *\nMWH_TASK_RETRIES=1\n", "utf-8")
+    for name in ("MWH_SCHEDULE", "MWH_TASK_RETRIES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MWH_PROJECT_DIR", str(project))
+    dag = load_dag(monkeypatch)
+    assert dag.timetable.summary == "30 4 * * *"
+    assert {task.retries for task in dag.tasks} == {1}
+    monkeypatch.setenv("MWH_TASK_RETRIES", "4")
+    assert {task.retries for task in load_dag(monkeypatch).tasks} == {4}
 
 
 def callbacks(value) -> list:
@@ -71,11 +90,12 @@ def test_any_logical_date_from_the_earliest_on_runs_every_task(dag):
 
 
 def test_mwh_run_refuses_a_date_before_the_dags_start_date():
-    from marketing_warehouse.cli import _logical_date
+    from marketing_warehouse.cli import USAGE_EXIT, CliError, _logical_date
 
     assert _logical_date("1998-07-01") == "1998-07-01"
-    with pytest.raises(SystemExit, match="from 1990-01-01 on"):
+    with pytest.raises(CliError, match="from 1990-01-01 on") as refused:
         _logical_date("1989-12-31")
+    assert refused.value.code == USAGE_EXIT
 
 
 def test_a_dag_run_counts_only_when_its_tasks_ran_and_publish_succeeded():
@@ -88,3 +108,45 @@ def test_a_dag_run_counts_only_when_its_tasks_ran_and_publish_succeeded():
     assert failed == "task(s) not successful: gate_raw"
     assert DagRunOutcome(0, {**tasks, "publish": "success"}).problem() == ""
     assert "exited with code 2" in DagRunOutcome(2, {**tasks, "publish": "success"}).problem()
+
+
+def test_a_scheduled_run_of_a_date_already_published_skips_and_touches_nothing(
+    dag, settings, monkeypatch
+):
+    """`make run` published 2026-11-21; the scheduler `make airflow` starts then creates the
+    latest interval's run, of the same date: its prepare skips (so does every task after it),
+    without taking the run lock or archiving the published run's folder. A run triggered by hand
+    runs the date again."""
+    from types import SimpleNamespace
+
+    from airflow.exceptions import AirflowSkipException
+    from conftest import make_build_db
+
+    from marketing_warehouse import pipeline
+
+    monkeypatch.setenv("MWH_DATA_DIR", str(settings.data_dir))
+    make_build_db(settings, 1)
+    pipeline.publish("2026-11-21", "manual__2026-11-21T00:00:00+00:00", settings)
+    folder = settings.layout.run("2026-11-21")
+    before = sorted(p.name for p in folder.root.iterdir())
+    prepare = dag.get_task("prepare").python_callable
+
+    with pytest.raises(AirflowSkipException) as skipped:
+        prepare(
+            ds="2026-11-21",
+            run_id="scheduled__2026-11-22T02:00:00+00:00",
+            dag_run=SimpleNamespace(run_type="scheduled"),
+        )
+    assert str(skipped.value) == (
+        "2026-11-21 is already published (run manual__2026-11-21T00:00:00+00:00): a scheduled "
+        "run does not repeat a published date. To run it again, trigger the DAG by hand for "
+        "2026-11-21 or run `mwh run --date 2026-11-21`"
+    )
+    assert sorted(p.name for p in folder.root.iterdir()) == before
+    assert not settings.layout.run_lock.exists()
+
+    # a date not yet published runs on schedule; the published one runs when triggered by hand
+    for ds, run_type in (("2026-11-22", "scheduled"), ("2026-11-21", "manual")):
+        run_id = f"{run_type}__{ds}"
+        assert prepare(ds=ds, run_id=run_id, dag_run=SimpleNamespace(run_type=run_type))
+        assert pipeline.release_run_lock(settings, run_id)

@@ -266,7 +266,7 @@ def test_a_second_mwh_run_is_refused_at_once_and_touches_nothing(settings, runni
     )
     assert second.returncode == RUN_LOCKED_EXIT, second.stderr
     assert time.monotonic() - started < 30  # no Airflow, no demo files, no dbt
-    assert "mwh run refused" in second.stderr
+    assert "mwh run: refused" in second.stderr
     assert "'nightly 2026-11-21'" in second.stderr and f"pid {running.pid}" in second.stderr
     assert tree(settings.data_dir) == before  # no landing files, no Airflow home, same lock
     assert read_holder(settings)["run_id"] == "nightly 2026-11-21"
@@ -291,7 +291,7 @@ def test_an_erasure_during_a_run_is_refused_at_once_and_touches_nothing(settings
         timeout=120,
     )
     assert erase.returncode == RUN_LOCKED_EXIT, erase.stderr
-    assert "mwh erase refused" in erase.stderr and "'nightly 2026-11-21'" in erase.stderr
+    assert "mwh erase: refused" in erase.stderr and "'nightly 2026-11-21'" in erase.stderr
     assert tree(settings.data_dir) == before  # the export still holds the person: not erased
     assert b"ann@example.com" in landed.read_bytes()
 

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import smtplib
 import ssl
 import urllib.request
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
-from marketing_warehouse.config import ConfigError, load_settings
+from marketing_warehouse.config import ConfigError, environment, load_settings
 
 log = logging.getLogger(__name__)
 SECURITY = ("none", "starttls", "ssl")
@@ -58,8 +58,9 @@ class AlertSettings:
 
 
 def load_alert_settings(env: dict[str, str] | None = None) -> AlertSettings:
-    """Read the ``MWH_ALERT_*`` / ``MWH_SMTP_*`` settings and validate them."""
-    env = dict(os.environ if env is None else env)
+    """Read the ``MWH_ALERT_*`` / ``MWH_SMTP_*`` settings (default: the environment over
+    ``.env``, ``config.environment``) and validate them."""
+    env = environment() if env is None else dict(env)
     security = env.get("MWH_SMTP_SECURITY", "none").strip().lower()
     if security not in SECURITY:
         raise ConfigError(f"MWH_SMTP_SECURITY={security!r} is not one of {', '.join(SECURITY)}.")
@@ -258,16 +259,37 @@ def notify(event: dict[str, Any], alerts: AlertSettings) -> dict[str, str]:
     return outcome
 
 
-def _write_report(context: dict[str, Any]) -> None:
+def failure_report_path(settings, ds: str) -> Path:
+    """Where a failed run's report goes: the run folder's report, unless that is the report of
+    a run that published ``ds`` (a scheduled run failing after ``mwh run`` published the date):
+    then beside it (``failed_report``), so a failure never overwrites a success."""
+    from marketing_warehouse.serve.publish import runs_that_published
+
+    folder = settings.layout.run(ds)
+    if folder.report.exists() and runs_that_published(settings, ds):
+        return folder.failed_report
+    return folder.report
+
+
+def _write_report(context: dict[str, Any]) -> str:
     ds = context.get("ds")
     if not ds:
-        return
+        return ""
     try:
         from marketing_warehouse.ops import report
 
-        report.write(load_settings(), ds, succeeded=False)
+        settings = load_settings()
+        target = failure_report_path(settings, ds)
+        if target != settings.layout.run(ds).report:
+            log.info(
+                "kept the report of the run that published %s; this failed run's report: %s",
+                ds,
+                target,
+            )
+        return str(report.write(settings, ds, succeeded=False, target=target))
     except Exception as exc:  # the alert matters more than the report
         log.error("could not write the run report for %s: %s", ds, exc)
+        return ""
 
 
 def on_failure(context: dict[str, Any]) -> dict[str, str]:
@@ -277,9 +299,12 @@ def on_failure(context: dict[str, Any]) -> dict[str, str]:
     except ConfigError as exc:
         log.error("alerts are misconfigured, nothing sent: %s", exc)
         return {"email": f"failed: {exc}", "webhook": f"failed: {exc}"}
+    written = ""
     if "reason" in context and context.get("exception") is None:
-        _write_report(context)  # a failed run: its report, for the alert to point to
+        written = _write_report(context)  # a failed run: its report, for the alert to point to
     event = failure_event(context)
+    if written:
+        event["report"] = written
     outcome = notify(event, alerts)
     log.info("failure alert %r: %s", event["text"], outcome)
     return outcome

@@ -1110,11 +1110,15 @@ def build_html(
 
 
 def write(
-    settings: Settings, ds: str, succeeded: bool | None, record: RunRecord | None = None
+    settings: Settings,
+    ds: str,
+    succeeded: bool | None,
+    record: RunRecord | None = None,
+    target: Path | None = None,
 ) -> Path:
-    """Write (or rewrite) the run's report and return its path; ``record`` as for
-    ``build_html``."""
-    target = settings.layout.run(ds).report
+    """Write (or rewrite) the run's report (to ``target``, default the run folder's report) and
+    return its path; ``record`` as for ``build_html``."""
+    target = target or settings.layout.run(ds).report
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".html.tmp")
     tmp.write_text(build_html(settings, ds, succeeded, record), "utf-8")

@@ -136,6 +136,23 @@ def publish_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
     return exclusive_lock(settings.layout.publish_lock)
 
 
+def runs_that_published(settings: Settings, ds: str) -> list[str]:
+    """Run ids that published logical date ``ds`` to the serving file, oldest first
+    (``audit.publish_log``); none before the first publish."""
+    if not settings.warehouse_path.exists():
+        return []
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        rows = con.execute(
+            "select run_id, min(published_at) from audit.publish_log "
+            "where logical_date = cast(? as date) group by run_id order by 2, 1",
+            [ds],
+        ).fetchall()
+    finally:
+        con.close()
+    return [row[0] for row in rows]
+
+
 def _tmp_files(serving: Path) -> list[Path]:
     return sorted(serving.parent.glob(f".{serving.stem}.*.tmp.duckdb*"))
 

@@ -138,7 +138,8 @@ def run_metric_query(
     with tempfile.TemporaryDirectory(prefix="mwh-mf-") as folder:
         serving_profile(settings, Path(folder), catalog_name(manifest))
         # ``mf`` itself, minus its call to PyPI (see mf_cli)
-        args = [sys.executable, "-m", "marketing_warehouse.serve.mf_cli", *mf_args]
+        # ``--quiet``: no spinner frames or banners on stdout, only the result table
+        args = [sys.executable, "-m", "marketing_warehouse.serve.mf_cli", *mf_args, "--quiet"]
         args += ["--csv", str(csv)] if csv else []
         return subprocess.run(
             args,
@@ -147,6 +148,22 @@ def run_metric_query(
             capture_output=True,
             text=True,
         )
+
+
+def mf_error(result: subprocess.CompletedProcess) -> str:
+    """The one line that says why ``mf`` failed: its ``ERROR:`` line, else its last line."""
+    lines = [line.strip() for line in (result.stdout + "\n" + result.stderr).splitlines()]
+    errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
+    if errors:
+        return errors[0]
+    rest = [line for line in lines if line]
+    return rest[-1] if rest else f"exit code {result.returncode}"
+
+
+def result_table(stdout: str) -> str:
+    """``mf query``'s stdout as the result table alone: without the carriage-return frames a
+    spinner draws, should one still write there."""
+    return "".join(line.split("\r")[-1] + "\n" for line in stdout.splitlines() if line.strip())
 
 
 def environment() -> dict[str, str]:
