@@ -148,5 +148,8 @@ def test_a_scheduled_run_of_a_date_already_published_skips_and_touches_nothing(
     # a date not yet published runs on schedule; the published one runs when triggered by hand
     for ds, run_type in (("2026-11-22", "scheduled"), ("2026-11-21", "manual")):
         run_id = f"{run_type}__{ds}"
-        assert prepare(ds=ds, run_id=run_id, dag_run=SimpleNamespace(run_type=run_type))
+        pushed: dict = {}
+        ti = SimpleNamespace(xcom_push=lambda key, value, into=pushed: into.update({key: value}))
+        assert prepare(ds=ds, run_id=run_id, dag_run=SimpleNamespace(run_type=run_type), ti=ti)
+        assert list(pushed) == ["landing_scan"]  # the raw gate's and the report's input
         assert pipeline.release_run_lock(settings, run_id)
