@@ -63,6 +63,10 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "<data>/warehouse/build.duckdb",
         "The private DuckDB file dbt builds into before the marts gate and publish.",
     ),
+    "MWH_BI_URL": (
+        "http://127.0.0.1:8088",
+        "Base URL of the BI tool (Superset, `make bi`); dashboards are <url>/superset/dashboard/<slug>/.",
+    ),
     "MWH_REPORTING_CURRENCY": ("EUR", "ISO 4217 code every amount is converted to."),
     "MWH_SCHEDULE": ("0 2 * * *", "Cron schedule of the nightly DAG (UTC)."),
     "MWH_DEMO_DAYS": ("60", "Days of history the demo generator writes when landing is empty."),
@@ -173,6 +177,7 @@ class Settings:
     postgres_reader_password: str = field(default="", repr=False)
     postgres_idle_reader_grace: int = 30
     dbt_tasks: str = "per_model"
+    bi_url: str = "http://127.0.0.1:8088"
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     plausibility: Plausibility = Plausibility()
     expectations_override: Path | None = None
@@ -310,6 +315,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             f"MWH_DBT_TASKS={dbt_tasks!r} is not one of {', '.join(DBT_TASK_MODES)} "
             "(per_model: one Airflow task per dbt model; single: one dbt build per stage)."
         )
+    bi_url = env.get("MWH_BI_URL", "").strip().rstrip("/") or "http://127.0.0.1:8088"
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", bi_url):
+        raise ConfigError(
+            f"MWH_BI_URL={bi_url!r} is not an http(s) URL (e.g. http://127.0.0.1:8088)."
+        )
     return Settings(
         plausibility=_plausibility(env),
         project_dir=project_dir,
@@ -331,6 +341,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         postgres_reader_password=env.get("MWH_POSTGRES_READER_PASSWORD", ""),
         postgres_idle_reader_grace=ints["MWH_POSTGRES_IDLE_READER_GRACE"],
         dbt_tasks=dbt_tasks,
+        bi_url=bi_url,
         duckdb_memory_limit=memory_limit,
         expectations_override=(
             _path(env, "MWH_EXPECTATIONS_DIR", project_dir)
