@@ -98,12 +98,49 @@ class Page:
     def set_cookie(self, url: str, name: str, value: str) -> None:
         self.call("Network.setCookie", name=name, value=value, url=url)
 
-    def goto(self, url: str) -> None:
+    def goto(self, url: str, timeout: float = 60) -> None:
+        """Navigate and wait for the new document's load event (until then the page's DOM is
+        still the previous document's)."""
         self.call("Page.navigate", url=url)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = json.loads(self.socket.recv(timeout=timeout))
+            self._event(message)
+            if message.get("method") == "Page.loadEventFired":
+                return
+        raise TimeoutError(f"{url}: no load event within {timeout} s")
 
-    def evaluate(self, expression: str):
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+    def evaluate(self, expression: str, *, wait: bool = False):
+        result = self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=wait
+        )
         return result.get("result", {}).get("value")
+
+    def image_stats(self, png: bytes) -> dict:
+        """Grey-level standard deviation and number of distinct colours of a PNG, decoded by the
+        browser itself (a canvas): a blank or single-colour screenshot has almost none of either."""
+        script = """new Promise((resolve, reject) => {
+          const img = new Image();
+          img.onload = () => {
+            const canvas = document.createElement('canvas');
+            canvas.width = img.width; canvas.height = img.height;
+            const ctx = canvas.getContext('2d');
+            ctx.drawImage(img, 0, 0);
+            const px = ctx.getImageData(0, 0, img.width, img.height).data;
+            let sum = 0, squares = 0; const colours = new Set();
+            for (let i = 0; i < px.length; i += 4) {
+              const grey = 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
+              sum += grey; squares += grey * grey;
+              if (colours.size < 100000) colours.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]);
+            }
+            const n = px.length / 4, mean = sum / n;
+            resolve({width: img.width, height: img.height, colours: colours.size,
+                     stddev: Math.sqrt(Math.max(squares / n - mean * mean, 0))});
+          };
+          img.onerror = () => reject(new Error('not a PNG'));
+          img.src = 'data:image/png;base64,%s';
+        })"""
+        return self.evaluate(script % base64.b64encode(png).decode(), wait=True)
 
     def wait_for(self, expression: str, timeout: float = 60, settle: float = 1.0):
         """Evaluate ``expression`` until it returns a value with ``ready`` true; the last value."""
@@ -118,7 +155,7 @@ class Page:
         return value
 
     def screenshot(self, path: Path) -> Path:
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data["data"]))
         return path

@@ -130,24 +130,32 @@ class Server:
                 self.process.wait()
 
 
-def bootstrap(settings: Settings, creds: Credentials) -> float:
-    """db upgrade, admin, init in one Superset process; returns the seconds it took."""
+def start_bootstrap(settings: Settings, creds: Credentials) -> subprocess.Popen:
+    """Start db upgrade, admin, init in one Superset process (``bi/superset_bootstrap.py``); the
+    caller may do other work meanwhile and then ``finish_bootstrap``."""
     python = superset_python(settings)
     settings.layout.bi_home.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
     with settings.layout.bi_log.open("a") as log:
-        done = subprocess.run(
+        return subprocess.Popen(
             [str(python), str(bi_bootstrap(settings.project_dir))],
             env=superset_env(settings, creds),
             cwd=settings.layout.bi_home,
             stdout=log,
             stderr=subprocess.STDOUT,
-            check=False,
         )
-    if done.returncode != 0:
+
+
+def finish_bootstrap(settings: Settings, process: subprocess.Popen) -> None:
+    if process.wait() != 0:
         raise SupersetError(
-            f"Superset's bootstrap exited {done.returncode}; see {settings.layout.bi_log}"
+            f"Superset's bootstrap exited {process.returncode}; see {settings.layout.bi_log}"
         )
+
+
+def bootstrap(settings: Settings, creds: Credentials) -> float:
+    """db upgrade, admin, init in one Superset process; returns the seconds it took."""
+    started = time.monotonic()
+    finish_bootstrap(settings, start_bootstrap(settings, creds))
     return time.monotonic() - started
 
 
@@ -298,15 +306,18 @@ def import_bundle(
     return client.import_assets(data, passwords)
 
 
-def start(settings: Settings, url: str | None = None) -> Server:
-    """Bootstrap, start and import: what ``make bi`` runs before it waits on the server."""
+def start(
+    settings: Settings, url: str | None = None, bootstrapping: subprocess.Popen | None = None
+) -> Server:
+    """Bootstrap, start and import: what ``make bi`` runs before it waits on the server
+    (``bootstrapping``: a bootstrap already started with ``start_bootstrap``)."""
     if not settings.warehouse_path.exists():
         raise SupersetError(
             f"{settings.warehouse_path}: no serving file yet; run `make run` first "
             "(or set MWH_WAREHOUSE_PATH)."
         )
     creds = credentials(settings)
-    bootstrap(settings, creds)
+    finish_bootstrap(settings, bootstrapping or start_bootstrap(settings, creds))
     server = start_server(settings, creds, url)
     try:
         import_bundle(login(server), settings)

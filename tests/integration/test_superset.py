@@ -1,0 +1,266 @@
+"""Superset on a real build: the committed dashboards imported, every chart's data queried through
+Superset's chart-data API, figures reconciled with sums taken from the serving file here, every
+dashboard drawn by headless Chromium without a chart in error, and nothing fetched from outside.
+
+One Superset start for the module (bootstrap, gunicorn, import: about a minute on 2 cores) on
+the session's dbt build (``dbt_built``), gated and published as a night would. The screenshots
+are kept in ``<data>/bi/screenshots/`` of the checkout's data folder (git-ignored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import socket
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+from chromium import Page
+
+from marketing_warehouse.config import load_settings
+from marketing_warehouse.layout import bi_bundle
+from marketing_warehouse.pipeline import gate
+from marketing_warehouse.serve import superset, superset_bundle
+from marketing_warehouse.serve.publish import publish
+
+pytestmark = pytest.mark.integration
+DS = date(2026, 11, 21)
+BUNDLE = bi_bundle(Path(__file__).resolve().parents[2])
+#: the page's own view of its charts: chart holders, drawn ones, spinners and charts in error
+CHARTS_STATE = """(() => {
+  const holders = [...document.querySelectorAll(
+    '[data-test="dashboard-component-chart-holder"][class*="dashboard-chart-id-"]')];
+  const failed = holders.filter(h => h.querySelector(
+    '.ant-alert-error, [role="alert"], [data-test="error-tooltip"]'));
+  const drawn = holders.filter(h => h.querySelector('canvas, svg, table, .header-line'));
+  const loading = document.querySelectorAll('[data-test="loading-indicator"]').length;
+  return {holders: holders.length, drawn: drawn.length, loading: loading,
+          errors: failed.map(h => h.innerText.slice(0, 300)),
+          path: location.pathname,
+          ready: location.pathname.endsWith('/dashboard/%s/') && holders.length > 0
+                 && loading === 0 && drawn.length + failed.length === holders.length};
+})()"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclasses.dataclass
+class Running:
+    settings: object
+    server: superset.Server
+    client: superset.Client
+    datasets: dict[str, int]
+
+    def chart_data(self, query: superset_bundle.ChartQuery) -> dict:
+        body = superset_bundle.chart_data_request(query, self.datasets[query.dataset_uuid])
+        return self.client.chart_data(body)["result"][0]
+
+
+@pytest.fixture(scope="module")
+def bootstrapping(tmp_path_factory):
+    """Superset's bootstrap started first, so that it runs while the warehouse is built."""
+    root = tmp_path_factory.mktemp("superset")
+    settings = load_settings(
+        {"MWH_DATA_DIR": str(root / "data"), "MWH_BI_URL": f"http://127.0.0.1:{free_port()}"}
+    )
+    process = superset.start_bootstrap(settings, superset.credentials(settings))
+    yield settings, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def running(bootstrapping, dbt_built):
+    served, process = bootstrapping
+    settings = dataclasses.replace(served, build_path=dbt_built.build_path)
+    gate("marts", DS.isoformat(), "run_1", settings)  # audit.validation_results of a real gate
+    publish(settings, DS, "run_1")
+    server = superset.start(settings, bootstrapping=process)
+    try:
+        client = superset.login(server)
+        rows = client.listing("dataset", ("id", "uuid"))
+        yield Running(settings, server, client, {row["uuid"]: row["id"] for row in rows})
+    finally:
+        server.stop()
+
+
+def test_the_bundle_is_imported_whole(running):
+    files = superset_bundle.load_bundle(BUNDLE)
+    for kind, resource in (("charts", "chart"), ("datasets", "dataset")):
+        ours = {v["uuid"] for k, v in files.items() if k.startswith(f"{kind}/")}
+        found = {row["uuid"] for row in running.client.listing(resource, ("uuid",))}
+        assert ours <= found, (kind, sorted(ours - found))
+    databases = running.client.get("/api/v1/database/")["result"]
+    assert [d["database_name"] for d in databases] == [superset_bundle.DATABASE_NAME]
+    for slug in ("executive", "acquisition", "retention", "crm", "experiments", "data-quality"):
+        dashboard = running.client.get(f"/api/v1/dashboard/{slug}")["result"]
+        assert dashboard["published"], slug
+
+
+def test_every_chart_returns_rows_without_error(running):
+    failures = []
+    for query in superset_bundle.chart_queries(BUNDLE):
+        try:
+            result = running.chart_data(query)
+        except superset.SupersetError as error:
+            failures.append(f"{query.title}: {error}")
+            continue
+        if result.get("error") or result["status"] != "success" or not result["rowcount"]:
+            failures.append(f"{query.title}: status {result['status']}, {result['rowcount']} rows")
+    assert not failures, "\n".join(failures)
+
+
+def _query(title_key: str) -> superset_bundle.ChartQuery:
+    uuid = superset_bundle.object_uuid("chart", title_key)
+    return next(q for q in superset_bundle.chart_queries(BUNDLE) if q.uuid == uuid)
+
+
+def test_figures_reconcile_with_sums_taken_from_the_serving_file(running):
+    con = duckdb.connect(str(running.settings.warehouse_path), read_only=True)
+    try:
+        daily = con.execute("select date, revenue, orders from marts.kpi_daily").fetchall()
+        spend = con.execute("select channel, spend from marts.kpi_channel_performance").fetchall()
+    finally:
+        con.close()
+    # executive: the weekly revenue behind the big number, over the trend's 90 days
+    last = max(day for day, _, _ in daily)
+    window = [(day, revenue, orders) for day, revenue, orders in daily if (last - day).days < 90]
+    weeks = running.chart_data(_query("executive_revenue"))["data"]
+    assert sum(Decimal(str(w["Revenue"])) for w in weeks) == sum(r for _, r, _ in window)
+    assert sum(Decimal(str(r)) for _, r, _ in window) > 0
+    orders = running.chart_data(_query("executive_orders"))["data"]
+    assert sum(w["Orders"] for w in orders) == sum(o for _, _, o in window)
+    # acquisition: spend per channel
+    by_channel: dict[str, Decimal | None] = {}
+    for channel, amount in spend:  # sum() in SQL: NULLs left out, all NULL gives NULL
+        known = by_channel.get(channel)
+        by_channel[channel] = amount if known is None else known + (amount or 0)
+    table = running.chart_data(_query("acquisition_channels"))["data"]
+    charted = {
+        r["channel"]: None if r["Spend"] is None else Decimal(str(r["Spend"])) for r in table
+    }
+    assert charted == by_channel and any(by_channel.values())
+
+
+def test_every_column_a_chart_names_exists_in_the_serving_file(running):
+    files = superset_bundle.load_bundle(BUNDLE)
+    datasets = {v["uuid"]: v for k, v in files.items() if k.startswith("datasets/")}
+    con = duckdb.connect(str(running.settings.warehouse_path), read_only=True)
+    try:
+        found = {}
+        for uuid, dataset in datasets.items():
+            source = (
+                f"({dataset['sql']})"
+                if dataset["sql"]
+                else f"{dataset['schema']}.{dataset['table_name']}"
+            )
+            found[uuid] = {
+                row[0] for row in con.execute(f"describe select * from {source}").fetchall()
+            }
+    finally:
+        con.close()
+    missing = []
+    for uuid, dataset in datasets.items():
+        declared = {c["column_name"] for c in dataset["columns"]}
+        missing += [f"dataset {dataset['table_name']}: {c}" for c in sorted(declared - found[uuid])]
+    for query in superset_bundle.chart_queries(BUNDLE):
+        named = set(superset_bundle.chart_named_columns(query.params))
+        missing += [
+            f"chart {query.title!r}: {c}" for c in sorted(named - found[query.dataset_uuid])
+        ]
+    assert not missing, "columns not in the serving file:\n" + "\n".join(missing)
+
+
+def test_every_dashboard_draws_without_a_chart_in_error_and_offline(running):
+    artifacts = load_settings().layout.bi_screenshots
+    files = superset_bundle.load_bundle(BUNDLE)
+    page = Page()
+    try:
+        page.set_cookie(running.server.url, "session", running.client.session_cookie())
+        for name, dashboard in files.items():
+            if not name.startswith("dashboards/"):
+                continue
+            slug = dashboard["slug"]
+            charts = [
+                c
+                for c in dashboard["position"].values()
+                if isinstance(c, dict) and c.get("type") == "CHART"
+            ]
+            page.goto(f"{running.server.url}/superset/dashboard/{slug}/?standalone=1")
+            state = page.wait_for(CHARTS_STATE % slug, timeout=90)
+            shot = page.screenshot(artifacts / f"{slug}.png")
+            assert state and state["ready"], (slug, state)
+            assert state["errors"] == [], (slug, state["errors"])
+            assert state["holders"] == state["drawn"] == len(charts), (slug, state)
+            stats = page.image_stats(shot.read_bytes())
+            assert stats["stddev"] > 10 and stats["colours"] > 50, (slug, stats)
+    finally:
+        page.close()
+    outside = sorted(
+        {u for u in page.requests if not u.startswith((running.server.url, "data:", "blob:"))}
+    )
+    assert outside == [], outside  # no CDN, no fonts, no telemetry
+    assert not [m for m in page.console if "Content Security Policy" in m], page.console
+
+
+def _edited_bundle(tmp_path: Path, chart_key: str, edit) -> Path:
+    copy = tmp_path / "bundle"
+    shutil.copytree(BUNDLE, copy)
+    path = copy / "charts" / f"{chart_key}.yaml"
+    chart = yaml.safe_load(path.read_text("utf-8"))
+    edit(chart)
+    path.write_text(yaml.safe_dump(chart, sort_keys=True), "utf-8")
+    return copy
+
+
+def test_an_edited_chart_is_imported_over_the_old_one_by_uuid(running, tmp_path):
+    uuid = superset_bundle.object_uuid("chart", "executive_orders")
+
+    def rename(chart):
+        chart["slice_name"] = "Orders, latest week (edited)"
+        chart["params"]["metric"]["sqlExpression"] = "sum(orders) * 2"
+
+    before = running.client.listing("chart", ("id", "uuid", "slice_name"))
+    try:
+        superset.import_bundle(
+            running.client, running.settings, _edited_bundle(tmp_path, "executive_orders", rename)
+        )
+        after = running.client.listing("chart", ("id", "uuid", "slice_name", "params"))
+        edited = [row for row in after if row["uuid"] == uuid]
+        assert len(after) == len(before) and len(edited) == 1
+        assert edited[0]["slice_name"] == "Orders, latest week (edited)"
+        assert "sum(orders) * 2" in edited[0]["params"]
+    finally:
+        superset.import_bundle(running.client, running.settings)
+    restored = [
+        r for r in running.client.listing("chart", ("uuid", "slice_name")) if r["uuid"] == uuid
+    ]
+    assert restored[0]["slice_name"] == "Orders, latest week"
+
+
+def test_a_chart_with_a_wrong_metric_imports_but_its_data_check_fails(running, tmp_path):
+    def break_metric(chart):
+        chart["params"]["metric"]["sqlExpression"] = "sum(no_such_column)"
+
+    folder = _edited_bundle(tmp_path, "executive_revenue", break_metric)
+    try:
+        superset.import_bundle(running.client, running.settings, folder)  # the importer accepts it
+        broken = next(
+            q
+            for q in superset_bundle.chart_queries(folder)
+            if q.uuid == _query("executive_revenue").uuid
+        )
+        with pytest.raises(superset.SupersetError, match="no_such_column"):
+            running.chart_data(broken)
+    finally:
+        superset.import_bundle(running.client, running.settings)
+    assert running.chart_data(_query("executive_revenue"))["rowcount"] > 0
