@@ -10,6 +10,7 @@ are kept in ``<data>/bi/screenshots/`` of the checkout's data folder (git-ignore
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import socket
 from datetime import date
@@ -212,55 +213,50 @@ def test_every_dashboard_draws_without_a_chart_in_error_and_offline(running):
     assert not [m for m in page.console if "Content Security Policy" in m], page.console
 
 
-def _edited_bundle(tmp_path: Path, chart_key: str, edit) -> Path:
-    copy = tmp_path / "bundle"
-    shutil.copytree(BUNDLE, copy)
-    path = copy / "charts" / f"{chart_key}.yaml"
-    chart = yaml.safe_load(path.read_text("utf-8"))
-    edit(chart)
-    path.write_text(yaml.safe_dump(chart, sort_keys=True), "utf-8")
-    return copy
+@pytest.fixture(scope="module")
+def edited(running, tmp_path_factory):
+    """The bundle with two charts changed, imported once over the committed one (the original is
+    imported back afterwards): an edited title and metric, and a metric on a missing column."""
+    folder = tmp_path_factory.mktemp("edited") / "bundle"
+    shutil.copytree(BUNDLE, folder)
+
+    def edit(key: str, change) -> None:
+        path = folder / "charts" / f"{key}.yaml"
+        chart = yaml.safe_load(path.read_text("utf-8"))
+        change(chart["params"]["metric"])
+        chart["slice_name"] += " (edited)"
+        path.write_text(yaml.safe_dump(chart, sort_keys=True), "utf-8")
+
+    edit("executive_orders", lambda metric: metric.update(sqlExpression="sum(orders) * 2"))
+    edit("executive_revenue", lambda metric: metric.update(sqlExpression="sum(no_such_column)"))
+    before = running.client.listing("chart", ("uuid",))
+    superset.import_bundle(running.client, running.settings, folder)  # the importer takes both
+    try:
+        yield before
+    finally:
+        superset.import_bundle(running.client, running.settings)
 
 
-def test_an_edited_chart_is_imported_over_the_old_one_by_uuid(running, tmp_path):
+def test_an_edited_chart_is_imported_over_the_old_one_by_uuid(running, edited):
+    before = edited
     uuid = superset_bundle.object_uuid("chart", "executive_orders")
-
-    def rename(chart):
-        chart["slice_name"] = "Orders, latest week (edited)"
-        chart["params"]["metric"]["sqlExpression"] = "sum(orders) * 2"
-
-    before = running.client.listing("chart", ("id", "uuid", "slice_name"))
-    try:
-        superset.import_bundle(
-            running.client, running.settings, _edited_bundle(tmp_path, "executive_orders", rename)
-        )
-        after = running.client.listing("chart", ("id", "uuid", "slice_name", "params"))
-        edited = [row for row in after if row["uuid"] == uuid]
-        assert len(after) == len(before) and len(edited) == 1
-        assert edited[0]["slice_name"] == "Orders, latest week (edited)"
-        assert "sum(orders) * 2" in edited[0]["params"]
-    finally:
-        superset.import_bundle(running.client, running.settings)
-    restored = [
-        r for r in running.client.listing("chart", ("uuid", "slice_name")) if r["uuid"] == uuid
-    ]
-    assert restored[0]["slice_name"] == "Orders, latest week"
+    after = running.client.listing("chart", ("uuid", "slice_name", "params"))
+    same = [row for row in after if row["uuid"] == uuid]
+    assert len(after) == len(before) and len(same) == 1  # replaced, not added
+    assert same[0]["slice_name"] == "Orders, latest week (edited)"
+    assert "sum(orders) * 2" in same[0]["params"]
+    # the stored chart (not the file) now draws twice the orders
+    stored = dataclasses.replace(_query("executive_orders"), params=json.loads(same[0]["params"]))
+    original = sum(row["Orders"] for row in running.chart_data(_query("executive_orders"))["data"])
+    assert sum(row["Orders"] for row in running.chart_data(stored)["data"]) == 2 * original > 0
 
 
-def test_a_chart_with_a_wrong_metric_imports_but_its_data_check_fails(running, tmp_path):
-    def break_metric(chart):
-        chart["params"]["metric"]["sqlExpression"] = "sum(no_such_column)"
-
-    folder = _edited_bundle(tmp_path, "executive_revenue", break_metric)
-    try:
-        superset.import_bundle(running.client, running.settings, folder)  # the importer accepts it
-        broken = next(
-            q
-            for q in superset_bundle.chart_queries(folder)
-            if q.uuid == _query("executive_revenue").uuid
-        )
-        with pytest.raises(superset.SupersetError, match="no_such_column"):
-            running.chart_data(broken)
-    finally:
-        superset.import_bundle(running.client, running.settings)
-    assert running.chart_data(_query("executive_revenue"))["rowcount"] > 0
+def test_a_chart_with_a_wrong_metric_imports_but_its_data_check_fails(running, edited):
+    uuid = superset_bundle.object_uuid("chart", "executive_revenue")
+    stored = [r for r in running.client.listing("chart", ("uuid", "params")) if r["uuid"] == uuid]
+    assert "sum(no_such_column)" in stored[0]["params"]  # imported without complaint
+    broken = dataclasses.replace(
+        _query("executive_revenue"), params=json.loads(stored[0]["params"])
+    )
+    with pytest.raises(superset.SupersetError, match="no_such_column"):
+        running.chart_data(broken)
