@@ -2,9 +2,9 @@
 Superset's chart-data API, figures reconciled with sums taken from the serving file here, every
 dashboard drawn by headless Chromium without a chart in error, and nothing fetched from outside.
 
-One Superset start for the module (bootstrap, gunicorn, import: about a minute on 2 cores) on
-the session's dbt build (``dbt_built``), gated and published as a night would. The screenshots
-are kept in ``<data>/bi/screenshots/`` of the checkout's data folder (git-ignored).
+One Superset start for the module on the session's dbt build (``dbt_built``), gated and published
+as a night would; Superset's bootstrap (db upgrade, admin, init) runs while dbt builds. The
+screenshots are kept in ``<data>/bi/screenshots/`` of the checkout's data folder (git-ignored).
 """
 
 from __future__ import annotations
@@ -65,9 +65,10 @@ class Running:
         return self.client.chart_data(body)["result"][0]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bootstrapping(tmp_path_factory):
-    """Superset's bootstrap started first, so that it runs while the warehouse is built."""
+    """Superset's bootstrap started first, so that it runs while the warehouse is built (session
+    scope: pytest sets up the session's fixtures before the module's, in argument order)."""
     root = tmp_path_factory.mktemp("superset")
     settings = load_settings(
         {"MWH_DATA_DIR": str(root / "data"), "MWH_BI_URL": f"http://127.0.0.1:{free_port()}"}
