@@ -21,7 +21,7 @@ if len(_secret) < 32:
         "SUPERSET_SECRET_KEY is missing or shorter than 32 characters: set it in .env (compose) "
         "or start Superset with `make bi` / `mwh bi start`, which keeps one in the BI state folder."
     )
-SECRET_KEY = _secret
+SECRET_KEY = os.environ["SUPERSET_SECRET_KEY"]
 
 _home = os.environ.get("SUPERSET_HOME", os.path.expanduser("~/.superset"))
 SQLALCHEMY_DATABASE_URI = os.environ.get(

@@ -261,3 +261,49 @@ def test_a_chart_with_a_wrong_metric_imports_but_its_data_check_fails(running, e
     )
     with pytest.raises(superset.SupersetError, match="no_such_column"):
         running.chart_data(broken)
+
+
+def test_the_dashboards_on_postgres_as_the_read_only_reader_role(running, postgres_cluster):
+    """What the compose stack's superset-setup does: the same bundle on the serving PostgreSQL as
+    the reader role; the marts' charts draw, the audit's are closed to that role."""
+    import psycopg
+
+    from marketing_warehouse.serve.postgres import publish_to_postgres
+
+    settings = dataclasses.replace(
+        load_settings({**running.settings.extra, **postgres_cluster.serving_env()}),
+        data_dir=running.settings.data_dir,
+        warehouse_path=running.settings.warehouse_path,
+        build_path=running.settings.build_path,
+        bi_url=running.settings.bi_url,
+    )
+    publish_to_postgres(settings)
+    uri = superset.postgres_reader_uri(settings)
+    try:
+        superset.import_bundle(
+            running.client, settings, uri=uri, password=settings.postgres_reader_password
+        )
+        databases = running.client.get("/api/v1/database/")["result"]
+        assert [d["backend"] for d in databases] == ["postgresql"]  # replaced by uuid
+        files = superset_bundle.load_bundle(BUNDLE)
+        reads_audit = {
+            v["uuid"]: v["schema"] == "audit" or "audit." in (v["sql"] or "")
+            for k, v in files.items()
+            if k.startswith("datasets/")
+        }
+        drawn, closed = [], []
+        for query in superset_bundle.chart_queries(BUNDLE):
+            try:
+                result = running.chart_data(query)
+                assert result["rowcount"] > 0, query.title
+                drawn.append(reads_audit[query.dataset_uuid])
+            except superset.SupersetError as error:
+                assert "permission denied" in str(error), (query.title, str(error)[:300])
+                closed.append(reads_audit[query.dataset_uuid])
+        assert drawn and not any(drawn)  # every chart on marts draws
+        assert closed and all(closed)  # only the audit's are closed to the reader
+    finally:
+        superset.import_bundle(running.client, running.settings)
+        with psycopg.connect(postgres_cluster.dsn(), autocommit=True) as con:
+            con.execute("drop schema if exists marts cascade")
+            con.execute("drop schema if exists audit cascade")

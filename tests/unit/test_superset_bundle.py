@@ -115,7 +115,7 @@ def test_local_credentials_are_made_once_and_kept_private(settings):
     assert first == again and len(first.secret_key) >= 32
     assert oct(settings.layout.bi_credentials.stat().st_mode & 0o777) == "0o600"
     chosen = credentials(settings, env={"SUPERSET_SECRET_KEY": "k" * 40})
-    assert chosen.secret_key == "k" * 40 and chosen.admin_password == first.admin_password
+    assert (chosen.secret_key, chosen.admin_password) == ("k" * 40, first.admin_password)
 
 
 def _config(monkeypatch, secret: str | None) -> dict:

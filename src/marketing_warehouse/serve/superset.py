@@ -302,7 +302,7 @@ def import_bundle(
     passwords = None
     if password:
         name = f"databases/{superset_bundle._file_name(superset_bundle.DATABASE_NAME)}.yaml"
-        passwords = {name: password}
+        passwords = dict.fromkeys([name], password)
     return client.import_assets(data, passwords)
 
 
@@ -352,12 +352,16 @@ def postgres_reader_uri(settings: Settings) -> str:
     from psycopg.conninfo import conninfo_to_dict
 
     dsn = conninfo_to_dict(settings.postgres_dsn)
-    host = dsn.get("host", "localhost")
-    port = dsn.get("port") or 5432
-    options = urllib.parse.quote("-c default_transaction_read_only=on")
+    host, port = str(dsn.get("host", "localhost")), dsn.get("port") or 5432
+    query = {"options": "-c default_transaction_read_only=on"}
+    if host.startswith("/"):  # a unix socket folder goes in the query, not the URL's host
+        query |= {"host": host, "port": str(port)}
+        where = ""
+    else:
+        where = f"{host}:{port}"
     return (
-        f"postgresql+psycopg2://{settings.postgres_reader_role}:XXXXXXXXXX@{host}:{port}/"
-        f"{dsn.get('dbname', '')}?options={options}"
+        f"postgresql+psycopg2://{settings.postgres_reader_role}:XXXXXXXXXX@{where}/"
+        f"{dsn.get('dbname', '')}?{urllib.parse.urlencode(query, quote_via=urllib.parse.quote)}"
     )
 
 
@@ -381,7 +385,6 @@ def import_into_running(settings: Settings, url: str | None, *, postgres: bool =
     password = os.environ.get("SUPERSET_ADMIN_PASSWORD", "")
     if not password:
         raise SupersetError("set SUPERSET_ADMIN_PASSWORD (see .env.example)")
-    uri, reader_password = None, ""
     if postgres:
         from marketing_warehouse.serve.postgres import prepare_reader
 
@@ -390,9 +393,12 @@ def import_into_running(settings: Settings, url: str | None, *, postgres: bool =
                 "set MWH_POSTGRES_DSN and MWH_POSTGRES_READER_PASSWORD (see .env.example)"
             )
         prepare_reader(settings)
-        uri, reader_password = postgres_reader_uri(settings), settings.postgres_reader_password
     wait_until_healthy(url)
     client = Client(url, os.environ.get("SUPERSET_ADMIN_USERNAME", ADMIN_USERNAME), password)
-    import_bundle(client, settings, uri=uri, password=reader_password)
+    if postgres:
+        uri = postgres_reader_uri(settings)
+        import_bundle(client, settings, uri=uri, password=settings.postgres_reader_password)
+    else:
+        import_bundle(client, settings)
     print(f"Superset at {url}: {len(superset_bundle.DASHBOARDS)} dashboards imported")
     return 0
