@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -328,7 +329,13 @@ def start(
 
 
 def serve_forever(settings: Settings) -> int:
-    """``mwh bi start``: start, say where, and wait on gunicorn until interrupted."""
+    """``mwh bi start``: start, say where, and wait on gunicorn until interrupted (Ctrl-C or
+    SIGTERM: gunicorn is stopped with it, never left behind)."""
+
+    def interrupted(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
     server = start(settings)
     print(
         f"Superset on {server.url}: log in as {server.creds.admin_username} (password in "
