@@ -161,3 +161,15 @@ def test_superset_pins_the_warehouse_duckdb_and_its_own_stack():
     for name in ("rich", "cachetools", "flask", "werkzeug", "flask-appbuilder", "gunicorn"):
         assert name in pins, name
     assert "apache-superset" not in lock  # the warehouse's own venv stays free of Superset
+
+
+def test_a_start_without_superset_or_a_serving_file_says_what_to_run(settings, tmp_path):
+    import dataclasses
+
+    from marketing_warehouse.serve.superset import SupersetError, start, superset_python
+
+    with pytest.raises(SupersetError, match=r"no serving file yet; run `make run` first"):
+        start(settings)
+    elsewhere = dataclasses.replace(settings, project_dir=tmp_path)
+    with pytest.raises(SupersetError, match=r"own virtualenv; run `make bi-install`"):
+        superset_python(elsewhere)
