@@ -12,6 +12,7 @@ RUN pip install --no-cache-dir --no-deps -e /opt/mwh
 COPY --chown=airflow:root dags /opt/mwh/dags
 COPY --chown=airflow:root dbt_project /opt/mwh/dbt_project
 COPY --chown=airflow:root expectations /opt/mwh/expectations
+COPY --chown=airflow:root bi /opt/mwh/bi
 # The manifest Cosmos renders the dbt tasks from, built once into the image.
 RUN MWH_PROJECT_DIR=/opt/mwh MWH_DATA_DIR=/tmp/mwh mwh dbt-parse
 ENV MWH_PROJECT_DIR=/opt/mwh

@@ -5,8 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
+# Superset has its own virtualenv: it pins SQLAlchemy < 2 and older pandas/numpy than the warehouse
+BI_VENV  := .bi/venv
+BI_STAMP := $(BI_VENV)/.installed-stamp
 
-.PHONY: run test test-fast lint format airflow bench bench-extraction clean install postgres docs
+.PHONY: run test test-fast lint format airflow bench bench-extraction clean install postgres docs \
+	bi bi-install chromium
 
 install: $(STAMP)
 
@@ -25,10 +29,11 @@ run: $(STAMP)
 ## make test: lint, then the whole test suite (unit + integration; starts its own PostgreSQL) in
 ## two processes (pytest-xdist), each test file in one of them so that its module fixtures (a DAG
 ## run, a dbt build) are made once, the longest files first; the 15 slowest tests are listed at
-## the end. `mwh dbt-parse` first installs the vendored dbt packages and writes the manifest
+## the end. `make bi-install` brings Superset's own virtualenv and Chromium for the BI tests.
+## `mwh dbt-parse` first installs the vendored dbt packages and writes the manifest
 ## Cosmos renders from, once; every other dbt command writes the target folder of its own data
 ## folder, so the two processes never write the same dbt files
-test: $(STAMP) postgres
+test: $(STAMP) postgres bi-install
 	$(BIN)/ruff check src dags tests
 	$(BIN)/ruff format --check src dags tests
 	$(BIN)/mwh dbt-parse >/dev/null
@@ -56,6 +61,27 @@ postgres:
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ echo "Installing the PostgreSQL server (Debian package postgresql) for the tests ..."; \
 		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+## make bi-install: Superset's own virtualenv (.bi/venv) from bi/superset-requirements.txt, and
+## Debian's chromium for the dashboard screenshots of the BI tests (needs root and Debian's registry)
+bi-install: $(BI_STAMP) chromium
+
+$(BI_STAMP): bi/superset-requirements.txt $(STAMP)
+	@test -x $(BI_VENV)/bin/python || $(PYTHON) -m venv $(BI_VENV)
+	@echo "Installing Superset into $(BI_VENV) from bi/superset-requirements.txt ..."
+	@$(BIN)/uv pip install --python $(BI_VENV)/bin/python --quiet -r bi/superset-requirements.txt
+	@touch $(BI_STAMP)
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || \
+		{ echo "Installing Chromium (Debian package chromium) for the dashboard screenshots ..."; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## make bi: Superset on MWH_BI_URL (http://127.0.0.1:8088) on the serving DuckDB file, read-only, with
+## the six dashboards of bi/superset-assets/ imported; SQLite metadata and the local admin password in
+## data/bi/ (after `make run`: it needs a published warehouse)
+bi: $(STAMP) $(BI_STAMP)
+	$(BIN)/mwh bi start
 
 ## make docs: serve dbt docs and GX data docs on http://127.0.0.1:8081
 docs: $(STAMP)

@@ -556,45 +556,22 @@ def cmd_metric(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_metabase_setup(args: argparse.Namespace) -> int:
-    """Prepare the PostgreSQL reader role, then point Metabase at the serving database as it."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    from marketing_warehouse.serve import metabase_setup
-    from marketing_warehouse.serve.postgres import prepare_reader
+def cmd_bi(args: argparse.Namespace) -> int:
+    """Superset: start it on the serving file, write the dashboards bundle, or import it."""
+    from marketing_warehouse.layout import bi_bundle
+    from marketing_warehouse.serve import superset, superset_bundle
 
     settings = load_settings()
-    env = environment()
-    email = env.get("METABASE_ADMIN_EMAIL", "")
-    password = env.get("METABASE_ADMIN_PASSWORD", "")
-    missing = [
-        name
-        for name, value in (
-            ("MWH_POSTGRES_DSN", settings.postgres_dsn),
-            ("MWH_POSTGRES_READER_PASSWORD", settings.postgres_reader_password),
-            ("METABASE_ADMIN_EMAIL", email),
-            ("METABASE_ADMIN_PASSWORD", password),
-        )
-        if not value
-    ]
-    if missing:
-        raise usage_error(
-            f"{', '.join(missing)} not set", f"set them in {dotenv_path()} (see .env.example)"
-        )
-    prepare_reader(settings)
-    dsn = conninfo_to_dict(settings.postgres_dsn)
-    warehouse = metabase_setup.Warehouse(
-        host=str(dsn.get("host", "localhost")),
-        port=int(dsn.get("port") or 5432),
-        dbname=str(dsn.get("dbname", "")),
-        user=settings.postgres_reader_role,
-        password=settings.postgres_reader_password,
-    )
-    url = env.get("METABASE_URL", "http://metabase:3000")
-    metabase_setup.wait_until_healthy(url)
-    outcome = metabase_setup.configure(url, email, password, warehouse)
-    print(f"Metabase at {url}: database {metabase_setup.DATABASE_NAME!r} {outcome}")
-    return 0
+    try:
+        if args.bi_command == "start":
+            return superset.serve_forever(settings)
+        if args.bi_command == "bundle":
+            written = superset_bundle.write(bi_bundle(settings.project_dir), settings.project_dir)
+            print(f"{len(written)} files in {bi_bundle(settings.project_dir)}")
+            return 0
+        return superset.import_into_running(settings, args.url, postgres=args.postgres)
+    except superset.SupersetError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -728,10 +705,22 @@ def build_parser() -> argparse.ArgumentParser:
     metric.add_argument("--csv", type=Path, help="write the result to this CSV file")
     metric.add_argument("--explain", action="store_true", help="show the SQL MetricFlow runs")
     metric.set_defaults(func=cmd_metric)
-    mb = sub.add_parser(
-        "metabase-setup", help="point Metabase at the PostgreSQL serving database (compose)"
+    bi = sub.add_parser("bi", help="Superset, the BI tool: start it, write or import dashboards")
+    bi_sub = bi.add_subparsers(dest="bi_command", required=True)
+    bi_sub.add_parser("start", help="start Superset on MWH_BI_URL with the dashboards (make bi)")
+    bi_sub.add_parser(
+        "bundle", help="write the dashboards bundle bi/superset-assets/ from its spec"
     )
-    mb.set_defaults(func=cmd_metabase_setup)
+    bi_import = bi_sub.add_parser(
+        "import", help="import the dashboards into a running Superset (the compose stack)"
+    )
+    bi_import.add_argument("--url", help="Superset's base URL (default MWH_BI_URL)")
+    bi_import.add_argument(
+        "--postgres",
+        action="store_true",
+        help="connect the dashboards to the PostgreSQL serving database as the reader role",
+    )
+    bi.set_defaults(func=cmd_bi)
     return parser
 
 

@@ -100,8 +100,8 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     ),
     "MWH_BI_URL": (
         DEFAULT_BI_URL,
-        "Base URL of the BI tool (Superset) as a browser reaches it; the run report links its "
-        "dashboards at <url>/superset/dashboard/<slug>/.",
+        "Base URL of the BI tool (Superset, `make bi`) as a browser reaches it; the run report "
+        "links its dashboards at <url>/superset/dashboard/<slug>/.",
     ),
     "MWH_DBT_TASKS": (
         "per_model",
@@ -394,6 +394,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             f"MWH_DBT_TASKS={dbt_tasks!r} is not one of {', '.join(DBT_TASK_MODES)} "
             "(per_model: one Airflow task per dbt model; single: one dbt build per stage)."
         )
+    bi_url = env.get("MWH_BI_URL", "").strip().rstrip("/") or DEFAULT_BI_URL
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", bi_url):
+        raise ConfigError(
+            f"MWH_BI_URL={bi_url!r} is not an http(s) URL (e.g. http://127.0.0.1:8088)."
+        )
     return Settings(
         plausibility=_plausibility(env),
         project_dir=project_dir,
@@ -415,7 +420,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         postgres_reader_password=env.get("MWH_POSTGRES_READER_PASSWORD", ""),
         postgres_idle_reader_grace=ints["MWH_POSTGRES_IDLE_READER_GRACE"],
         dbt_tasks=dbt_tasks,
-        bi_url=(env.get("MWH_BI_URL", "").strip() or DEFAULT_BI_URL).rstrip("/"),
+        bi_url=bi_url,
         duckdb_memory_limit=memory_limit,
         expectations_override=(
             _path(env, "MWH_EXPECTATIONS_DIR", project_dir)

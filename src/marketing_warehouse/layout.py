@@ -23,6 +23,10 @@ and never join these names themselves; ``tests/unit/test_layout.py`` holds them 
     <data>/dbt/                                   target folder of dbt commands run outside Airflow
     <data>/audit/                                 erasure journal and log
     <data>/bench/                                 benchmark results
+    <data>/bi/                                    Superset's state (``make bi``): superset.db
+        (SQLite metadata), credentials.json (secret key, admin password), superset.log,
+        bundle.zip (the last imported dashboards), screenshots/<slug>.png (the BI tests')
+    <project>/.bi/venv/                           Superset's own virtualenv (``make bi-install``)
     <data>/.run.lock, .run.lock.guard             one run at a time
     <warehouse dir>/.publish.lock                 one publish or rollback at a time
     <warehouse dir>/versions/<serving>.<id>.duckdb   published versions, .other-targets.version
@@ -341,6 +345,32 @@ class Layout:
     def bench(self) -> Path:
         return self.data_dir / "bench"
 
+    # BI tool (Superset) ----------------------------------------------------------------
+    @property
+    def bi_home(self) -> Path:
+        """Superset's home (``SUPERSET_HOME``): its metadata and the local credentials."""
+        return self.data_dir / "bi"
+
+    @property
+    def bi_metadata(self) -> Path:
+        return self.bi_home / "superset.db"
+
+    @property
+    def bi_credentials(self) -> Path:
+        return self.bi_home / "credentials.json"
+
+    @property
+    def bi_log(self) -> Path:
+        return self.bi_home / "superset.log"
+
+    @property
+    def bi_bundle_zip(self) -> Path:
+        return self.bi_home / "bundle.zip"
+
+    @property
+    def bi_screenshots(self) -> Path:
+        return self.bi_home / "screenshots"
+
     # locks -----------------------------------------------------------------------------
     @property
     def run_lock(self) -> Path:
@@ -374,6 +404,25 @@ class Layout:
     def pinned_version(self) -> Path:
         """Records the version the other serving target (PostgreSQL) holds."""
         return self.versions / ".other-targets.version"
+
+
+def bi_venv(project_dir: Path) -> Path:
+    """Superset's own virtualenv in the checkout (git-ignored; ``make bi-install``)."""
+    return project_dir / ".bi" / "venv"
+
+
+def bi_bundle(project_dir: Path) -> Path:
+    """The committed dashboards-as-code bundle (``serve/superset_bundle.py`` renders it)."""
+    return project_dir / "bi" / "superset-assets"
+
+
+def bi_config(project_dir: Path) -> Path:
+    """Superset's committed configuration file and its bootstrap script."""
+    return project_dir / "bi" / "superset_config.py"
+
+
+def bi_bootstrap(project_dir: Path) -> Path:
+    return project_dir / "bi" / "superset_bootstrap.py"
 
 
 @contextlib.contextmanager

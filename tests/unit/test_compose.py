@@ -10,13 +10,14 @@ import yaml
 from marketing_warehouse.airflow_env import WAREHOUSE_POOL
 from marketing_warehouse.cli import build_parser
 from marketing_warehouse.config import SETTINGS_HELP, load_settings
+from marketing_warehouse.layout import bi_bootstrap, bi_bundle, bi_config
 from marketing_warehouse.serve.docs import DocsHandler
-from marketing_warehouse.serve.metabase_setup import Warehouse, database_payload
+from marketing_warehouse.serve.superset import GUNICORN_ARGS, postgres_reader_uri
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 RAW = (ROOT / "docker-compose.yml").read_text()
-ONE_SHOT = {"airflow-init", "metabase-setup"}
+ONE_SHOT = {"airflow-init", "superset-setup"}
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Z_]+)(?::[-?][^}]*)?\}")
 SECRET = re.compile(r"PASSWORD|SECRET|FERNET")
 #: The BI tool's services (their own part of the file); every other service is checked below.
@@ -119,9 +120,10 @@ def test_every_variable_has_an_example_and_no_secret_is_committed():
         assert values[name].startswith("change-me"), name
 
 
-def test_serving_postgres_metabase_and_docs_services():
+def test_serving_postgres_superset_and_docs_services():
     services = COMPOSE["services"]
-    assert {"warehouse-db", "metabase", "metabase-setup", "docs"} <= services.keys()
+    assert {"warehouse-db", "superset", "superset-setup", "docs"} <= services.keys()
+    assert not {"metabase", "metabase-setup"} & services.keys()  # Superset replaced Metabase
     env = services["airflow-worker"]["environment"]
     warehouse_db = services["warehouse-db"]["environment"]
     dsn = dict(part.split("=", 1) for part in resolved(env["MWH_POSTGRES_DSN"]).split())
@@ -136,33 +138,45 @@ def test_serving_postgres_metabase_and_docs_services():
     for name in ("airflow-scheduler", "airflow-worker", "airflow-init"):
         assert "warehouse-db" in services[name]["depends_on"], name
 
-    # Metabase keeps its own data in the `postgres` service, in a database the init script makes
-    metabase = services["metabase"]
-    assert metabase["image"].startswith("metabase/metabase:v")
-    assert metabase["environment"]["MB_DB_HOST"] == "postgres"
-    assert metabase["environment"]["MB_ANON_TRACKING_ENABLED"] == "false"
-    init_mount = [v for v in services["postgres"]["volumes"] if "docker-entrypoint-initdb.d" in v]
-    host_dir = ROOT / init_mount[0].split(":")[0]
-    init_sql = " ".join(p.read_text() for p in host_dir.glob("*.sql")).lower()
-    assert f"create database {metabase['environment']['MB_DB_DBNAME']}" in init_sql
-
-    # the setup points Metabase at warehouse-db as the reader role, marts only
-    setup = services["metabase-setup"]
-    assert setup["depends_on"]["metabase"]["condition"] == "service_healthy"
-    assert setup["environment"]["METABASE_URL"] == "http://metabase:3000"
-    assert "3000" in metabase["ports"][0] and "localhost:3000" in str(metabase["healthcheck"])
-    payload = database_payload(
-        Warehouse(dsn["host"], 5432, dsn["dbname"], settings.postgres_reader_role, "x")
+    # Superset: the pinned image, the repository's configuration and bootstrap mounted read-only,
+    # then gunicorn with the arguments `make bi` uses, on the port the health check asks
+    superset = services["superset"]
+    assert superset["image"] == "apache/superset:6.1.0"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in superset["volumes"]}
+    config = superset["environment"]["SUPERSET_CONFIG_PATH"]
+    assert (ROOT / mounts[config]).resolve() == bi_config(ROOT)
+    command = " ".join(superset["command"])
+    bootstrap = re.search(r"python (\S+) &&", command)
+    assert bootstrap and (ROOT / mounts[bootstrap.group(1)]).resolve() == bi_bootstrap(ROOT)
+    assert all(v.endswith(":ro") for v in superset["volumes"] if v.startswith("./"))
+    assert " ".join(GUNICORN_ARGS) in command and "-b 0.0.0.0:8088" in command
+    assert superset["ports"][0].endswith(":8088") and "localhost:8088/health" in str(
+        superset["healthcheck"]
     )
-    assert payload["details"]["user"] == "bi_reader"
-    assert payload["details"]["schema-filters-patterns"] == "marts"
+    assert superset["environment"]["SUPERSET_HOME"] in mounts  # the SQLite metadata is kept
+    assert "superset-home" in COMPOSE["volumes"]
+    for secret in ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD"):
+        assert f"${{{secret}:?" in superset["environment"][secret], secret
+
+    # the setup imports the committed bundle (the image has it) on warehouse-db as bi_reader
+    setup = services["superset-setup"]
+    assert setup["depends_on"]["superset"]["condition"] == "service_healthy"
+    assert setup["depends_on"]["warehouse-db"]["condition"] == "service_healthy"
+    assert setup["command"][:4] == ["mwh", "bi", "import", "--postgres"]
+    assert setup["command"][setup["command"].index("--url") + 1] == "http://superset:8088"
+    assert re.search(r"^COPY --chown=\S+ bi /opt/mwh/bi$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert (bi_bundle(ROOT) / "metadata.yaml").exists()
+    uri = postgres_reader_uri(settings)
+    assert uri.startswith("postgresql+psycopg2://bi_reader:XXXXXXXXXX@warehouse-db:5432/")
+    assert uri.endswith("?options=-c%20default_transaction_read_only%3Don")
+    assert settings.postgres_reader_password not in uri  # sent apart, in the import's passwords
 
 
 def test_mwh_commands_in_compose_exist_and_ports_agree():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # the registered subcommands
     services = COMPOSE["services"]
-    for name in ("metabase-setup", "docs"):
+    for name in ("superset-setup", "docs"):
         command = services[name]["command"]
         assert command[0] == "mwh" and command[1] in commands, name
         assert services[name]["entrypoint"] == []  # not wrapped by the airflow entrypoint

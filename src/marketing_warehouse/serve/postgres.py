@@ -403,7 +403,7 @@ def _ensure_reader_role(pg, settings: Settings) -> None:
 
 def prepare_reader(settings: Settings) -> None:
     """Create the reader role and an empty ``marts`` schema before the first publish, so a BI
-    tool can be connected as the reader on a fresh stack (``mwh metabase-setup`` calls this)."""
+    tool can be connected as the reader on a fresh stack (``mwh bi import --postgres`` calls this)."""
     import psycopg
     from psycopg import sql
 
