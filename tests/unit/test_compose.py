@@ -20,8 +20,6 @@ RAW = (ROOT / "docker-compose.yml").read_text()
 ONE_SHOT = {"airflow-init", "superset-setup"}
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Z_]+)(?::[-?][^}]*)?\}")
 SECRET = re.compile(r"PASSWORD|SECRET|FERNET")
-#: The BI tool's services (their own part of the file); every other service is checked below.
-BI_SERVICES = re.compile(r"^(metabase|superset)")
 
 
 def resolved(value: str, env: dict[str, str] | None = None) -> str:
@@ -208,7 +206,6 @@ NOT_IN_COMPOSE = {
     "MWH_BUILD_PATH": "derived from MWH_DATA_DIR",
     "MWH_EXPECTATIONS_DIR": "the image's expectations/ (mount a copy and set it to override)",
     "MWH_EXTRACT_WORKERS": "the worker container's CPU count is the right default",
-    "MWH_BI_URL": "the report links the BI port as the host publishes it (the default)",
 }
 
 
@@ -236,9 +233,8 @@ def _strings(value) -> list[str]:
 
 
 def _stack_values() -> list[str]:
-    """Every string of the Airflow, PostgreSQL, Redis and docs services (not the BI tool's)."""
-    services = {n: s for n, s in COMPOSE["services"].items() if not BI_SERVICES.match(n)}
-    return _strings(services) + _strings(COMPOSE["x-airflow-common"])
+    """Every string of every service (Airflow, PostgreSQL, Redis, Superset, docs)."""
+    return _strings(COMPOSE["services"]) + _strings(COMPOSE["x-airflow-common"])
 
 
 def test_secrets_are_required_never_defaulted():
