@@ -55,9 +55,9 @@ from marketing_warehouse.config import Settings
 from marketing_warehouse.ingest.contracts import Contract, load_contracts
 from marketing_warehouse.ingest.extract import (
     _as_plain_utf8,
-    _detect_encoding,
     _find_header,
     _sql_str,
+    detect_encoding,
     file_sha256,
     utc_now,
 )
@@ -213,7 +213,7 @@ def _quote(name: str) -> str:
 
 
 def _rewrite_csv(path: Path, contract: Contract, cid: str, tmp: Path) -> tuple[bytes, int, set]:
-    encoding = _detect_encoding(path)
+    encoding = detect_encoding(path)
     plain = _as_plain_utf8(path, encoding, tmp)
     _, delimiter, skip = _find_header(plain, contract)
     text = plain.read_text("utf-8")
@@ -253,7 +253,7 @@ def _theirs_in_record(record: object, contract: Contract, cid: str) -> list[str]
 
 
 def _rewrite_json(path: Path, contract: Contract, cid: str, tmp: Path) -> tuple[bytes, int, set]:
-    encoding = _detect_encoding(path)
+    encoding = detect_encoding(path)
     text = path.read_bytes().decode(encoding)
     found: set[str] = set()
     if contract.format == "jsonl":
