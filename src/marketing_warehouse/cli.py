@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from marketing_warehouse.config import SETTINGS_HELP, ConfigError, Settings, load_settings
+from marketing_warehouse.config import (
+    DBT_TASK_MODES,
+    SETTINGS_HELP,
+    ConfigError,
+    Settings,
+    load_settings,
+)
 
 DAG_ID = "marketing_warehouse_nightly"
 _RUNNING = re.compile(
@@ -506,8 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=42, help="full: demo seed")
     bench.add_argument(
         "--dbt-tasks",
-        choices=["per_model", "single"],
-        default=os.environ.get("MWH_DBT_TASKS", "per_model"),
+        choices=DBT_TASK_MODES,
+        default=os.environ.get("MWH_DBT_TASKS", DBT_TASK_MODES[0]),
         help="full: MWH_DBT_TASKS of the measured runs (default: the setting)",
     )
     bench.add_argument(
