@@ -27,6 +27,7 @@ _RUNNING = re.compile(
     r"\[DAG TEST\] running task <TaskInstance: \w+\.([\w.]+) \S+(?: map_index=(\d+))?"
 )
 _STATE = re.compile(r"new_state=(\w+)")
+_NOT_FINAL = {"running", "queued", "scheduled", "up_for_reschedule"}
 
 
 def _yesterday() -> str:
@@ -105,7 +106,8 @@ def run_dag(settings: Settings, ds: str, env: dict[str, str], log_path: Path) ->
                     current += f"[{running.group(2)}]"
                 continue
             state = _STATE.search(line)
-            if state and current and state.group(1) not in {"running", "queued", "scheduled"}:
+            # a model's task that finds its stage's build not done yet is rescheduled: not final
+            if state and current and state.group(1) not in _NOT_FINAL:
                 mark = {"success": "ok  ", "failed": "FAIL", "up_for_retry": "RETRY"}.get(
                     state.group(1), state.group(1)
                 )
