@@ -173,6 +173,8 @@ def dbt_built(tmp_path_factory) -> Settings:
 LONGEST_FIRST = (
     "tests/integration/test_dag.py",
     "tests/integration/test_dag_dates.py",
+    "tests/integration/test_serve_postgres.py",
+    "tests/integration/test_kpi_marts.py",
     "tests/integration/test_bench_full.py",
 )
 
