@@ -170,7 +170,13 @@ def dbt_built(tmp_path_factory) -> Settings:
 
 #: The longest files, scheduled first: ``make test`` runs the suite in two processes, each test file
 #: in one of them (``--dist loadfile``), so a long file started last would run alone at the end.
-LONGEST_FIRST = ("tests/integration/test_dag.py", "tests/integration/test_bench_full.py")
+LONGEST_FIRST = (
+    "tests/integration/test_dag.py",
+    "tests/integration/test_dag_dates.py",
+    "tests/integration/test_serve_postgres.py",
+    "tests/integration/test_kpi_marts.py",
+    "tests/integration/test_bench_full.py",
+)
 
 
 def pytest_collection_modifyitems(items):

@@ -3,7 +3,8 @@
 For tests of what the stages do on given data (a gate that warns or stops, a publish, a backfill):
 one ``airflow dags test`` costs about a minute, the same stages called directly a fraction of that.
 What only the DAG can show (task order, a failed gate stopping its downstream tasks, a killed run,
-the dbt task modes, the start date) stays with the DAG runs in tests/integration/test_dag.py.
+the dbt task modes, the start date) stays with the DAG runs in tests/integration/test_dag.py and
+test_dag_dates.py.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from marketing_warehouse.config import (
+    DBT_TASK_MODES,
     FROM_DEFAULT,
     SETTINGS_HELP,
     ConfigError,
@@ -41,6 +42,7 @@ _RUNNING = re.compile(
     r"\[DAG TEST\] running task <TaskInstance: \w+\.([\w.]+) \S+(?: map_index=(\d+))?"
 )
 _STATE = re.compile(r"new_state=(\w+)")
+_NOT_FINAL = {"running", "queued", "scheduled", "up_for_reschedule"}
 
 
 class CliError(Exception):
@@ -177,7 +179,8 @@ def run_dag(settings: Settings, ds: str, env: dict[str, str], log_path: Path) ->
                     current += f"[{running.group(2)}]"
                 continue
             state = _STATE.search(line)
-            if state and current and state.group(1) not in {"running", "queued", "scheduled"}:
+            # a model's task that finds its stage's build not done yet is rescheduled: not final
+            if state and current and state.group(1) not in _NOT_FINAL:
                 mark = {"success": "ok  ", "failed": "FAIL", "up_for_retry": "RETRY"}.get(
                     state.group(1), state.group(1)
                 )
@@ -664,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=42, help="full: demo seed")
     bench.add_argument(
         "--dbt-tasks",
-        choices=["per_model", "single"],
+        choices=DBT_TASK_MODES,
         default=None,
         help="full: MWH_DBT_TASKS of the measured runs (default: the setting)",
     )

@@ -104,8 +104,10 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "links its dashboards at <url>/superset/dashboard/<slug>/.",
     ),
     "MWH_DBT_TASKS": (
-        "per_model",
-        "per_model: one Airflow task per dbt model; single: one dbt build task per dbt stage.",
+        "watcher",
+        "watcher: one dbt build per dbt stage, with one Airflow task per model (and per model's "
+        "tests) showing how it went; per_model: one dbt build task per model; single: one dbt "
+        "build task per dbt stage.",
     ),
     "MWH_DUCKDB_MEMORY_LIMIT": (
         DEFAULT_DUCKDB_MEMORY_LIMIT,
@@ -151,8 +153,8 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "MWH_ALERT_TIMEOUT": ("10", "Seconds to wait for the SMTP server or the webhook."),
 }
 
-#: How dbt runs inside the DAG (MWH_DBT_TASKS).
-DBT_TASK_MODES = ("per_model", "single")
+#: How dbt runs inside the DAG (MWH_DBT_TASKS), the default first.
+DBT_TASK_MODES = ("watcher", "per_model", "single")
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -254,7 +256,7 @@ class Settings:
     postgres_reader_role: str = "bi_reader"
     postgres_reader_password: str = field(default="", repr=False)
     postgres_idle_reader_grace: int = 30
-    dbt_tasks: str = "per_model"
+    dbt_tasks: str = DBT_TASK_MODES[0]
     bi_url: str = DEFAULT_BI_URL
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     plausibility: Plausibility = Plausibility()
@@ -388,11 +390,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             raise ConfigError(f"MWH_DUCKDB_MEMORY_LIMIT={memory_limit!r} is below 128MiB.")
     except ValueError as exc:
         raise ConfigError(f"MWH_DUCKDB_MEMORY_LIMIT: {exc}.") from None
-    dbt_tasks = env.get("MWH_DBT_TASKS", "per_model").strip().lower() or "per_model"
+    dbt_tasks = env.get("MWH_DBT_TASKS", "").strip().lower() or DBT_TASK_MODES[0]
     if dbt_tasks not in DBT_TASK_MODES:
         raise ConfigError(
             f"MWH_DBT_TASKS={dbt_tasks!r} is not one of {', '.join(DBT_TASK_MODES)} "
-            "(per_model: one Airflow task per dbt model; single: one dbt build per stage)."
+            "(watcher: one dbt build per stage, one task per model showing its status; "
+            "per_model: one dbt build task per model; single: one dbt build task per stage)."
         )
     bi_url = env.get("MWH_BI_URL", "").strip().rstrip("/") or DEFAULT_BI_URL
     if not re.match(r"^https?://[^/\s]+(/\S*)?$", bi_url):

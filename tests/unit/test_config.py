@@ -41,7 +41,7 @@ def test_landing_dir_can_point_anywhere(tmp_path: Path):
         ({"MWH_DUCKDB_MEMORY_LIMIT": "lots"}, "not a memory size such as 3GB"),
         ({"MWH_DUCKDB_MEMORY_LIMIT": "100MB"}, "MWH_DUCKDB_MEMORY_LIMIT='100MB' is below 128MiB"),
         ({"MWH_POSTGRES_READER_ROLE": "bi reader; drop"}, "identifier"),
-        ({"MWH_DBT_TASKS": "per_stage"}, "per_model, single"),
+        ({"MWH_DBT_TASKS": "per_stage"}, "watcher, per_model, single"),
         ({"MWH_EARLIEST_DATE": "01/01/1990"}, "MWH_EARLIEST_DATE='01/01/1990' is not a date"),
         ({"MWH_MAX_AMOUNT": "a billion"}, "MWH_MAX_AMOUNT='a billion' is not a number"),
         ({"MWH_MAX_AMOUNT": "0"}, "MWH_MAX_AMOUNT='0' must be a number above 0"),
@@ -67,9 +67,10 @@ def test_serving_defaults():
     assert "change-me-dsn" not in repr(secret) and "change-me-reader" not in repr(secret)
 
 
-def test_dbt_task_mode_defaults_to_one_task_per_model():
-    assert load_settings({}).dbt_tasks == "per_model"
+def test_dbt_task_mode_defaults_to_one_build_per_stage_watched_per_model():
+    assert load_settings({}).dbt_tasks == "watcher"
     assert load_settings({"MWH_DBT_TASKS": " Single "}).dbt_tasks == "single"
+    assert load_settings({"MWH_DBT_TASKS": "per_model"}).dbt_tasks == "per_model"
 
 
 def test_the_duckdb_memory_limit_bounds_a_connection_with_its_spill_folder(tmp_path):

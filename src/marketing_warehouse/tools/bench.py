@@ -26,7 +26,12 @@ from pathlib import Path
 import duckdb
 
 from marketing_warehouse import duck
-from marketing_warehouse.config import DEFAULT_DUCKDB_MEMORY_LIMIT, Settings, load_settings
+from marketing_warehouse.config import (
+    DBT_TASK_MODES,
+    DEFAULT_DUCKDB_MEMORY_LIMIT,
+    Settings,
+    load_settings,
+)
 from marketing_warehouse.ingest.contracts import contract_for
 from marketing_warehouse.ingest.extract import extract_file
 from marketing_warehouse.tools import demo
@@ -264,7 +269,7 @@ def full(
     days: int | None = None,
     seed: int = 42,
     compare_single: bool = True,
-    dbt_tasks: str = "per_model",
+    dbt_tasks: str = DBT_TASK_MODES[0],
 ) -> dict:
     """The whole benchmark in one invocation, in a fresh data folder under ``workdir``.
 
@@ -357,7 +362,7 @@ def full(
     steps.append(incremental)
 
     if compare_single:
-        other = "single" if dbt_tasks == "per_model" else "per_model"
+        other = "single" if dbt_tasks != "single" else DBT_TASK_MODES[0]
         again = measure(
             "incremental_" + other,
             f"(e) (d) again, MWH_DBT_TASKS={other}",

@@ -1,12 +1,15 @@
-"""dbt inside Airflow through astronomer-cosmos: one visible task per model.
+"""dbt inside Airflow through astronomer-cosmos: one dbt build per stage, one visible task per model.
 
 Rendering reads ``dbt_project/target/manifest.json`` when it exists (no ``dbt ls`` at every DAG
-parse); ``mwh dbt-parse`` (run by ``make``) refreshes it when a model file is newer. Each model
-task runs ``dbt build --select <model>``: the model, then its tests, before anything downstream.
-Every dbt task sits in the one-slot ``warehouse_writer`` pool, since DuckDB allows one writing
-process per file, and runs dbt as a subprocess: dbt-duckdb keeps its connection open for the life
-of the process, which would lock the file against the gate that follows when tasks share a process
-(as they do under ``airflow dags test``).
+parse); ``mwh dbt-parse`` (run by ``make``) refreshes it when a model file is newer. By default
+(``MWH_DBT_TASKS=watcher``, Cosmos' ``ExecutionMode.WATCHER``) each stage is one ``dbt build``
+(models, then each model's tests before anything downstream) in one task, and each model and each
+model's tests have a task that reports how the build went for them: a failing test fails that
+model's test task and what depends on it. Every dbt task sits in the one-slot ``warehouse_writer``
+pool, since DuckDB allows one writing process per file (a model's task runs dbt itself when it is
+retried), and dbt runs as a subprocess: dbt-duckdb keeps its connection open for the life of the
+process, which would lock the file against the gate that follows when tasks share a process (as
+they do under ``airflow dags test``).
 """
 
 from __future__ import annotations
@@ -108,8 +111,14 @@ def parse_project(settings: Settings, env: dict[str, str]) -> Path:
 
 
 def dbt_task_group(group_id: str, select: list[str], settings: Settings):
-    """The dbt models matched by ``select``: a Cosmos ``DbtTaskGroup`` with one task per model,
-    or, with ``MWH_DBT_TASKS=single``, one Cosmos ``dbt build`` task named ``group_id``."""
+    """The dbt models matched by ``select`` as Airflow tasks, by ``MWH_DBT_TASKS``:
+
+    - ``watcher``: one ``dbt build`` of the stage (Cosmos' producer task) and one task per model
+      and per model's tests that reports how dbt's build went for it (Cosmos'
+      ``ExecutionMode.WATCHER`` sensors, rescheduled rather than deferred: no triggerer needed);
+    - ``per_model``: one Cosmos task per model, each its own ``dbt build --select <model>``;
+    - ``single``: one Cosmos ``dbt build`` task named ``group_id``.
+    """
     from cosmos import (
         DbtTaskGroup,
         ExecutionConfig,
@@ -121,6 +130,7 @@ def dbt_task_group(group_id: str, select: list[str], settings: Settings):
 
     if settings.dbt_tasks == "single":
         return _single_build_task(group_id, select, settings)
+    watcher = settings.dbt_tasks == "watcher"
     manifest = manifest_path(settings)
     has_manifest = manifest.exists()
     project = ProjectConfig(
@@ -136,25 +146,33 @@ def dbt_task_group(group_id: str, select: list[str], settings: Settings):
         profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml",
     )
     execution = ExecutionConfig(
-        execution_mode=ExecutionMode.LOCAL,
+        execution_mode=ExecutionMode.WATCHER if watcher else ExecutionMode.LOCAL,
         invocation_mode=InvocationMode.SUBPROCESS,
         dbt_executable_path=dbt_executable(),
     )
     render = RenderConfig(
         select=select,
-        test_behavior=TestBehavior.BUILD,
+        # the watcher's build runs each model's tests before its children; the test tasks report them
+        test_behavior=TestBehavior.AFTER_EACH if watcher else TestBehavior.BUILD,
         load_method=LoadMode.DBT_MANIFEST if has_manifest else LoadMode.DBT_LS,
         emit_datasets=False,
         enable_mock_profile=False,
-        should_detach_multiple_parents_tests=True,
+        # a watcher sensor of a detached test waits for a status the build never reports (Cosmos
+        # 1.15): there, a test of several models is reported with each of them
+        should_detach_multiple_parents_tests=not watcher,
     )
+    operator_args = {"pool": WAREHOUSE_POOL, "install_deps": False, "vars": DBT_VARS}
+    if watcher:
+        # A sensor that finds its model not built yet gives its slot back and looks again later
+        # (reschedule), instead of deferring to a triggerer or holding the slot while it waits.
+        operator_args |= {"deferrable": False, "mode": "reschedule", "poke_interval": 5}
     return DbtTaskGroup(
         group_id=group_id,
         project_config=project,
         profile_config=profile,
         execution_config=execution,
         render_config=render,
-        operator_args={"pool": WAREHOUSE_POOL, "install_deps": False, "vars": DBT_VARS},
+        operator_args=operator_args,
     )
 
 
