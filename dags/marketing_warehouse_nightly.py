@@ -73,7 +73,7 @@ def marketing_warehouse_nightly():
         # a scheduled run of a date already published (`make run`, then `make airflow`) skips
         done = pipeline.published_by(ds) if dag_run.run_type == "scheduled" else ""
         if done:
-            from airflow.exceptions import AirflowSkipException
+            from airflow.sdk.exceptions import AirflowSkipException
 
             raise AirflowSkipException(pipeline.already_published_message(ds, done))
         pipeline.take_for_airflow_run(run_id)  # first: a run refused here has touched nothing
@@ -94,7 +94,7 @@ def marketing_warehouse_nightly():
         ds: str | None = None,
         run_id: str | None = None,
     ) -> dict:
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         try:
             return pipeline.gate(stage, ds, run_id, extracts=extracts, landing_scan=landing_scan)

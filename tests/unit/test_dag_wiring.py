@@ -119,7 +119,7 @@ def test_a_scheduled_run_of_a_date_already_published_skips_and_touches_nothing(
     runs the date again."""
     from types import SimpleNamespace
 
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
     from conftest import make_build_db
 
     from marketing_warehouse import pipeline

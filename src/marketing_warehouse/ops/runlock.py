@@ -174,7 +174,7 @@ def run_lock(settings: Settings, run_id: str) -> Iterator[dict]:
 def take_for_airflow_run(run_id: str | None) -> dict:
     """The DAG's first task takes the lock for its Airflow run; a refusal fails the task without
     retries (``AirflowFailException``), so the run stops before touching anything."""
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from marketing_warehouse.config import load_settings
 
