@@ -11,13 +11,13 @@ keeps the scheduler to the latest interval.
 | `prepare` | creates the run's folders, records the landing scan (entries no run reads) and lists the sources (one contract each); a scheduled run of a date already published (e.g. by `mwh run`) is skipped, and so is everything after it |
 | `extract_source` | one mapped task per source (named by the source in the UI): landed files -> typed raw Parquet + quarantine, load ledger |
 | `gate_raw` | GX suites on the new raw partition, row conservation, the quarantined share per file and source, ignored landing entries (critical failures stop the run) |
-| `dbt_staging` | dbt staging + audit models, one Cosmos task per model (`dbt build`: model, then its tests) |
+| `dbt_staging` | dbt staging + audit models: one `dbt build` (Cosmos watcher), one task per model and per model's tests showing how it went |
 | `gate_staging` | GX suites on staging rows of the run's load date |
-| `dbt_marts` | dbt intermediate + marts models and the semantic layer's time spine, one Cosmos task per model |
+| `dbt_marts` | dbt intermediate + marts models and the semantic layer's time spine, the same way |
 | `gate_marts` | GX suites on the marts: ranges, reconciliation, freshness |
 | `publish` | atomic swap of the audited marts into the serving DuckDB file and PostgreSQL (if `MWH_POSTGRES_DSN` is set) as one unit: both move or neither; emits one Asset per mart |
 | `docs` | regenerates the dbt docs (a failure is logged, the publish stands) |
-| `report` | the run's HTML report, from what `publish` returned |
+| `report` | the run's HTML report, from what prepare, extraction, the gates and publish returned |
 | `release_run_lock` | teardown: frees the run lock, also after a failed run |
 
 Tasks hand their summaries to each other through Airflow (XCom): the raw gate gets what the
