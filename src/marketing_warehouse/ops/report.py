@@ -460,27 +460,34 @@ def _headline_html(figures: dict, currency: str) -> list[str]:
             f"<small>{_trend(change(now, before))} vs previous period</small></div>"
         )
     html.append("</div>")
-    rows = []
-    for key, title, unit in SALES:
-        now, before = sales["current"][key], sales["previous"][key]
-        target = to_date.get(key)
-        rows.append(
-            [
-                f"<td>{escape(title)}</td>",
-                _cell(fmt(now, unit, currency), f"{key}.current"),
-                _cell(fmt(before, unit, currency), f"{key}.previous"),
-                f"<td class=n>{_trend(change(now, before))}</td>",
-                _cell(fmt(target, unit, currency) if target is not None else "", f"{key}.target"),
-                _cell(
-                    fmt(_ratio(now, target), "share") if target is not None else "",
-                    f"{key}.attainment",
-                ),
-            ]
-        )
+
+    def compared(items, figures: dict, target_of: Callable[[str], float | None]):
+        """One row per figure: now, before, the change, the target to date and its share."""
+        rows = []
+        for key, title, unit in items:
+            now, before = figures["current"][key], figures["previous"][key]
+            target = target_of(key)
+            rows.append(
+                [
+                    f"<td>{escape(title)}</td>",
+                    _cell(fmt(now, unit, currency), f"{key}.current"),
+                    _cell(fmt(before, unit, currency), f"{key}.previous"),
+                    f"<td class=n>{_trend(change(now, before), key)}</td>",
+                    _cell(
+                        fmt(target, unit, currency) if target is not None else "", f"{key}.target"
+                    ),
+                    _cell(
+                        fmt(_ratio(now, target), "share") if target is not None else "",
+                        f"{key}.attainment",
+                    ),
+                ]
+            )
+        return rows
+
     html.append(
         _rows(
             ["", "this period", "previous period", "change", "target to date", "of target"],
-            rows,
+            compared(SALES, sales, to_date.get),
         )
     )
     month, before_month = figures["month"], figures["previous_month"]
@@ -489,25 +496,11 @@ def _headline_html(figures: dict, currency: str) -> list[str]:
         f"<small>(monthly figures; vs {escape(before_month.strftime('%B %Y'))} and the month's "
         f"budget to date, {figures['month_share'] * 100:.0f} % of the month gone)</small></h3>"
     )
-    rows = []
-    for key, title, unit in MARKETING:
-        now, before = marketing["current"][key], marketing["previous"][key]
-        target = to_date["spend"] if key == "spend" else None
-        rows.append(
-            [
-                f"<td>{escape(title)}</td>",
-                _cell(fmt(now, unit, currency), f"{key}.current"),
-                _cell(fmt(before, unit, currency), f"{key}.previous"),
-                f"<td class=n>{_trend(change(now, before), key)}</td>",
-                _cell(fmt(target, unit, currency) if target is not None else "", f"{key}.target"),
-                _cell(
-                    fmt(_ratio(now, target), "share") if target is not None else "",
-                    f"{key}.attainment",
-                ),
-            ]
-        )
+    budget = compared(
+        MARKETING, marketing, lambda key: to_date["spend"] if key == "spend" else None
+    )
     html.append(
-        _rows(["", "this month", "previous month", "change", "budget to date", "of budget"], rows)
+        _rows(["", "this month", "previous month", "change", "budget to date", "of budget"], budget)
     )
     html.append(
         "<p><small>Targets and budgets are the budget workbook's for the month (all channels), "
