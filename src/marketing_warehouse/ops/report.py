@@ -32,15 +32,6 @@ KPI_CHARTS = (
     ("new_customers", "New customers per day", "bar", "count"),
     ("average_order_value", "Average order value per day", "line", "currency"),
 )
-#: The BI tool's dashboards, by slug (``<MWH_BI_URL>/superset/dashboard/<slug>/``).
-DASHBOARDS = (
-    ("executive", "Executive: revenue, orders, new customers, AOV against target"),
-    ("acquisition", "Acquisition: spend, CTR, CPC, ROAS, CAC and budget by channel"),
-    ("retention", "Retention: cohorts, churn and reactivation, segment sizes"),
-    ("crm", "CRM: campaign funnel and rates, coupons, reachable customers"),
-    ("experiments", "Experiments: uplift, confidence interval, p-value, sanity flags"),
-    ("data-quality", "Data quality: gate results, quarantine, source freshness"),
-)
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
 max-width:1000px;color:#1f2933;padding:0 1rem}
@@ -777,12 +768,13 @@ def _freshness_html(settings: Settings, con: duckdb.DuckDBPyConnection, ds: str)
 
 def _links_html(settings: Settings) -> list[str]:
     from marketing_warehouse.serve.docs import docs_urls
+    from marketing_warehouse.serve.superset_bundle import DASHBOARDS
 
     docs = docs_urls()
     items = "".join(
-        f'<li><a href="{escape(settings.bi_url)}/superset/dashboard/{slug}/">{escape(title)}</a>'
-        "</li>"
-        for slug, title in DASHBOARDS
+        f'<li><a href="{escape(d.url(settings.bi_url))}">{escape(d.title)}</a>: '
+        f"{escape(d.answers)}</li>"
+        for d in DASHBOARDS
     )
     return [
         "<h2>Dashboards and docs</h2>",

@@ -340,9 +340,7 @@ def serve_forever(settings: Settings) -> int:
     print(
         f"Superset on {server.url}: log in as {server.creds.admin_username} (password in "
         f"{settings.layout.bi_credentials}); dashboards "
-        + ", ".join(
-            f"{server.url}/superset/dashboard/{d.slug}/" for d in superset_bundle.DASHBOARDS
-        )
+        + ", ".join(d.url(server.url) for d in superset_bundle.DASHBOARDS)
     )
     try:
         return server.process.wait()

@@ -109,6 +109,10 @@ class Dashboard:
     answers: str
     rows: tuple[tuple[str, ...], ...]
 
+    def url(self, bi_url: str) -> str:
+        """Where a browser opens it, under the BI tool's base URL (``MWH_BI_URL``)."""
+        return f"{bi_url.rstrip('/')}/superset/dashboard/{self.slug}/"
+
 
 COUNT = ",.0f"
 MONEY = ",.2f"
