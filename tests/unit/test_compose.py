@@ -341,3 +341,20 @@ def test_the_image_installs_the_runtime_lock_without_dev_tools():
         via[name] -= {"via"}
     for name in left_out - dev:
         assert via[name] and via[name] <= left_out, (name, via[name])
+
+
+def test_the_stacks_fallbacks_of_settings_are_the_settings_defaults():
+    """A setting the stack falls back on (``${MWH_X:-value}``) falls back on the default that
+    `mwh` itself uses, so a setting left out of .env means the same in Docker and outside it."""
+    fallbacks = {
+        m.group(1): m.group(2)
+        for value in _strings(COMPOSE)
+        for m in re.finditer(r"\$\{(MWH_[A-Z_]+):-([^}]*)\}", value)
+        if m.group(1) in SETTINGS_HELP  # not the stack's own (MWH_HOST_LANDING_DIR ...)
+    }
+    assert "MWH_DBT_TASKS" in fallbacks
+    for name, value in fallbacks.items():
+        assert value == SETTINGS_HELP[name][0], name
+    # .env.example shows the same defaults for the settings it lists with a "(default)" mark
+    example = example_values()
+    assert example["MWH_DBT_TASKS"] == SETTINGS_HELP["MWH_DBT_TASKS"][0]
