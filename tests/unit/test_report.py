@@ -270,3 +270,24 @@ def test_a_source_is_stale_after_the_marts_gates_freshness_limit(settings, tmp_p
     assert 'class="n ok" data-metric="freshness.stripe">3 days' in html  # within 5
     assert 'class="n warn" data-metric="freshness.hubspot">11 days' in html  # rejected: not new
     assert 'class="n fail" data-metric="freshness.klaviyo">never loaded' in html
+
+
+def test_a_failed_mwh_run_keeps_the_report_of_the_run_that_published_the_date(settings):
+    """`mwh run` published 2026-11-21; a later `mwh run` of the same date fails. Its summary
+    writes the failure's report beside the published run's report, which stays as it was."""
+    from pathlib import Path
+
+    from conftest import make_build_db
+
+    make_build_db(settings, 1)
+    published = pipeline.publish(DS, "manual__2026-11-21T00:00:00+00:00", settings)
+    good = Path(pipeline.run_report(DS, published, settings))
+    before = good.read_text("utf-8")
+    assert "SUCCESS" in before
+
+    text = summary.build(settings, DS, False, "raw gate failed")
+
+    folder = settings.layout.run(DS)
+    assert good.read_text("utf-8") == before
+    assert "FAILED" in folder.failed_report.read_text("utf-8")
+    assert f"Run report: {folder.failed_report}" in text

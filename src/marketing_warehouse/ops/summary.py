@@ -135,7 +135,11 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
         finally:
             con.close()
         lines.append("  quarantine by reason: " + ", ".join(f"{r} {n}" for r, n in reasons))
-    report_path = report.write(settings, ds, succeeded, record)
+    from marketing_warehouse.ops.alerts import failure_report_path
+
+    # a failed run never overwrites the report of a run that published the date
+    target = None if succeeded else failure_report_path(settings, ds)
+    report_path = report.write(settings, ds, succeeded, record, target=target)
     dbt_index = settings.layout.dbt_docs_index
     lines += [
         "",
