@@ -18,6 +18,7 @@ import random
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -893,15 +894,16 @@ def floor(
     con = duck.connect(memory_limit, db_path)
     try:
         con.execute("set TimeZone = 'UTC'; set enable_progress_bar = false")
-        scratch = db_path.parent / f"{db_path.stem}-utf8"
-        for table, key, columns in (
-            ("shopify_rows", "shopify__order_lines", FLOOR_SHOPIFY_COLUMNS),
-            ("stripe_rows", "stripe__payments", None),
-            ("hubspot_rows", "hubspot__contacts", ["Email"]),
-            ("klaviyo_rows", "klaviyo__events", ["Email"]),
-        ):
-            files = landed_files(landing, key)
-            con.execute(f"create temp table {table} as {read_landed_csv(files, columns, scratch)}")
+        # UTF-8 copies of landed files in other encodings: read into the tables, then removed
+        with tempfile.TemporaryDirectory(prefix="mwh-floor-") as scratch:
+            for table, key, columns in (
+                ("shopify_rows", "shopify__order_lines", FLOOR_SHOPIFY_COLUMNS),
+                ("stripe_rows", "stripe__payments", None),
+                ("hubspot_rows", "hubspot__contacts", ["Email"]),
+                ("klaviyo_rows", "klaviyo__events", ["Email"]),
+            ):
+                query = read_landed_csv(landed_files(landing, key), columns, Path(scratch))
+                con.execute(f"create temp table {table} as {query}")
         con.execute(
             "create temp table product_rows as select * from "
             f"read_json({_csv_list(landed_files(landing, 'product__events'))}, "
