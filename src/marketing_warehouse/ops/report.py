@@ -74,9 +74,7 @@ def fmt(value: float | int | None, unit: str, currency: str = "") -> str:
         return f"{value:,.2f} {currency}".rstrip()
     if unit == "share":
         return f"{value * 100:.1f} %"
-    if unit == "ratio":
-        return f"{value:,.2f}"
-    return f"{value:,.2f}"
+    return f"{value:,.2f}"  # a ratio, or a figure without a unit
 
 
 def change(current: float | None, previous: float | None) -> str:
@@ -386,7 +384,7 @@ def headline(con: duckdb.DuckDBPyConnection, ds: str) -> dict:
     share = current.days / _month_days(month)
     month_row = marketing["current"]
     targets = {
-        "revenue": None if month_row["target_revenue"] is None else month_row["target_revenue"],
+        "revenue": month_row["target_revenue"],
         "new_customers": month_row["target_new_customers"],
         "spend": month_row["budget"],
     }

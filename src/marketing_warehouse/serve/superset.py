@@ -153,13 +153,6 @@ def finish_bootstrap(settings: Settings, process: subprocess.Popen) -> None:
         )
 
 
-def bootstrap(settings: Settings, creds: Credentials) -> float:
-    """db upgrade, admin, init in one Superset process; returns the seconds it took."""
-    started = time.monotonic()
-    finish_bootstrap(settings, start_bootstrap(settings, creds))
-    return time.monotonic() - started
-
-
 def start_server(settings: Settings, creds: Credentials, url: str | None = None) -> Server:
     """gunicorn on ``url`` (default ``MWH_BI_URL``), waited for until ``/health`` answers."""
     url = (url or settings.bi_url).rstrip("/")
@@ -263,18 +256,6 @@ class Client:
             "X-CSRFToken": self.csrf,
         }
         return json.loads(self._open("POST", "/api/v1/assets/import/", body, headers))
-
-    def listing(self, resource: str, columns: tuple[str, ...]) -> list[dict]:
-        """Every row of ``/api/v1/<resource>/`` with ``columns`` (rison query, pages of 100)."""
-        rows: list[dict] = []
-        page = 0
-        while True:
-            query = f"(columns:!({','.join(columns)}),page:{page},page_size:100)"
-            found = self.get(f"/api/v1/{resource}/?q={urllib.parse.quote(query)}")
-            rows += found["result"]
-            if len(rows) >= found["count"] or not found["result"]:
-                return rows
-            page += 1
 
     def chart_data(self, body: dict) -> dict:
         return self.post_json("/api/v1/chart/data", body)
