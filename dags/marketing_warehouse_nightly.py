@@ -71,7 +71,8 @@ def marketing_warehouse_nightly():
         ds: str | None = None, run_id: str | None = None, dag_run=None, ti=None
     ) -> list[str]:
         # a scheduled run of a date already published (`make run`, then `make airflow`) skips
-        done = pipeline.published_by(ds) if dag_run.run_type == "scheduled" else ""
+        scheduled = dag_run.run_type == "scheduled"
+        done = pipeline.published_by(ds, other_than=run_id) if scheduled else ""
         if done:
             from airflow.sdk.exceptions import AirflowSkipException
 

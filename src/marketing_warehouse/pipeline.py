@@ -247,11 +247,12 @@ def run_report(
     return path
 
 
-def published_by(ds: str, settings: Settings | None = None) -> str:
-    """The run that last published ``ds`` to the serving file ("" if none did)."""
+def published_by(ds: str, settings: Settings | None = None, other_than: str = "") -> str:
+    """The run that last published ``ds`` to the serving file ("" if none did), leaving out
+    the run ``other_than`` (a scheduled run cleared to run again after it published)."""
     from marketing_warehouse.serve.publish import runs_that_published
 
-    runs = runs_that_published(settings or load_settings(), ds)
+    runs = [r for r in runs_that_published(settings or load_settings(), ds) if r != other_than]
     return runs[-1] if runs else ""
 
 

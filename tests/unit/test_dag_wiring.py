@@ -153,3 +153,12 @@ def test_a_scheduled_run_of_a_date_already_published_skips_and_touches_nothing(
         assert prepare(ds=ds, run_id=run_id, dag_run=SimpleNamespace(run_type=run_type), ti=ti)
         assert list(pushed) == ["landing_scan"]  # the raw gate's and the report's input
         assert pipeline.release_run_lock(settings, run_id)
+
+    # a scheduled run that published its date itself, cleared to run again, runs
+    cleared = "scheduled__2026-11-23T02:00:00+00:00"
+    pipeline.publish("2026-11-22", cleared, settings)
+    pushed = {}
+    ti = SimpleNamespace(xcom_push=lambda key, value, into=pushed: into.update({key: value}))
+    scheduled = SimpleNamespace(run_type="scheduled")
+    assert prepare(ds="2026-11-22", run_id=cleared, dag_run=scheduled, ti=ti)
+    assert pipeline.release_run_lock(settings, cleared)
