@@ -257,6 +257,18 @@ class Client:
         }
         return json.loads(self._open("POST", "/api/v1/assets/import/", body, headers))
 
+    def listing(self, resource: str, columns: tuple[str, ...]) -> list[dict]:
+        """Every row of ``/api/v1/<resource>/`` with ``columns`` (rison query, pages of 100)."""
+        rows: list[dict] = []
+        page = 0
+        while True:
+            query = f"(columns:!({','.join(columns)}),page:{page},page_size:100)"
+            found = self.get(f"/api/v1/{resource}/?q={urllib.parse.quote(query)}")
+            rows += found["result"]
+            if len(rows) >= found["count"] or not found["result"]:
+                return rows
+            page += 1
+
     def chart_data(self, body: dict) -> dict:
         return self.post_json("/api/v1/chart/data", body)
 
