@@ -173,12 +173,8 @@ def start_server(settings: Settings, creds: Credentials, url: str | None = None)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SupersetError(f"gunicorn exited {process.returncode}; see {server.log}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                if response.read().strip() == b"OK":
-                    return server
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+        if healthy(url):
+            return server
         time.sleep(0.5)
     server.stop()
     raise SupersetError(f"Superset did not answer {url}/health within 120 s; see {server.log}")
@@ -363,15 +359,20 @@ def postgres_reader_uri(settings: Settings) -> str:
     )
 
 
+def healthy(url: str) -> bool:
+    """Whether Superset at ``url`` answers its health check with OK."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=5) as response:
+            return response.read().strip() == b"OK"
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
 def wait_until_healthy(url: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=5) as response:
-                if response.read().strip() == b"OK":
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+        if healthy(url):
+            return
         time.sleep(2)
     raise SupersetError(f"{url}/health did not answer OK within {timeout:.0f} s")
 
