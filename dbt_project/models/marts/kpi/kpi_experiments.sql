@@ -1,6 +1,10 @@
-{#- Primary metrics this mart can compute; any other plan value gives a row with participants and
-    revenue but null conversion statistics (is_primary_metric_supported = false). -#}
-{%- set supported_metrics = ["conversion"] %}
+{#- How the plan's primary metric is measured (primary_metric_kind):
+    - revenue_order: "conversion" (any case): a revenue order of fct_orders;
+    - product_event: exactly (case-sensitive) the name of an event of the product-events export as
+      stg_product__events spells it (the contract trims it, nothing else changes it), seen in any
+      load; "conversion" stays the revenue order even if an event has that name;
+    - unknown: anything else. Such a row keeps participants and revenue but null conversion
+      statistics (is_primary_metric_supported = false); the marts gate warns about it. -#}
 with
 
 plans as (
@@ -23,6 +27,44 @@ orders as (
 
 ),
 
+product_events as (
+
+    select
+        message_id,
+        event_name,
+        occurred_at,
+        {{ latest_copy_rank('message_id') }} as copy_rank
+    from {{ ref('stg_product__events') }}
+
+),
+
+{#- Who did a product event: the source key int_customer_identities gives it (its user id, else its
+    e-mail), resolved to the key's e-mail by dim_customer_identity_map, so an event of a user id
+    that once logged in with an e-mail is that e-mail's, as everywhere in the warehouse. -#}
+product_identities as (
+
+    select source_record_id as message_id, source_key
+    from {{ ref('int_customer_identities') }}
+    where source = 'product'
+
+),
+
+product_emails as (
+
+    select source_key, email
+    from {{ ref('dim_customer_identity_map') }}
+    where source = 'product' and email is not null
+
+),
+
+event_names as (
+
+    select distinct event_name
+    from product_events
+    where copy_rank = 1
+
+),
+
 latest_plans as (
 
     select *
@@ -33,6 +75,28 @@ latest_plans as (
         from plans
     ) as ranked
     where copy_rank = 1
+
+),
+
+planned as (
+
+    select
+        latest_plans.experiment_id,
+        latest_plans.primary_metric,
+        case
+            when lower(latest_plans.primary_metric) = 'conversion' then 'revenue_order'
+            when event_names.event_name is not null then 'product_event'
+            else 'unknown'
+        end as primary_metric_kind,
+        latest_plans.control_variant,
+        latest_plans.minimum_sample_per_variant,
+        latest_plans.start_date,
+        latest_plans.end_date,
+        coalesce(
+            latest_plans.conversion_window_days, {{ var("experiment_conversion_window_days") }}
+        ) as conversion_window_days
+    from latest_plans
+    left join event_names on latest_plans.primary_metric = event_names.event_name
 
 ),
 
@@ -49,25 +113,85 @@ latest_assignments as (
 
 ),
 
-{#- Each participant's revenue orders inside the experiment window (start_date to end_date, UTC
-    order dates) and not before their assignment. Matched with an inner join on the e-mail first:
-    the range conditions in a left join's ON clause make DuckDB fall back to a nested-loop join. -#}
-participant_orders as (
+{#- Each participant's conversion window: from the assignment (the experiment's start when the
+    assignment has no time) up to and including the UTC day conversion_window_days after the
+    assignment's day, but never before the start date or after the end date (the window and the
+    experiment's dates intersect). Variants are matched case-insensitively (variant_key). -#}
+windows as (
 
     select
         latest_assignments.experiment_id,
         latest_assignments.email,
+        latest_assignments.variant,
+        lower(latest_assignments.variant) as variant_key,
+        planned.primary_metric,
+        planned.primary_metric_kind,
+        planned.start_date,
+        coalesce(
+            latest_assignments.assigned_at, cast(planned.start_date as timestamp)
+        ) as window_start_at,
+        least(
+            planned.end_date,
+            cast(coalesce(latest_assignments.assigned_at, planned.start_date) as date)
+            + cast(planned.conversion_window_days as integer)
+        ) as window_end_date
+    from latest_assignments
+    inner join planned on latest_assignments.experiment_id = planned.experiment_id
+
+),
+
+{#- Each participant's revenue orders inside their window (UTC order dates), whatever the primary
+    metric: revenue is revenue orders only. Matched with an inner join on the e-mail first: range
+    conditions in a left join's ON clause make DuckDB fall back to a nested-loop join. -#}
+participant_orders as (
+
+    select
+        windows.experiment_id,
+        windows.email,
         count(*) as orders,
         sum(orders.total_amount_reporting) as revenue
-    from latest_assignments
-    inner join latest_plans on latest_assignments.experiment_id = latest_plans.experiment_id
-    inner join orders on latest_assignments.email = orders.email
+    from windows
+    inner join orders on windows.email = orders.email
     where
-        orders.order_date between latest_plans.start_date and latest_plans.end_date
-        and (
-            latest_assignments.assigned_at is null
-            or orders.created_at >= latest_assignments.assigned_at
+        orders.order_date between windows.start_date and windows.window_end_date
+        and orders.created_at >= windows.window_start_at
+    group by 1, 2
+
+),
+
+{#- The product events some plan is judged on, with the e-mail of the person who did them. -#}
+metric_events as (
+
+    select
+        product_events.event_name,
+        product_events.occurred_at,
+        product_emails.email
+    from product_events
+    inner join product_identities on product_events.message_id = product_identities.message_id
+    inner join product_emails on product_identities.source_key = product_emails.source_key
+    where
+        product_events.copy_rank = 1
+        and product_events.event_name in (
+            select primary_metric from planned where primary_metric_kind = 'product_event'
         )
+
+),
+
+participant_events as (
+
+    select
+        windows.experiment_id,
+        windows.email,
+        count(*) as events
+    from windows
+    inner join metric_events
+        on windows.email = metric_events.email
+        and windows.primary_metric = metric_events.event_name
+    where
+        windows.primary_metric_kind = 'product_event'
+        and cast(metric_events.occurred_at as date)
+        between windows.start_date and windows.window_end_date
+        and metric_events.occurred_at >= windows.window_start_at
     group by 1, 2
 
 ),
@@ -75,56 +199,92 @@ participant_orders as (
 participants as (
 
     select
-        latest_assignments.experiment_id,
-        latest_assignments.variant,
-        latest_assignments.email,
-        coalesce(participant_orders.orders, 0) as orders,
-        coalesce(participant_orders.revenue, 0) as revenue
-    from latest_assignments
-    inner join latest_plans on latest_assignments.experiment_id = latest_plans.experiment_id
+        windows.experiment_id,
+        windows.variant_key,
+        windows.variant,
+        windows.email,
+        coalesce(participant_orders.revenue, 0) as revenue,
+        case windows.primary_metric_kind
+            when 'revenue_order' then coalesce(participant_orders.orders, 0) > 0
+            when 'product_event' then coalesce(participant_events.events, 0) > 0
+        end as has_converted
+    from windows
     left join participant_orders
-        on latest_assignments.experiment_id = participant_orders.experiment_id
-        and latest_assignments.email = participant_orders.email
+        on windows.experiment_id = participant_orders.experiment_id
+        and windows.email = participant_orders.email
+    left join participant_events
+        on windows.experiment_id = participant_events.experiment_id
+        and windows.email = participant_events.email
+
+),
+
+{#- A variant's label: the plan's spelling of the control variant; otherwise the spelling most of
+    its assignments use (ties: the alphabetically first). -#}
+spellings as (
+
+    select experiment_id, variant_key, variant
+    from participants
+    group by 1, 2, 3
+    qualify row_number() over (
+        partition by experiment_id, variant_key
+        order by count(*) desc, variant
+    ) = 1
 
 ),
 
 variants as (
 
     select
-        participants.experiment_id,
-        participants.variant,
+        experiment_id,
+        variant_key,
         count(*) as participants,
-        cast(sum(case when participants.orders > 0 then 1 else 0 end) as bigint) as converters,
-        sum(participants.revenue) as revenue
+        cast(sum(case when has_converted then 1 else 0 end) as bigint) as converters,
+        sum(revenue) as revenue
     from participants
     group by 1, 2
 
 ),
 
-with_plan as (
+{#- The split the plan expects: equal over the variants that have participants (the plan has no
+    split column). -#}
+split as (
 
     select
-        variants.*,
-        latest_plans.primary_metric,
-        latest_plans.primary_metric in (
-            {%- for metric in supported_metrics %}'{{ metric }}'{{ "," if not loop.last }}{% endfor -%}
-        ) as is_primary_metric_supported,
-        latest_plans.control_variant,
-        latest_plans.minimum_sample_per_variant,
-        latest_plans.start_date,
-        latest_plans.end_date,
-        coalesce(variants.variant = latest_plans.control_variant, false) as is_control
+        experiment_id,
+        count(*) as variants_count,
+        cast(sum(participants) as bigint) as total_participants
     from variants
-    inner join latest_plans on variants.experiment_id = latest_plans.experiment_id
+    group by 1
 
 ),
 
 measured as (
 
     select
-        *,
-        case when is_primary_metric_supported then converters end as conversions
-    from with_plan
+        variants.experiment_id,
+        coalesce(
+            case when variants.variant_key = lower(planned.control_variant) then planned.control_variant end,
+            spellings.variant
+        ) as variant,
+        coalesce(variants.variant_key = lower(planned.control_variant), false) as is_control,
+        planned.primary_metric,
+        planned.primary_metric_kind,
+        planned.primary_metric_kind <> 'unknown' as is_primary_metric_supported,
+        planned.conversion_window_days,
+        planned.minimum_sample_per_variant,
+        planned.start_date,
+        planned.end_date,
+        variants.participants,
+        case when planned.primary_metric_kind <> 'unknown' then variants.converters end as conversions,
+        variants.revenue,
+        {{ safe_divide("1", "split.variants_count") }} as expected_share,
+        split.total_participants
+    from variants
+    inner join planned on variants.experiment_id = planned.experiment_id
+    inner join split on variants.experiment_id = split.experiment_id
+    inner join spellings
+        on variants.experiment_id = spellings.experiment_id
+        and variants.variant_key = spellings.variant_key
 
 ),
 
@@ -136,31 +296,19 @@ control as (
 
 ),
 
-{#- Sample-ratio mismatch: chi-square goodness of fit of the participants per variant against an
-    equal split (the plan has no split column), variants - 1 degrees of freedom. -#}
-split as (
+{#- Sample-ratio mismatch: chi-square goodness of fit of the participants per variant against the
+    expected shares, variants - 1 degrees of freedom. -#}
+srm as (
 
     select
         experiment_id,
         count(*) as variants_count,
-        cast(sum(participants) as bigint) as total_participants
-    from measured
-    group by 1
-
-),
-
-srm as (
-
-    select
-        measured.experiment_id,
-        split.variants_count,
         sum(
-            power(measured.participants - split.total_participants * 1.0 / split.variants_count, 2)
-            / (split.total_participants * 1.0 / split.variants_count)
+            power(participants - total_participants * expected_share, 2)
+            / (total_participants * expected_share)
         ) as srm_chi_square
     from measured
-    inner join split on measured.experiment_id = split.experiment_id
-    group by 1, 2
+    group by 1
 
 ),
 
@@ -216,11 +364,14 @@ final as (
         variant,
         is_control,
         primary_metric,
+        primary_metric_kind,
         is_primary_metric_supported,
         start_date,
         end_date,
+        conversion_window_days,
         {{ reporting_currency() }} as reporting_currency,
         participants,
+        expected_share,
         conversions,
         conversion_rate,
         revenue,

@@ -11,7 +11,7 @@ renamed as (
     select
         experiment_id,
         lower(trim(email)) as email,
-        lower(trim(variant)) as variant,
+        variant,
         assigned_at,
         _source_file as source_file,
         _file_hash as file_hash,
