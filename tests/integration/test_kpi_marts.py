@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -930,3 +930,161 @@ def test_a_landing_of_spreadsheets_only_builds_every_mart(tmp_path):
         assert _null_dates(con) == {}
     finally:
         con.close()
+
+
+# An experiment judged on a product event: who returned within 7 days of the assignment.
+RV_START, RV_END, RV_WINDOW = date(2026, 11, 2), date(2026, 11, 15), 7
+RV_ASSIGNED = datetime(2026, 11, 2, 9, 0)
+
+
+def _return_visit_participants() -> list[dict]:
+    """The participants of EXP-RV and what each did: return_visit events (UTC ISO time, and whether
+    the event carries the e-mail or only the user id) and revenue orders (time, total)."""
+    people = []
+    for i in range(22):
+        people.append({"email": f"ctl{i:02d}@example.com", "variant": "Control", "uid": f"uc{i}"})
+    for i in range(18):
+        people.append({"email": f"vb{i:02d}@example.com", "variant": "Variant B", "uid": f"ub{i}"})
+    ctl = people[:22]
+    vb = people[22:]
+    for person in people:
+        person |= {"assigned": RV_ASSIGNED, "visits": [], "orders": []}
+    # Control: 4 return within the window (two by user id only); one returns on day 8 (late),
+    # one before the assignment, one after the end date (late for the window too).
+    for person, at, by_uid in [
+        (ctl[0], "2026-11-03T10:00:00Z", False),
+        (ctl[1], "2026-11-05T10:00:00Z", True),
+        (ctl[2], "2026-11-09T23:00:00Z", True),  # day 7 after 2 Nov: inside
+        (ctl[3], "2026-11-04T10:00:00Z", False),
+        (ctl[4], "2026-11-10T08:00:00Z", False),  # day 8: outside
+        (ctl[5], "2026-11-02T08:00:00Z", False),  # before the assignment at 09:00
+    ]:
+        person["visits"].append((at, by_uid))
+    ctl[6]["assigned"] = datetime(2026, 11, 12, 9, 0)
+    ctl[6]["visits"].append(("2026-11-16T10:00:00Z", False))  # within 7 days, after the end
+    # Variant B: 9 return within the window (ub3 twice: one converter), three by user id only.
+    for person, at, by_uid in [
+        (vb[0], "2026-11-02T12:00:00Z", False),
+        (vb[1], "2026-11-03T12:00:00Z", True),
+        (vb[2], "2026-11-04T12:00:00Z", False),
+        (vb[3], "2026-11-05T12:00:00Z", True),
+        (vb[3], "2026-11-06T12:00:00Z", True),
+        (vb[4], "2026-11-06T12:00:00Z", False),
+        (vb[5], "2026-11-07T12:00:00Z", False),
+        (vb[6], "2026-11-08T12:00:00Z", True),
+        (vb[7], "2026-11-09T12:00:00Z", False),
+        (vb[8], "2026-11-09T20:00:00Z", False),
+    ]:
+        person["visits"].append((at, by_uid))
+    # Revenue orders: ctl00 (30.00 in the window), vb00 (45.00 in the window, 99.00 on day 9).
+    ctl[0]["orders"].append(("2026-11-03 11:00:00", "30.00"))
+    vb[0]["orders"] += [("2026-11-04 11:00:00", "45.00"), ("2026-11-11 11:00:00", "99.00")]
+    return people
+
+
+def _land_return_visit_experiment(landing: Path) -> None:
+    people = _return_visit_participants()
+    write_fx_workbook(
+        landing / "2026-11-01" / "fx_rates.xlsx", [(date(2026, 11, 1), "USD", "EUR", 0.90)]
+    )
+    orders = [
+        order(f"#{3000 + n}", person["email"], at, total)
+        for n, (person, (at, total)) in enumerate((p, o) for p in people for o in p["orders"])
+    ]
+    write_shopify(landing / "2026-11-20" / "shopify_orders.csv", orders)
+    events = []
+    for person in people:
+        # every participant logs in once with the e-mail: the identity map ties the user id to it
+        events.append({"messageId": f"login_{person['uid']}", "event": "login",
+                       "timestamp": "2026-11-01T08:00:00Z", "userId": person["uid"],
+                       "email": person["email"].upper()})  # fmt: skip
+        for n, (at, by_uid) in enumerate(person["visits"]):
+            event = {"messageId": f"rv_{person['uid']}_{n}", "event": "return_visit",
+                     "timestamp": at, "properties": {"value": 500}}  # fmt: skip
+            event |= {"userId": person["uid"]} if by_uid else {"email": person["email"]}
+            events.append(event)
+    write_lines(landing / "2026-11-20" / "product_events.jsonl", [json.dumps(e) for e in events])
+    plan = [
+        ["Experiment", "Hypothesis", "Start", "End", "Primary metric", "Minimum sample per variant",
+         "Control variant", "Conversion window days"],
+        ["EXP-RV", "Reminder", RV_START, RV_END, "return_visit", 10, "Control", RV_WINDOW],
+        ["EXP-BAD", "Typo", RV_START, RV_END, "conversion", 10, "Control", "a week"],
+        ["EXP-NEG", "Typo", RV_START, RV_END, "conversion", 10, "Control", -1],
+    ]  # fmt: skip
+    assignments = [["Experiment", "Email", "Variant", "Assigned at"]] + [
+        ["EXP-RV", p["email"], p["variant"], p["assigned"]] for p in people
+    ]
+    write_workbook(
+        landing / "2026-11-01" / "experiments.xlsx", {"plan": plan, "assignments": assignments}
+    )
+
+
+def _converts(person: dict) -> bool:
+    """A return_visit at or after the assignment, at most RV_WINDOW UTC days after its day and
+    not after the end date."""
+    last_day = min(RV_END, person["assigned"].date() + timedelta(days=RV_WINDOW))
+    for at, _ in person["visits"]:
+        when = datetime.fromisoformat(at.replace("Z", ""))
+        if when >= person["assigned"] and RV_START <= when.date() <= last_day:
+            return True
+    return False
+
+
+def test_an_experiment_on_a_product_event_reconciles_with_an_independent_computation(tmp_path):
+    settings, _, result = _build_landing(tmp_path, _land_return_visit_experiment)
+    assert result.returncode == 0, result.stdout[-4000:]
+    people = _return_visit_participants()
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    try:
+        # an unreadable or negative window is quarantined, naming the column; the rest loads
+        quarantined = rows(
+            con,
+            "select reason_code, reason_detail from audit.quarantine "
+            "where source = 'spreadsheets' and entity = 'experiments' order by row_number",
+        )
+        got = {
+            (r["experiment_id"], r["variant"]): r
+            for r in rows(con, "select * from marts.kpi_experiments")
+        }
+    finally:
+        con.close()
+    assert [q["reason_code"] for q in quarantined] == ["invalid_number", "out_of_range"]
+    assert all("Conversion window days" in q["reason_detail"] for q in quarantined), quarantined
+    assert sorted(got) == [("EXP-RV", "Control"), ("EXP-RV", "Variant B")]
+
+    n = {v: sum(p["variant"] == v for p in people) for v in ("Control", "Variant B")}
+    x = {v: sum(p["variant"] == v and _converts(p) for p in people) for v in n}
+    assert (n, x) == ({"Control": 22, "Variant B": 18}, {"Control": 4, "Variant B": 9})
+    p_c, p_b = x["Control"] / n["Control"], x["Variant B"] / n["Variant B"]
+    pooled = (x["Control"] + x["Variant B"]) / (n["Control"] + n["Variant B"])
+    z = (p_b - p_c) / math.sqrt(pooled * (1 - pooled) * (1 / n["Control"] + 1 / n["Variant B"]))
+    half = 1.959964 * math.sqrt(p_b * (1 - p_b) / n["Variant B"] + p_c * (1 - p_c) / n["Control"])
+    # SRM against the equal split: expected 20 each, chi2 = (2^2 + 2^2) / 20 = 0.4, 1 df
+    chi2 = sum((n[v] - 20) ** 2 / 20 for v in n)
+    treatment, control = got["EXP-RV", "Variant B"], got["EXP-RV", "Control"]
+    assert approx(treatment) == treatment | {
+        "primary_metric": "return_visit",
+        "primary_metric_kind": "product_event",
+        "is_primary_metric_supported": True,
+        "conversion_window_days": RV_WINDOW,
+        "expected_share": 0.5,
+        "participants": 18,
+        "conversions": 9,
+        "conversion_rate": p_b,
+        "control_conversion_rate": p_c,
+        "absolute_uplift": p_b - p_c,
+        "relative_uplift": (p_b - p_c) / p_c,
+        "z_score": z,
+        "p_value": two_sided_p(z),
+        "is_significant": two_sided_p(z) < 0.05,
+        "absolute_uplift_ci_lower": (p_b - p_c) - half,
+        "absolute_uplift_ci_upper": (p_b - p_c) + half,
+        "srm_chi_square": chi2,
+        "srm_p_value": math.erfc(math.sqrt(chi2 / 2)),
+        "has_sample_ratio_mismatch": False,
+        # revenue orders only, in the window: 45.00 (the event's value 500 and the order on
+        # day 9 do not count)
+        "revenue": D("45.00"),
+    }
+    assert control["is_control"] is True and control["conversions"] == 4
+    assert control["revenue"] == D("30.00")
