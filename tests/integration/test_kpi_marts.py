@@ -1010,10 +1010,13 @@ def _land_return_visit_experiment(landing: Path) -> None:
         ["EXP-RV", "Reminder", RV_START, RV_END, "return_visit", 10, "Control", RV_WINDOW],
         ["EXP-BAD", "Typo", RV_START, RV_END, "conversion", 10, "Control", "a week"],
         ["EXP-NEG", "Typo", RV_START, RV_END, "conversion", 10, "Control", -1],
+        # event names match as exported, case included: not the event return_visit
+        ["EXP-CASE", "Typo", RV_START, RV_END, "Return_Visit", 1, "Control", None],
     ]  # fmt: skip
     assignments = [["Experiment", "Email", "Variant", "Assigned at"]] + [
         ["EXP-RV", p["email"], p["variant"], p["assigned"]] for p in people
     ]
+    assignments.append(["EXP-CASE", people[0]["email"], "Control", None])
     write_workbook(
         landing / "2026-11-01" / "experiments.xlsx", {"plan": plan, "assignments": assignments}
     )
@@ -1050,7 +1053,20 @@ def test_an_experiment_on_a_product_event_reconciles_with_an_independent_computa
         con.close()
     assert [q["reason_code"] for q in quarantined] == ["invalid_number", "out_of_range"]
     assert all("Conversion window days" in q["reason_detail"] for q in quarantined), quarantined
-    assert sorted(got) == [("EXP-RV", "Control"), ("EXP-RV", "Variant B")]
+    assert sorted(got) == [("EXP-CASE", "Control"), ("EXP-RV", "Control"), ("EXP-RV", "Variant B")]
+    unknown = got["EXP-CASE", "Control"]
+    assert (unknown["primary_metric_kind"], unknown["is_primary_metric_supported"]) == (
+        "unknown",
+        False,
+    )
+    assert unknown["conversions"] is None and unknown["conversion_window_days"] == 30  # the var
+    # the marts gate warns (and publishes) naming the experiment and its metric
+    from marketing_warehouse.quality.gates import run_gate
+
+    outcome = run_gate(settings, "marts", RUN_DATE, "run-1")
+    flagged = [c for c in outcome.checks if c.suite == "marts/experiments"]
+    assert [(c.severity, c.success) for c in flagged] == [("warning", False)]
+    assert "EXP-CASE: primary metric Return_Visit" in flagged[0].sample, flagged[0].describe()
 
     n = {v: sum(p["variant"] == v for p in people) for v in ("Control", "Variant B")}
     x = {v: sum(p["variant"] == v and _converts(p) for p in people) for v in n}

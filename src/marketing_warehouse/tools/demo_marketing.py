@@ -334,18 +334,25 @@ def budgets(first_day: date, end_date: date, folder: Path, scale: float) -> Path
 
 
 def experiments(first_day: date, end_date: date, customers: list, folder: Path, rng) -> Path:
+    """The experiment plan workbook: EXP-001 is judged on a revenue order (conversion, the default
+    window), EXP-002 on the product event "login" within 7 days of the assignment."""
     # a week after the first delivery; a short demo (fewer than 9 days) starts the day before the end
     start = min(first_day + timedelta(days=7), end_date - timedelta(days=1))
+    assigned = datetime(start.year, start.month, start.day, 0, 0)
     plan = [
-        ["Experiment", "Hypothesis", "Start", "End", "Primary metric", "Minimum sample per variant", "Control variant"],
+        ["Experiment", "Hypothesis", "Start", "End", "Primary metric", "Minimum sample per variant", "Control variant", "Conversion window days"],
         ["EXP-001 free shipping banner", "A free-shipping banner raises conversion", start, end_date,
-         "conversion", 100, "control"],
+         "conversion", 100, "control", None],
+        ["EXP-002 login reminder", "A reminder e-mail brings users back within a week", start,
+         end_date, "login", 100, "Control", 7],
     ]  # fmt: skip
     assignments = [["Experiment", "Email", "Variant", "Assigned at"]]
     for customer in customers:
         variant = "treatment" if rng.random() < 0.5 else "control"
-        assignments.append(["EXP-001 free shipping banner", customer.email, variant,
-                            datetime(start.year, start.month, start.day, 0, 0)])  # fmt: skip
+        assignments.append(["EXP-001 free shipping banner", customer.email, variant, assigned])
+    for customer in customers:
+        variant = "Variant B" if rng.random() < 0.5 else "Control"
+        assignments.append(["EXP-002 login reminder", customer.email, variant, assigned])
     return write_workbook(
         folder / "experiments_plan.xlsx", {"plan": plan, "assignments": assignments}
     )
