@@ -262,10 +262,11 @@ measured as (
 
     select
         variants.experiment_id,
-        coalesce(
-            case when variants.variant_key = lower(planned.control_variant) then planned.control_variant end,
-            spellings.variant
-        ) as variant,
+        case
+            when variants.variant_key = lower(planned.control_variant)
+                then planned.control_variant
+            else spellings.variant
+        end as variant,
         coalesce(variants.variant_key = lower(planned.control_variant), false) as is_control,
         planned.primary_metric,
         planned.primary_metric_kind,
@@ -275,7 +276,9 @@ measured as (
         planned.start_date,
         planned.end_date,
         variants.participants,
-        case when planned.primary_metric_kind <> 'unknown' then variants.converters end as conversions,
+        case
+            when planned.primary_metric_kind <> 'unknown' then variants.converters
+        end as conversions,
         variants.revenue,
         {{ safe_divide("1", "split.variants_count") }} as expected_share,
         split.total_participants
