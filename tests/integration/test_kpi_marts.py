@@ -610,10 +610,19 @@ def test_experiments_by_hand(warehouse):
         True,
     )
 
+    # The plan has no "Conversion window days" column (the layout before it): it loads, every
+    # experiment gets the dbt var's window, which reaches past each end date here.
+    from marketing_warehouse.config import load_settings
+
+    window = load_settings({}).dbt_var("experiment_conversion_window_days")
+    assert {r["conversion_window_days"] for r in got.values()} == {window}
+    assert window >= (date(2026, 11, 30) - date(2026, 11, 2)).days
+
     # EXP-3's metric is not computed: participants only, statistics null, flagged unsupported.
     for variant in ("a", "b"):
         row = got["EXP-3", variant]
         assert row["is_primary_metric_supported"] is False
+        assert row["primary_metric_kind"] == "unknown"
         assert row["participants"] == 1
         assert row["conversions"] is None and row["p_value"] is None
         assert row["is_significant"] is False
@@ -1059,7 +1068,8 @@ def test_an_experiment_on_a_product_event_reconciles_with_an_independent_computa
         "unknown",
         False,
     )
-    assert unknown["conversions"] is None and unknown["conversion_window_days"] == 30  # the var
+    default_window = settings.dbt_var("experiment_conversion_window_days")
+    assert unknown["conversions"] is None and unknown["conversion_window_days"] == default_window
     # the marts gate warns (and publishes) naming the experiment and its metric
     from marketing_warehouse.quality.gates import run_gate
 
