@@ -24,7 +24,8 @@ and never join these names themselves; ``tests/unit/test_layout.py`` holds them 
     <data>/audit/                                 erasure journal and log
     <data>/exports/<ds>/                          audience files for the tools (one folder per
         run date): <audience>.<layout>.csv, <audience>.control.csv, manifest.json
-    <data>/exports/.<ds>.tmp/                     an export folder being written (never read)
+    <data>/exports/.<ds>.tmp/, .<ds>.old/         an export folder being written, the one it
+        replaces (both never read)
     <project>/dbt_project/audiences/<name>.yml    audience definitions (audiences as code)
     <data>/bench/                                 benchmark results
     <data>/bi/                                    Superset's state (``make bi``): superset.db
@@ -361,6 +362,10 @@ class Layout:
     def export_scratch(self, ds: str) -> Path:
         """Where the export of ``ds`` is assembled before one rename makes it visible."""
         return self.exports / f".{ds}.tmp"
+
+    def export_old(self, ds: str) -> Path:
+        """The previous export of ``ds`` during the rename that replaces it (then removed)."""
+        return self.exports / f".{ds}.old"
 
     def export_manifest(self, ds: str) -> Path:
         return self.export_dir(ds) / EXPORT_MANIFEST
