@@ -37,9 +37,8 @@ from pathlib import Path
 from marketing_warehouse import duck
 from marketing_warehouse.config import Settings
 from marketing_warehouse.layout import EXPORT_MANIFEST, export_file_name
-from marketing_warehouse.ops.identity import customer_id, normalize_email, normalize_phone
+from marketing_warehouse.ops.identity import E164, customer_id, normalize_email, normalize_phone
 
-_E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
 _GMAIL = re.compile(r"^(gmail|googlemail)\.com$")
 
 
@@ -51,7 +50,7 @@ def sha256_hex(value: str | None) -> str:
 def e164(phone: str | None) -> str | None:
     """The phone as identity normalises it, when it is E.164 (``+``, 8 to 15 digits); else None."""
     normalized = normalize_phone(phone)
-    return normalized if normalized and _E164.match(normalized) else None
+    return normalized if normalized and E164.match(normalized) else None
 
 
 def meta_email(email: str | None) -> str | None:

@@ -12,10 +12,11 @@ whose bucket is below ``control_share`` is in the control arm, every other membe
 treatment arm. ``arm`` is that rule in Python and ``bucket_sql`` the same rule in DuckDB SQL (a
 test compares them): a customer keeps their arm for as long as the salt stays the same.
 
-Reachability (``REACHABLE``): email needs an e-mail with marketing consent
-(``is_email_marketable``); sms needs SMS consent and a phone in E.164 (``+`` and 8 to 15
-digits); meta_ads and google_ads upload a hashed e-mail, so they need an e-mail with marketing
-consent too. Erased customers (the erasure log's ``subject_sha256``) never appear.
+Channels and reachability: the dbt var ``audience_channels`` (``dbt_project.yml``) names each
+channel with the SQL condition under which a customer can be reached on it (email and the ad
+platforms: an e-mail with marketing consent; sms: SMS consent and a phone in E.164); the marts
+gate checks the members against the same var. Erased customers (the erasure log's
+``subject_sha256``) never appear.
 """
 
 from __future__ import annotations
@@ -37,16 +38,6 @@ SOURCE_MODELS = ("dim_customer_segments", "dim_customers")
 #: Columns never allowed in a filter: personal data (``meta: {pii: true}`` in the YAML is
 #: excluded too) and the snapshot's own date.
 EXCLUDED_COLUMNS = {"snapshot_date"}
-#: A phone a text message can go to: E.164, ``+`` then 8 to 15 digits, no leading zero.
-E164 = r"^\+[1-9][0-9]{7,14}$"
-#: Channel -> the SQL condition (over the candidate row) under which a customer can receive it.
-REACHABLE = {
-    "email": "email is not null and is_email_marketable",
-    "sms": f"is_sms_marketable and regexp_full_match(phone, '{E164[1:-1]}')",
-    "meta_ads": "email is not null and is_email_marketable",
-    "google_ads": "email is not null and is_email_marketable",
-}
-CHANNELS = tuple(REACHABLE)
 #: The largest control share: half the audience held out.
 MAX_CONTROL_SHARE = 0.5
 #: Functions a filter may call (sqlglot expression classes).
@@ -153,6 +144,17 @@ def bucket_sql(salt_sql: str, customer_id_sql: str) -> str:
 # --- the columns a filter may name ------------------------------------------------------------
 
 
+def channels(dbt_project_dir: Path) -> dict[str, str]:
+    """Channel -> the SQL condition (over dim_customers' columns) under which a customer can be
+    reached on it: the dbt var ``audience_channels``."""
+    path = dbt_project_dir / "dbt_project.yml"
+    variables = (yaml.safe_load(path.read_text("utf-8")) or {}).get("vars") or {}
+    found = variables.get("audience_channels")
+    if not isinstance(found, dict) or not found:
+        raise AudienceError(f"{path}: no var 'audience_channels' (channel -> condition)")
+    return {str(k): str(v) for k, v in found.items()}
+
+
 def _model_docs(dbt_project_dir: Path) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for path in sorted((dbt_project_dir / "models").rglob("*.yml")):
@@ -234,7 +236,7 @@ def validate_filter(text: str, columns: set[str], where: str) -> str:
     return tree.sql(dialect="duckdb")
 
 
-def parse_audience(path: Path, columns: set[str]) -> Audience:
+def parse_audience(path: Path, columns: set[str], reachable: dict[str, str]) -> Audience:
     """One definition file, validated (``AudienceError`` names the file and the field)."""
     try:
         data = yaml.safe_load(path.read_text("utf-8"))
@@ -258,9 +260,9 @@ def parse_audience(path: Path, columns: set[str]) -> Audience:
             f"{path}: field 'name' is {name!r}; expected the file name {path.stem!r}"
         )
     channel = data["channel"]
-    if channel not in REACHABLE:
+    if channel not in reachable:
         raise AudienceError(
-            f"{path}: field 'channel' is {channel!r}; expected one of {', '.join(CHANNELS)}"
+            f"{path}: field 'channel' is {channel!r}; expected one of {', '.join(reachable)}"
         )
     share = data.get("control_share", 0)
     if isinstance(share, bool) or not isinstance(share, int | float):
@@ -290,9 +292,10 @@ def load_audiences(dbt_project_dir: Path, folder: Path | None = None) -> list[Au
     name; a name used twice is an error naming both files."""
     folder = folder or audiences_dir(dbt_project_dir)
     columns = set(allowed_columns(dbt_project_dir))
+    reachable = channels(dbt_project_dir)
     audiences: dict[str, Audience] = {}
     for path in sorted(folder.glob("*.yml")) if folder.is_dir() else []:
-        audience = parse_audience(path, columns)
+        audience = parse_audience(path, columns, reachable)
         if audience.name in audiences:
             raise AudienceError(
                 f"{path}: field 'name' {audience.name!r} is already used by "
@@ -318,10 +321,11 @@ def members_sql(
     snapshot_date: str,
     segment_columns: list[str],
     customer_columns: list[str],
+    reachable: dict[str, str],
 ) -> str:
     """DuckDB SQL of ``marts.audience_members`` for the snapshot ``snapshot_date`` (an ISO
     date): ``segments``, ``customers`` and ``erased`` (one column ``subject_sha256``) name
-    relations; ``segment_columns`` are the snapshot's columns (those dim_customers also has are
+    relations; ``reachable``: ``channels()``; ``segment_columns`` are the snapshot's columns (those dim_customers also has are
     taken from the snapshot), ``customer_columns`` those of dim_customers."""
     overlap = ", ".join(c for c in customer_columns if c in set(segment_columns))
     date_sql = f"cast({_literal(snapshot_date)} as date)"
@@ -340,7 +344,7 @@ def members_sql(
         {_literal(a.definition_sha256)} as definition_sha256
     from candidates
     where coalesce(({a.filter_sql}), false)
-        and coalesce(({REACHABLE[a.channel]}), false)"""
+        and coalesce(({reachable[a.channel]}), false)"""
         for a in audiences
     ]
     empty = """

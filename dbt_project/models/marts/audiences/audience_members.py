@@ -9,7 +9,7 @@ in the YAML) and keeps the others, so "who was in the audience on the send date"
 import json
 from pathlib import Path
 
-from marketing_warehouse.transform.audiences import load_audiences, members_sql
+from marketing_warehouse.transform.audiences import channels, load_audiences, members_sql
 
 
 def erased_hashes(path):
@@ -49,5 +49,6 @@ def model(dbt, session):
         snapshot_date=snapshot_date,
         segment_columns=list(segments.columns),
         customer_columns=list(customers.columns),
+        reachable=channels(project_dir),
     )
     return session.sql(sql)
