@@ -255,10 +255,6 @@ def parse_audience(path: Path, columns: set[str], reachable: dict[str, str]) -> 
         raise AudienceError(
             f"{path}: field 'name' is {name!r}; expected lower-case letters, digits and _"
         )
-    if path.stem != name:
-        raise AudienceError(
-            f"{path}: field 'name' is {name!r}; expected the file name {path.stem!r}"
-        )
     channel = data["channel"]
     if channel not in reachable:
         raise AudienceError(
