@@ -33,8 +33,11 @@ def model(dbt, session):
 
     segments = dbt.ref("dim_customer_segments")
     customers = dbt.ref("dim_customers")
-    segments.create_view("audience_input_segments", replace=True)
-    customers.create_view("audience_input_customers", replace=True)
+    # temporary views (this connection only): nothing but the model itself lands in the file
+    for name, relation in (("segments", segments), ("customers", customers)):
+        session.execute(
+            f"create or replace temp view audience_input_{name} as {relation.sql_query()}"
+        )
     hashes = erased_hashes(dbt.config.get("erasure_log"))
     values = ", ".join("('" + h.replace("'", "") + "')" for h in hashes) or "(null)"
     session.execute(
