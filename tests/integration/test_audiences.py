@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import shutil
 from datetime import date
 
@@ -21,6 +22,7 @@ from marketing_warehouse.config import load_settings
 from marketing_warehouse.ops.erasure import erase
 from marketing_warehouse.pipeline import publish
 from marketing_warehouse.quality.gates import run_gate
+from marketing_warehouse.transform.dbt_tasks import run_dbt
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +121,41 @@ def test_publish_writes_the_exports_and_erasure_removes_a_person(warehouse):
     manifest = json.loads(settings.layout.export_manifest(ds).read_text("utf-8"))
     entry = next(e for e in manifest["files"] if e["file"] == "meta_exclude_recent_buyers.meta.csv")
     assert entry["rows"] == len(treatment) - 1
+
+
+def test_a_person_in_the_erasure_log_stays_out_when_a_tool_exports_them_again(warehouse):
+    """The landed exports may carry an erased person again (a tool that still has them): the
+    model leaves out everyone in the erasure log, even while dim_customers has them."""
+    settings = warehouse
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    ds = str(con.execute("select max(snapshot_date) from marts.audience_members").fetchone()[0])
+    before = con.execute(
+        "select customer_id from marts.audience_members where snapshot_date = cast(? as date) "
+        "order by customer_id",
+        [ds],
+    ).fetchall()
+    con.close()
+    person = before[0][0]
+    log = settings.layout.erasure_log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        json.dumps({"subject_sha256": hashlib.sha256(person.encode()).hexdigest()}) + "\n", "utf-8"
+    )
+    built = run_dbt(
+        settings,
+        ["run", "--select", "audience_members", "--vars", json.dumps({"snapshot_date": ds})],
+        dict(os.environ),
+    )
+    assert built.returncode == 0, built.stdout[-3000:]
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    after = con.execute(
+        "select customer_id from marts.audience_members where snapshot_date = cast(? as date) "
+        "order by customer_id",
+        [ds],
+    ).fetchall()
+    still_customer = con.execute(
+        "select count(*) from marts.dim_customers where customer_id = ?", [person]
+    ).fetchone()[0]
+    con.close()
+    assert still_customer == 1
+    assert after == [row for row in before if row[0] != person]

@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 
 import duckdb
 import pytest
@@ -222,3 +223,23 @@ def test_erasure_removes_the_person_from_every_file_and_recounts(settings):
     # the others stay
     assert "carl@example.com" in (folder / "vip.klaviyo.csv").read_text("utf-8")
     assert erase_from_exports(settings, ANNA.customer_id, ["anna.b@gmail.com"]) == 0
+
+
+def test_the_summary_and_the_report_list_the_files_with_counts_per_arm(settings):
+    from marketing_warehouse.ops import report, summary
+
+    ds = "2026-11-20"
+    serving_file(settings, [ANNA, BOB, CARL], ds)
+    published = {"audience_exports": export(settings, ds)}
+    lines = "\n".join(summary.export_lines(published))
+    assert str(settings.layout.export_dir(ds)) in lines
+    assert re.search(r"vip\s+email\s+treatment\s+2\s+control\s+1", lines), lines
+    for name, arm, count in (
+        ("vip.klaviyo.csv", "treatment", 2),
+        ("vip.control.csv", "control", 1),
+    ):
+        assert re.search(rf"{re.escape(name)}\s+{arm}\s+{count} rows", lines), lines
+    html = "\n".join(report._exports_html(published))
+    assert "<h2>Audience exports" in html
+    assert "<td>vip</td><td>email</td><td class=n>2</td><td class=n>1</td>" in html
+    assert "vip.hubspot.csv" in html

@@ -28,7 +28,15 @@ def model(dbt, session):
         # the default of macro snapshot_date(): the latest order date, else today
         orders = dbt.ref("fct_orders")
         snapshot_date = str(orders.aggregate("coalesce(max(order_date), current_date)").fetchone()[0])
-    project_dir = Path(dbt.config.get("dbt_project_dir"))
+    # the paths come from the environment dbt is run with (Settings.dbt_env); a dbt command run
+    # by hand without it falls back to the settings' defaults, never to "no one is erased"
+    settings = None
+    if not dbt.config.get("dbt_project_dir") or not dbt.config.get("erasure_log"):
+        from marketing_warehouse.config import load_settings
+
+        settings = load_settings()
+    project_dir = Path(dbt.config.get("dbt_project_dir") or settings.dbt_project_dir)
+    erasure_log = dbt.config.get("erasure_log") or str(settings.layout.erasure_log)
     audiences = load_audiences(project_dir)
 
     segments = dbt.ref("dim_customer_segments")
@@ -38,7 +46,7 @@ def model(dbt, session):
         session.execute(
             f"create or replace temp view audience_input_{name} as {relation.sql_query()}"
         )
-    hashes = erased_hashes(dbt.config.get("erasure_log"))
+    hashes = erased_hashes(erasure_log)
     values = ", ".join("('" + h.replace("'", "") + "')" for h in hashes) or "(null)"
     session.execute(
         "create or replace temp view audience_input_erased as "
