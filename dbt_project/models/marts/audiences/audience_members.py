@@ -27,7 +27,9 @@ def model(dbt, session):
     if not snapshot_date:
         # the default of macro snapshot_date(): the latest order date, else today
         orders = dbt.ref("fct_orders")
-        snapshot_date = str(orders.aggregate("coalesce(max(order_date), current_date)").fetchone()[0])
+        snapshot_date = str(
+            orders.aggregate("coalesce(max(order_date), current_date)").fetchone()[0]
+        )
     # the paths come from the environment dbt is run with (Settings.dbt_env); a dbt command run
     # by hand without it falls back to the settings' defaults, never to "no one is erased"
     settings = None
