@@ -359,10 +359,35 @@ def cmd_erase(args: argparse.Namespace) -> int:
         print(f"  warehouse {name}: {rows} row(s) removed")
     if result.postgres_tables:
         print(f"  postgres  {result.postgres_tables} table(s) republished from the erased file")
+    print(f"  exports   {result.export_rows} audience file row(s) removed")
     print(f"  files     {len(result.files_redacted)} report, doc or log file(s) redacted")
     print(f"recorded (hash only) in {log_path(settings)}")
     held = [n for n, what in result.unreadable_files.items() if "hold the address" in what]
     return 3 if held else 0
+
+
+def cmd_audiences(args: argparse.Namespace) -> int:
+    """Validate every audience definition; with ``--columns``, list the columns a filter may name."""
+    from marketing_warehouse.transform.audiences import (
+        AudienceError,
+        allowed_columns,
+        load_audiences,
+    )
+
+    settings = load_settings()
+    if args.columns:
+        for name, text in allowed_columns(settings.dbt_project_dir).items():
+            print(f"{name:<24} {text}")
+        return 0
+    try:
+        audiences = load_audiences(settings.dbt_project_dir)
+    except AudienceError as exc:
+        raise CliError(f"audience definition rejected: {exc}", "fix the field it names") from None
+    for audience in audiences:
+        share = f"control {audience.control_share:.0%}" if audience.control_share else "no control"
+        print(f"ok  {audience.name:<32} {audience.channel:<10} {share:<12} {audience.filter_sql}")
+    print(f"{len(audiences)} audience(s) valid")
+    return 0
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
@@ -652,6 +677,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="finish the erasure a crash or an error stopped"
     )
     erase.set_defaults(func=cmd_erase)
+    audiences = sub.add_parser(
+        "audiences", help="check the audience definitions (dbt_project/audiences/*.yml)"
+    )
+    audiences.add_argument("action", choices=["check"], help="validate every definition")
+    audiences.add_argument(
+        "--columns", action="store_true", help="list the columns a filter may name"
+    )
+    audiences.set_defaults(func=cmd_audiences)
     af = sub.add_parser("airflow", help="an airflow command with the project's environment")
     af.add_argument("airflow_args", nargs=argparse.REMAINDER)
     af.set_defaults(func=cmd_airflow)

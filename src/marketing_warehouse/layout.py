@@ -22,6 +22,11 @@ and never join these names themselves; ``tests/unit/test_layout.py`` holds them 
     <data>/docs/dbt/, <data>/gx/                  dbt docs, GX context and data docs
     <data>/dbt/                                   target folder of dbt commands run outside Airflow
     <data>/audit/                                 erasure journal and log
+    <data>/exports/<ds>/                          audience files for the tools (one folder per
+        run date): <audience>.<layout>.csv, <audience>.control.csv, manifest.json
+    <data>/exports/.<ds>.tmp/, .<ds>.old/         an export folder being written, the one it
+        replaces (both never read)
+    <project>/dbt_project/audiences/<name>.yml    audience definitions (audiences as code)
     <data>/bench/                                 benchmark results
     <data>/bi/                                    Superset's state (``make bi``): superset.db
         (SQLite metadata), credentials.json (secret key, admin password), superset.log,
@@ -345,6 +350,34 @@ class Layout:
     def bench(self) -> Path:
         return self.data_dir / "bench"
 
+    # audience exports ------------------------------------------------------------------
+    @property
+    def exports(self) -> Path:
+        return self.data_dir / "exports"
+
+    def export_dir(self, ds: str) -> Path:
+        """The audience files of run date ``ds`` (replaced as a whole by each run of it)."""
+        return self.exports / ds
+
+    def export_scratch(self, ds: str) -> Path:
+        """Where the export of ``ds`` is assembled before one rename makes it visible."""
+        return self.exports / f".{ds}.tmp"
+
+    def export_old(self, ds: str) -> Path:
+        """The previous export of ``ds`` during the rename that replaces it (then removed)."""
+        return self.exports / f".{ds}.old"
+
+    def export_manifest(self, ds: str) -> Path:
+        return self.export_dir(ds) / EXPORT_MANIFEST
+
+    def export_dirs(self) -> list[Path]:
+        """Every published export folder, oldest date first."""
+        if not self.exports.is_dir():
+            return []
+        return sorted(
+            p for p in self.exports.iterdir() if p.is_dir() and _DATE_FOLDER.match(p.name)
+        )
+
     # BI tool (Superset) ----------------------------------------------------------------
     @property
     def bi_home(self) -> Path:
@@ -404,6 +437,21 @@ class Layout:
     def pinned_version(self) -> Path:
         """Records the version the other serving target (PostgreSQL) holds."""
         return self.versions / ".other-targets.version"
+
+
+#: The manifest of an export folder: each file's audience, layout, arm, rows and SHA-256.
+EXPORT_MANIFEST = "manifest.json"
+
+
+def export_file_name(audience: str, kind: str) -> str:
+    """One audience file of an export folder: ``kind`` is a tool layout (klaviyo, hubspot, meta,
+    google), ``plain`` or ``control``."""
+    return f"{audience}.{kind}.csv"
+
+
+def audiences_dir(dbt_project_dir: Path) -> Path:
+    """The committed audience definitions, one YAML file per audience."""
+    return dbt_project_dir / "audiences"
 
 
 def bi_venv(project_dir: Path) -> Path:

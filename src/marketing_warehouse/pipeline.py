@@ -198,7 +198,12 @@ def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
     in one task: PostgreSQL's transaction is open while the file is swapped, and a transaction
     cannot outlive the process that opened it. dbt docs and the run report follow as tasks of
     their own (``refresh_dbt_docs``, ``run_report``).
+
+    Once the swap has succeeded, the audiences of ``ds`` are exported from the new serving
+    file to ``<data>/exports/<ds>/`` (``ops.audience_exports``); a failed export fails the task,
+    and its retry publishes and exports again.
     """
+    from marketing_warehouse.ops.audience_exports import export as export_audiences
     from marketing_warehouse.serve.publish import publish as publish_file
 
     settings = settings or load_settings()
@@ -215,6 +220,14 @@ def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
     if postgres:
         payload["postgres_row_counts"] = postgres.counts
         log_postgres(settings, postgres.counts)
+    exports = export_audiences(settings, ds)
+    payload["audience_exports"] = exports
+    log.info(
+        "exported %d audience file(s) of %d audience(s) to %s",
+        len(exports["files"]),
+        len(exports["audiences"]),
+        exports["folder"],
+    )
     run = settings.layout.run(ds)
     run.keep(run.publish_record, payload)
     log_peak_memory("publish")

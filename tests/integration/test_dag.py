@@ -180,7 +180,8 @@ def test_warehouse_tasks_share_the_single_writer_pool(dagbag):
 
 
 def test_published_marts_list_matches_the_dbt_models():
-    models = {p.stem for p in (PROJECT / "dbt_project" / "models" / "marts").rglob("*.sql")}
+    marts = PROJECT / "dbt_project" / "models" / "marts"
+    models = {p.stem for pattern in ("*.sql", "*.py") for p in marts.rglob(pattern)}
     assert set(PUBLISHED_MARTS) == models
 
 

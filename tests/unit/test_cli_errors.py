@@ -156,3 +156,21 @@ def test_a_serving_file_that_is_no_database_is_named(env):
     line = one_line(mwh(env, "query", "select 1"), 1)
     assert line.startswith(f"mwh query: cannot open {path}: ")
     assert "DuckDB file" in line
+
+
+def test_audiences_check_names_the_file_and_the_field(env):
+    import shutil
+
+    repo = Path(__file__).resolve().parents[2] / "dbt_project"
+    project = Path(env["MWH_PROJECT_DIR"]) / "dbt_project"
+    shutil.copytree(repo / "models", project / "models")
+    shutil.copy(repo / "dbt_project.yml", project / "dbt_project.yml")
+    shutil.copytree(repo / "audiences", project / "audiences")
+    done = mwh(env, "audiences", "check")
+    assert done.returncode == 0, done.stderr
+    for path in (repo / "audiences").glob("*.yml"):
+        assert f"ok  {path.stem}" in done.stdout
+    bad = project / "audiences" / "bad.yml"
+    bad.write_text("name: bad\ndescription: x\nchannel: email\nfilter: churn_score > 1\n")
+    line = one_line(mwh(env, "audiences", "check"), 1)
+    assert f"{bad}: field 'filter': unknown column 'churn_score'" in line, line

@@ -25,6 +25,11 @@ the job. The steps:
   open read-only do not block it (they read the old version until they reconnect);
 * **postgres** (``MWH_POSTGRES_DSN`` set): the erased serving file is published again, both
   schemas in one transaction (``serve_postgres.publish_to_postgres``);
+* **exports**: the person's rows leave every kept audience export folder (tool files matched by
+  their e-mail, or by its hash in the Meta and Google files; the plain and control files by
+  customer id), each folder rewritten as a whole with its manifest recounted
+  (``audience_exports.erase_from_exports``); the erasure log keeps them out of every later
+  export, since ``audience_members`` leaves out everyone in it;
 * **files**: run folders, GX and dbt docs, dbt's target and logs and Airflow's task logs have the
   address replaced by ``[erased]`` (Parquet files rewritten, text files edited in place);
 * **finish**: a record is appended to ``<data>/audit/erasures.jsonl`` (SHA-256 of the customer id,
@@ -64,6 +69,7 @@ from marketing_warehouse.ingest.extract import (
 from marketing_warehouse.ingest.formats import _flatten
 from marketing_warehouse.ingest.loads import Ledger, landing_folders
 from marketing_warehouse.layout import hash_name, partition_day, raw_file_name
+from marketing_warehouse.ops.audience_exports import erase_from_exports
 from marketing_warehouse.ops.identity import (
     EMAIL_SHAPE,
     customer_id,
@@ -108,6 +114,7 @@ class Erasure:
     warehouse_rows: dict[str, int] = field(default_factory=dict)  # file:table -> rows removed
     postgres_tables: int = 0
     files_redacted: list[str] = field(default_factory=list)
+    export_rows: int = 0
     resumed: bool = False
 
     def record(self, erased_at: str) -> dict:
@@ -124,6 +131,7 @@ class Erasure:
             "warehouse_rows_removed": self.warehouse_rows,
             "postgres_tables_republished": self.postgres_tables,
             "files_redacted": len(self.files_redacted),
+            "audience_export_rows_removed": self.export_rows,
         }
 
 
@@ -649,7 +657,12 @@ def _file_roots(settings: Settings) -> list[Path]:
 
 def _skipped(settings: Settings, path: Path) -> bool:
     """Files other steps erase (or that must stay as they are)."""
-    handled = [settings.landing_dir, settings.layout.raw, settings.warehouse_path.parent]
+    handled = [
+        settings.landing_dir,
+        settings.layout.raw,
+        settings.warehouse_path.parent,
+        settings.layout.exports,
+    ]
     if any(path.is_relative_to(p) for p in handled):
         return True
     return path in (journal_path(settings), log_path(settings), settings.build_path)
@@ -814,6 +827,7 @@ def _plan(settings: Settings, cid: str, needles: list[str]) -> Journal:
     steps += ["duckdb:" + "|".join(str(p) for p in g) for g in _database_groups(settings)]
     if settings.postgres_dsn:
         steps.append("postgres")
+    steps.append("exports")
     steps += [f"files:{root}" for root in _file_roots(settings)]
     journal.state["steps"] = [{"step": s, "done": False} for s in steps]
     journal.save()
@@ -845,6 +859,12 @@ def _landing_probe(settings: Settings, journal: Journal, rel: str, probe: Erasur
         journal.add_needles(found)
 
 
+def _exports_step(settings: Settings, journal: Journal, result: Erasure) -> None:
+    removed = erase_from_exports(settings, journal.state["customer_id"], journal.needles)
+    journal.state["export_rows"] = journal.state.get("export_rows", 0) + removed
+    result.export_rows = journal.state["export_rows"]
+
+
 def _steps(
     settings: Settings, journal: Journal, result: Erasure
 ) -> Iterator[tuple[dict, Callable]]:
@@ -867,6 +887,8 @@ def _steps(
             yield step, run
         elif kind == "postgres":
             yield step, lambda: _postgres_step(settings, result)
+        elif kind == "exports":
+            yield step, lambda: _exports_step(settings, journal, result)
         else:
             yield step, lambda t=target: _files_step(settings, journal, Path(t), result)
 
@@ -934,3 +956,4 @@ def _fill(result: Erasure, journal: Journal) -> None:
     result.warehouse_rows = dict(state["warehouse_rows"])
     result.postgres_tables = state["postgres_tables"]
     result.files_redacted = list(state["files_redacted"])
+    result.export_rows = state.get("export_rows", 0)

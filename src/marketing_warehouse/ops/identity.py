@@ -47,6 +47,9 @@ _TRIMMED_CLASS = (
     )
     + "]"
 )
+#: A phone in E.164 (``+``, then 8 to 15 digits, no leading zero): what SMS and the ad platforms
+#: can match. The dbt var ``audience_channels`` (sms) spells the same pattern; a test compares.
+E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
 #: The shape an address must have to be erased by e-mail (after normalisation).
 EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 

@@ -1088,8 +1088,43 @@ def build_html(
             "<p class=muted>Not published this run: BI tools keep the last good version.</p>"
         )
 
+    html += _exports_html(published)
     html.append("</body></html>")
     return "\n".join(html)
+
+
+def audience_exports(published: dict) -> tuple[list[dict], list[dict], str]:
+    """The audiences exported by a published run (members per arm), their files (layout, arm,
+    rows) and the folder; empty when the run exported none."""
+    exports = (published or {}).get("audience_exports") or {}
+    return exports.get("audiences", []), exports.get("files", []), exports.get("folder", "")
+
+
+def _exports_html(published: dict) -> list[str]:
+    audiences, files, folder = audience_exports(published)
+    if not published:
+        return []
+    html = [f"<h2>Audience exports <small>{escape(folder)}</small></h2>"]
+    if not audiences:
+        return [*html, "<p class=muted>No audience had members in this snapshot.</p>"]
+    html.append(
+        _table(
+            ["audience", "channel", "treatment", "control"],
+            [
+                [escape(a["audience"]), escape(a["channel"]), a["treatment"], a["control"]]
+                for a in audiences
+            ],
+            {2, 3},
+        )
+    )
+    html.append(
+        _table(
+            ["file", "layout", "arm", "rows"],
+            [[escape(f["file"]), escape(f["layout"]), escape(f["arm"]), f["rows"]] for f in files],
+            {3},
+        )
+    )
+    return html
 
 
 def write(

@@ -80,6 +80,25 @@ def ignored_lines(record: RunRecord, ds: str) -> list[str]:
     return lines
 
 
+def export_lines(published: dict) -> list[str]:
+    """The audience files the run wrote, with the members per arm of each audience."""
+    audiences, files, folder = report.audience_exports(published)
+    if not published or not folder:
+        return []
+    lines = ["", f"Audience exports ({folder}):"]
+    for audience in audiences:
+        lines.append(
+            f"  {audience['audience']:<32} {audience['channel']:<10} treatment "
+            f"{audience['treatment']:>7}  control {audience['control']:>6}"
+        )
+        for entry in files:
+            if entry["audience"] == audience["audience"]:
+                lines.append(f"    {entry['file']:<48} {entry['arm']:<9} {entry['rows']:>7} rows")
+    if not audiences:
+        lines.append("  no audience had members in this snapshot")
+    return lines
+
+
 def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> str:
     """The run's summary (also written to ``runs/<ds>/summary.txt``) from the run folder's
     record; ``problem`` says why a run that did not fail outright still does not count (e.g. no
@@ -125,6 +144,7 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
     if published:
         for name, rows in counts.items():
             lines.append(f"  {name:<32} {rows:>10}")
+    lines += export_lines(published)
     quarantined = counts.get("audit.quarantine")
     if quarantined:
         con = duckdb.connect(str(settings.warehouse_path), read_only=True)

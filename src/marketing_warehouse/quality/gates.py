@@ -379,13 +379,38 @@ def _published_rows(settings: Settings, relation: str) -> str:
     return f"cast({int(row[0])} as bigint)" if row else "cast(null as bigint)"
 
 
+def audience_reachable_sql(settings: Settings) -> str:
+    """A boolean SQL expression over a row with ``channel`` and dim_customers' columns: the
+    condition of the dbt var ``audience_channels`` for the row's channel (false for another)."""
+    conditions = settings.dbt_var("audience_channels")
+    cases = " ".join(
+        f"when {_sql_literal(channel)} then coalesce(({condition}), false)"
+        for channel, condition in conditions.items()
+    )
+    return f"(case channel {cases} else false end)"
+
+
+def erased_subjects_sql(settings: Settings) -> str:
+    """A relation with one column ``subject_sha256``: every finished erasure (the erasure log)."""
+    log = settings.layout.erasure_log
+    rows = []
+    if log.is_file():
+        for line in log.read_text("utf-8").splitlines():
+            if line.strip():
+                rows.append({"subject_sha256": json.loads(line).get("subject_sha256")})
+    return _values_relation(rows, {"subject_sha256": "VARCHAR"})
+
+
 def render_sql(settings: Settings, sql: str, ds: date, record: RunRecord | None = None) -> str:
     """Expand the placeholders of a binding's SQL.
 
     ``{ds}``, ``{reporting_currency}``, ``{raw:<key>}`` (what the run loaded), ``{ledger:<key>}``,
     ``{published_rows:<schema.relation>}`` (its row count in the currently served version),
     ``{quarantine_share}`` (see ``quarantine_shares``), ``{landing_scan}`` (``landing_scan``)
-    and ``{fx_lookback_days}`` (the dbt var). ``record``: what the run's earlier tasks returned
+    ``{fx_lookback_days}`` and ``{audience_share_check_min_members}`` (the dbt vars),
+    ``{audience_reachable}`` (whether a row's customer can be reached on its ``channel``, from
+    the dbt var ``audience_channels``) and ``{erased_subjects}`` (``subject_sha256`` of every
+    finished erasure). ``record``: what the run's earlier tasks returned
     (``raw`` and ``quarantine_share`` read its extraction summaries, ``landing_scan`` its scan;
     by default the run folder's record).
     """
@@ -403,6 +428,13 @@ def render_sql(settings: Settings, sql: str, ds: date, record: RunRecord | None 
     sql = sql.replace("{ds}", ds.isoformat())
     if "{fx_lookback_days}" in sql:
         sql = sql.replace("{fx_lookback_days}", str(int(settings.dbt_var("fx_lookback_days"))))
+    if "{audience_share_check_min_members}" in sql:
+        minimum = str(int(settings.dbt_var("audience_share_check_min_members")))
+        sql = sql.replace("{audience_share_check_min_members}", minimum)
+    if "{audience_reachable}" in sql:
+        sql = sql.replace("{audience_reachable}", audience_reachable_sql(settings))
+    if "{erased_subjects}" in sql:
+        sql = sql.replace("{erased_subjects}", erased_subjects_sql(settings))
     # last: these carry file names, which must not be taken for placeholders
     if "{quarantine_share}" in sql:
         shares = _values_relation(quarantine_shares(settings, ds, extracts), SHARE_COLUMNS)

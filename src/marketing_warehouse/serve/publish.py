@@ -46,6 +46,7 @@ from marketing_warehouse.quality.gates import RESULT_COLUMNS
 PUBLISHED_SCHEMAS = ("marts", "audit")
 #: Marts emitted as Airflow Assets by the publish task (kept in step with models/marts by a test).
 PUBLISHED_MARTS = (
+    "audience_members",
     "dim_customer_identity_map",
     "dim_customer_segments",
     "dim_customers",
