@@ -19,6 +19,26 @@ assignments as (
 
 ),
 
+{#- An experiment whose plan names an audience (dbt_project/audiences/<name>.yml) takes its
+    participants from marts.audience_members: the arms of the audience's latest snapshot on or
+    before the experiment's start date (the send date), the arm as the variant (control is the
+    control), assigned at the start date. Members are matched to orders and events by their
+    e-mail, so a member without one cannot be measured and is left out. -#}
+audience_arms as (
+
+    select
+        audience_members.audience_name,
+        audience_members.snapshot_date,
+        audience_members.arm,
+        audience_members.control_share,
+        dim_customers.email
+    from {{ ref('audience_members') }} as audience_members
+    inner join {{ ref('dim_customers') }} as dim_customers
+        on audience_members.customer_id = dim_customers.customer_id
+    where dim_customers.email is not null
+
+),
+
 orders as (
 
     select email, created_at, order_date, total_amount_reporting
@@ -88,7 +108,11 @@ planned as (
             when event_names.event_name is not null then 'product_event'
             else 'unknown'
         end as primary_metric_kind,
-        latest_plans.control_variant,
+        latest_plans.audience_name,
+        case
+            when latest_plans.audience_name is not null then 'control'
+            else latest_plans.control_variant
+        end as control_variant,
         latest_plans.minimum_sample_per_variant,
         latest_plans.start_date,
         latest_plans.end_date,
@@ -100,9 +124,9 @@ planned as (
 
 ),
 
-latest_assignments as (
+sheet_assignments as (
 
-    select *
+    select experiment_id, email, variant, assigned_at
     from (
         select
             *,
@@ -110,6 +134,50 @@ latest_assignments as (
         from assignments
     ) as ranked
     where copy_rank = 1
+
+),
+
+audience_snapshots as (
+
+    select planned.experiment_id, planned.audience_name, max(audience_arms.snapshot_date) as snapshot_date
+    from planned
+    inner join audience_arms
+        on planned.audience_name = audience_arms.audience_name
+        and audience_arms.snapshot_date <= planned.start_date
+    group by 1, 2
+
+),
+
+{#- The assignment sheet for plans without an audience, the audience's arms for plans with one
+    (the sheet's rows of such an experiment are not read). planned_share is the share the
+    audience's control_share gives each arm; sheet assignments expect an equal split. -#}
+latest_assignments as (
+
+    select
+        sheet_assignments.experiment_id,
+        sheet_assignments.email,
+        sheet_assignments.variant,
+        sheet_assignments.assigned_at,
+        cast(null as double) as planned_share
+    from sheet_assignments
+    inner join planned on sheet_assignments.experiment_id = planned.experiment_id
+    where planned.audience_name is null
+
+    union all
+
+    select
+        audience_snapshots.experiment_id,
+        audience_arms.email,
+        audience_arms.arm as variant,
+        cast(null as timestamp) as assigned_at,
+        case
+            when audience_arms.arm = 'control' then audience_arms.control_share
+            else 1 - audience_arms.control_share
+        end as planned_share
+    from audience_snapshots
+    inner join audience_arms
+        on audience_snapshots.audience_name = audience_arms.audience_name
+        and audience_snapshots.snapshot_date = audience_arms.snapshot_date
 
 ),
 
@@ -124,6 +192,7 @@ windows as (
         latest_assignments.email,
         latest_assignments.variant,
         lower(latest_assignments.variant) as variant_key,
+        latest_assignments.planned_share,
         planned.primary_metric,
         planned.primary_metric_kind,
         planned.start_date,
@@ -202,6 +271,7 @@ participants as (
         windows.experiment_id,
         windows.variant_key,
         windows.variant,
+        windows.planned_share,
         windows.email,
         coalesce(participant_orders.revenue, 0) as revenue,
         case windows.primary_metric_kind
@@ -238,6 +308,7 @@ variants as (
         experiment_id,
         variant_key,
         count(*) as participants,
+        max(planned_share) as planned_share,
         cast(sum(case when has_converted then 1 else 0 end) as bigint) as converters,
         sum(revenue) as revenue
     from participants
@@ -245,8 +316,9 @@ variants as (
 
 ),
 
-{#- The split the plan expects: equal over the variants that have participants (the plan has no
-    split column). -#}
+{#- The split expected: an audience experiment's arms expect the audience's control_share and its
+    complement; a sheet's variants an equal split over the variants that have participants (the
+    plan has no split column). -#}
 split as (
 
     select
@@ -271,6 +343,7 @@ measured as (
         planned.primary_metric,
         planned.primary_metric_kind,
         planned.primary_metric_kind <> 'unknown' as is_primary_metric_supported,
+        planned.audience_name,
         planned.conversion_window_days,
         planned.minimum_sample_per_variant,
         planned.start_date,
@@ -280,7 +353,9 @@ measured as (
             when planned.primary_metric_kind <> 'unknown' then variants.converters
         end as conversions,
         variants.revenue,
-        {{ safe_divide("1", "split.variants_count") }} as expected_share,
+        coalesce(
+            variants.planned_share, {{ safe_divide("1", "split.variants_count") }}
+        ) as expected_share,
         split.total_participants
     from variants
     inner join planned on variants.experiment_id = planned.experiment_id
@@ -369,6 +444,7 @@ final as (
         primary_metric,
         primary_metric_kind,
         is_primary_metric_supported,
+        audience_name,
         start_date,
         end_date,
         conversion_window_days,

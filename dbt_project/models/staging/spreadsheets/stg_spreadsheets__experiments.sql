@@ -17,6 +17,7 @@ renamed as (
         minimum_sample_per_variant,
         control_variant,
         conversion_window_days,
+        audience_name,
         _source_file as source_file,
         _file_hash as file_hash,
         _row_number as source_row_number,
