@@ -293,6 +293,7 @@ class Settings:
         return {
             "MWH_BUILD_PATH": str(self.build_path),
             "MWH_RAW_DIR": str(self.layout.raw),
+            "MWH_PREDICTIONS_DIR": str(self.layout.predictions),
             "MWH_REPORTING_CURRENCY": self.reporting_currency,
             "MWH_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),

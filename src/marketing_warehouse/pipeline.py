@@ -40,6 +40,7 @@ __all__ = [
     "gate",
     "load_settings",
     "on_failure",
+    "predict",
     "prepare",
     "publish",
     "publish_postgres",
@@ -186,6 +187,29 @@ def gate(
     log_peak_memory(f"{stage} gate")
     enforce(outcome)
     return outcome.summary()
+
+
+def predict(ds: str, settings: Settings | None = None) -> dict:
+    """Predict each customer's value and churn risk as of ``ds`` (the snapshot date) from the
+    build database's revenue orders; write the snapshot's Parquet files (``predict.store``) for
+    the next dbt stage, keep the summary in the run folder and return it. A shop too small to
+    fit writes empty files and says why in the summary (``skipped``)."""
+    from marketing_warehouse.predict.snapshot import predict_snapshot
+
+    settings = settings or load_settings()
+    summary = predict_snapshot(settings, date.fromisoformat(ds))
+    run = settings.layout.run(ds)
+    run.keep(run.predict_summary, summary)
+    log.info(
+        "predictions of %s: %d customer(s), fitted on %d, converged %s, %.1f s",
+        ds,
+        summary["customers"],
+        summary["fitted"],
+        summary["converged"],
+        summary["seconds"],
+    )
+    log_peak_memory("predict")
+    return summary
 
 
 def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
