@@ -25,11 +25,12 @@ from marketing_warehouse.ops.alerts import on_failure
 from marketing_warehouse.ops.runlock import release_run_lock, take_for_airflow_run
 from marketing_warehouse.quality.gates import GateFailed
 from marketing_warehouse.serve.publish import PUBLISHED_MARTS
-from marketing_warehouse.transform.dbt_tasks import DBT_STAGES, dbt_task_group
+from marketing_warehouse.transform.dbt_tasks import DBT_STAGE_EXCLUDES, DBT_STAGES, dbt_task_group
 
 #: The stages, and what the DAG file builds its tasks with.
 __all__ = [
     "DBT_STAGES",
+    "DBT_STAGE_EXCLUDES",
     "EARLIEST_LOGICAL_DATE",
     "PUBLISHED_MARTS",
     "WAREHOUSE_POOL",
@@ -79,9 +80,12 @@ def prepare(ds: str | None = None, settings: Settings | None = None) -> dict:
     record) moves to ``runs/<ds>.<timestamp>/``, so this run's summary shows only this run and
     the earlier gate results stay in ``audit.validation_results``.
     """
+    from marketing_warehouse.predict.store import ensure_schema_files
+
     settings = settings or load_settings()
     for folder in (settings.layout.raw, settings.build_path.parent, settings.warehouse_path.parent):
         folder.mkdir(parents=True, exist_ok=True)
+    ensure_schema_files(settings)  # dbt's predictions source resolves before the first predict
     if ds:
         stale = settings.layout.run(ds).state()
         if stale:
