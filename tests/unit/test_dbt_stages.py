@@ -6,25 +6,8 @@ with each stage's selectors and exclusions), dependencies read from the manifest
 from __future__ import annotations
 
 import json
-import os
 
-from marketing_warehouse.transform.dbt_tasks import DBT_STAGES, dbt_stage_args, run_dbt
-
-
-def stage_nodes(settings) -> dict[str, set[str]]:
-    found = {}
-    for stage in DBT_STAGES:
-        listed = run_dbt(
-            settings,
-            ["ls", *dbt_stage_args(stage), "--resource-type", "model", "--resource-type", "seed",
-             "--output", "json", "--output-keys", "unique_id", "--quiet"],
-            dict(os.environ),
-        )  # fmt: skip
-        assert listed.returncode == 0, listed.stdout[-3000:]
-        found[stage] = {
-            json.loads(line)["unique_id"] for line in listed.stdout.splitlines() if line.strip()
-        }
-    return found
+from stages import DBT_STAGES, stage_nodes
 
 
 def test_every_model_is_in_exactly_one_stage_and_reads_no_later_stage(settings, dbt_manifest):

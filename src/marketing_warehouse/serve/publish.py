@@ -46,6 +46,8 @@ from marketing_warehouse.quality.gates import RESULT_COLUMNS
 PUBLISHED_SCHEMAS = ("marts", "audit")
 #: Marts emitted as Airflow Assets by the publish task (kept in step with models/marts by a test).
 PUBLISHED_MARTS = (
+    "clv_model_parameters",
+    "customer_predictions",
     "dim_customer_identity_map",
     "dim_customer_segments",
     "dim_customers",

@@ -228,8 +228,11 @@ def run_dbt(
     """Run one dbt command on the project (outside Airflow: tests and benchmarks). Its target
     folder is the data folder's own (unless ``args`` name one), so that dbt commands on two data
     folders at once never write the same files, nor the manifest Cosmos renders from."""
+    from marketing_warehouse.predict.store import ensure_schema_files
+
     settings.build_path.parent.mkdir(parents=True, exist_ok=True)
     install_packages(settings, env)
+    ensure_schema_files(settings)  # the predictions source resolves on a build before predict
     if "--target-path" not in args:
         target = warm_target(settings, settings.layout.dbt_target)
         args = [*args, "--target-path", str(target)]
