@@ -191,7 +191,8 @@ def build_stages(settings: Settings) -> str:
         if ds:
             args += ["--vars", json.dumps({"snapshot_date": ds})]
         result = run_dbt(settings, args, dict(os.environ))
-        assert result.returncode == 0, (stage, result.stdout[-4000:])
+        errors = [line for line in result.stdout.splitlines() if "ERROR" in line or "Error" in line]
+        assert result.returncode == 0, (stage, errors[-20:], result.stdout[-3000:])
     return ds
 
 

@@ -87,14 +87,17 @@ def run_stages(settings: Settings, ds: str, run_id: str, *, dbt: bool = True) ->
     return run
 
 
-def stage_nodes(settings: Settings) -> dict[str, set[str]]:
-    """The models and seeds (unique ids) each dbt stage builds, as dbt itself resolves the
-    stage's selectors and exclusions (``dbt ls``)."""
+def stage_nodes(
+    settings: Settings, resource_types: tuple[str, ...] = ("model", "seed")
+) -> dict[str, set[str]]:
+    """The nodes (unique ids) of ``resource_types`` each dbt stage builds, as dbt itself
+    resolves the stage's selectors and exclusions (``dbt ls``)."""
     found = {}
     for stage in DBT_STAGES:
         listed = run_dbt(
             settings,
-            ["ls", *dbt_stage_args(stage), "--resource-type", "model", "--resource-type", "seed",
+            ["ls", *dbt_stage_args(stage),
+             *[arg for kind in resource_types for arg in ("--resource-type", kind)],
              "--output", "json", "--output-keys", "unique_id", "--quiet"],
             dict(os.environ),
         )  # fmt: skip
