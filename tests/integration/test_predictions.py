@@ -92,3 +92,23 @@ def test_the_gate_dataset_of_the_predictions_holds(built):
     assert (rows["has_prediction"] == rows["is_fitted"]).all()
     assert (rows["expected_purchases_365d"] >= rows["expected_purchases_90d"]).all()
     assert rows["probability_alive"].between(0, 1).all()
+
+
+def test_the_marts_gate_passes_the_predictions_suite(built, tmp_path):
+    """The marts gate on a copy of the demo build: every check of marts/customer_predictions
+    passes (the gate writes its results into the copy, not into the shared build)."""
+    import shutil
+
+    from marketing_warehouse.config import load_settings
+    from marketing_warehouse.quality.gates import run_gate
+
+    shared, _, ds = built
+    settings = load_settings({"MWH_DATA_DIR": str(tmp_path / "data")})
+    settings.build_path.parent.mkdir(parents=True)
+    shutil.copy2(shared.build_path, settings.build_path)
+    outcome = run_gate(settings, "marts", ds, "manual__predictions")
+    checks = [c for c in outcome.checks if c.suite == "marts/customer_predictions"]
+    assert len(checks) == 9
+    assert [c.describe() for c in checks if not c.success] == []
+    counted = [c for c in checks if c.column == "has_revenue_order"]
+    assert counted and counted[0].element_count > 0
