@@ -27,7 +27,12 @@ RUN = {"capture_output": True, "text": True, "timeout": 900}
 DEMO_END, DEMO_DAYS = date(2026, 11, 21), 10
 
 #: Marts that keep one snapshot per run date (a backfill adds snapshots), and their date column.
-SNAPSHOT_MARTS = {"dim_customer_segments": "snapshot_date", "kpi_channel_coverage": "date"}
+SNAPSHOT_MARTS = {
+    "clv_model_parameters": "snapshot_date",
+    "customer_predictions": "snapshot_date",
+    "dim_customer_segments": "snapshot_date",
+    "kpi_channel_coverage": "date",
+}
 
 
 def mart_fingerprints(path: Path, snapshot: str | None = None) -> dict[str, str]:
