@@ -385,3 +385,15 @@ def test_a_shop_too_small_to_fit_gets_empty_typed_files(settings):
     # no order at all up to the snapshot: the same, with zero customers
     summary = pipeline.predict("2026-10-01", settings)
     assert summary["customers"] == 0 and summary["skipped"]
+
+
+def test_the_run_summary_says_what_the_predict_stage_did(settings):
+    from marketing_warehouse.ops import summary
+
+    snapshot = date(2026, 11, 30)
+    build_with_orders(settings, pd.DataFrame(
+        [("c1", date(2026, 11, 1), 30.0)], columns=["customer_id", "order_date", "amount"]
+    ))  # fmt: skip
+    pipeline.predict(snapshot.isoformat(), settings)
+    text = summary.build(settings, snapshot.isoformat(), succeeded=False)
+    assert "Predictions: none for 2026-11-30: 0 customer(s) with a repeat purchase" in text
