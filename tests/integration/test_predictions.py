@@ -89,6 +89,7 @@ def test_the_gate_dataset_of_the_predictions_holds(built):
     rows = con.execute(entry["sql"].replace("{ds}", str(ds))).df()
     assert len(rows) > 0
     assert rows["has_revenue_order"].all() and rows["is_fitted"].all()
+    assert rows["is_in_dim_customers"].all()
     assert (rows["has_prediction"] == rows["is_fitted"]).all()
     assert (rows["expected_purchases_365d"] >= rows["expected_purchases_90d"]).all()
     assert rows["probability_alive"].between(0, 1).all()
@@ -108,7 +109,7 @@ def test_the_marts_gate_passes_the_predictions_suite(built, tmp_path):
     shutil.copy2(shared.build_path, settings.build_path)
     outcome = run_gate(settings, "marts", ds, "manual__predictions")
     checks = [c for c in outcome.checks if c.suite == "marts/customer_predictions"]
-    assert len(checks) == 9
+    assert len(checks) == 10
     assert [c.describe() for c in checks if not c.success] == []
     counted = [c for c in checks if c.column == "has_revenue_order"]
     assert counted and counted[0].element_count > 0
