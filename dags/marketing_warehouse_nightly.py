@@ -13,7 +13,9 @@ keeps the scheduler to the latest interval.
 | `gate_raw` | GX suites on the new raw partition, row conservation, the quarantined share per file and source, ignored landing entries (critical failures stop the run) |
 | `dbt_staging` | dbt staging + audit models: one `dbt build` (Cosmos watcher), one task per model and per model's tests showing how it went |
 | `gate_staging` | GX suites on staging rows of the run's load date |
-| `dbt_marts` | dbt intermediate + marts models and the semantic layer's time spine, the same way |
+| `dbt_marts` | dbt intermediate + marts models and the semantic layer's time spine, the same way, except `dim_customer_segments` and what reads it |
+| `predict` | fits the customer-value models (modified BG/NBD, Gamma-Gamma) on the revenue orders up to `ds` and writes that snapshot's predictions and parameters as Parquet (a shop too small to fit gets empty files) |
+| `dbt_segments` | dbt `models/predictions` (customer_predictions with its churn-risk band, clv_model_parameters), then `dim_customer_segments` (which joins them) and the marts that read it |
 | `gate_marts` | GX suites on the marts: ranges, reconciliation, freshness |
 | `publish` | atomic swap of the audited marts into the serving DuckDB file and PostgreSQL (if `MWH_POSTGRES_DSN` is set) as one unit: both move or neither; emits one Asset per mart |
 | `docs` | regenerates the dbt docs (a failure is logged, the publish stands) |
@@ -24,7 +26,7 @@ Tasks hand their summaries to each other through Airflow (XCom): the raw gate ge
 extract tasks and `prepare` (the landing scan) returned, the report what extraction, the gates
 and publish returned. The run folder `runs/<ds>/` keeps the same summaries as the run's record,
 for `mwh run`'s summary and the report of a failed run. Tasks that open the build DuckDB file run
-in the one-slot `warehouse_writer` pool; `docs` and `report` run after publish, outside it. A task that fails for good (after its
+in the one-slot `warehouse_writer` pool (`predict` too: it reads the file while no dbt writes); `docs` and `report` run after publish, outside it. A task that fails for good (after its
 retries, with exponential backoff) and a failed run send an alert by e-mail and/or webhook
 (`MWH_ALERT_*`). Configuration: `MWH_*` environment variables, or `<project>/.env` under them
 (see the README).
@@ -102,6 +104,10 @@ def marketing_warehouse_nightly():
         except pipeline.GateFailed as failure:  # bad data: retrying cannot help
             raise AirflowFailException(str(failure)) from failure
 
+    @task(pool=pipeline.WAREHOUSE_POOL)
+    def predict(ds: str | None = None) -> dict:
+        return pipeline.predict(ds)
+
     @task(pool=pipeline.WAREHOUSE_POOL, outlets=MART_ASSETS)
     def publish(ds: str | None = None, run_id: str | None = None) -> dict:
         return pipeline.publish(ds, run_id)
@@ -130,11 +136,21 @@ def marketing_warehouse_nightly():
         "dbt_staging", pipeline.DBT_STAGES["dbt_staging"], settings
     )
     gate_staging = gate.override(task_id="gate_staging")("staging")
-    dbt_marts = pipeline.dbt_task_group("dbt_marts", pipeline.DBT_STAGES["dbt_marts"], settings)
+    dbt_marts = pipeline.dbt_task_group(
+        "dbt_marts",
+        pipeline.DBT_STAGES["dbt_marts"],
+        settings,
+        exclude=pipeline.DBT_STAGE_EXCLUDES["dbt_marts"],
+    )
+    predicted = predict()
+    dbt_segments = pipeline.dbt_task_group(
+        "dbt_segments", pipeline.DBT_STAGES["dbt_segments"], settings
+    )
     gate_marts = gate.override(task_id="gate_marts")("marts")
 
     published = publish()
-    (extracted >> gate_raw >> dbt_staging >> gate_staging >> dbt_marts >> gate_marts >> published)
+    (extracted >> gate_raw >> dbt_staging >> gate_staging >> dbt_marts >> predicted)
+    (predicted >> dbt_segments >> gate_marts >> published)
     gates = [gate_raw, gate_staging, gate_marts]
     published >> [docs(), report(published, extracted, gates, scan)] >> release_run_lock()
 

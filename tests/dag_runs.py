@@ -29,6 +29,8 @@ DEMO_END, DEMO_DAYS = date(2026, 11, 21), 10
 #: Marts that keep one snapshot per run date (a backfill adds snapshots), and their date column.
 SNAPSHOT_MARTS = {
     "audience_members": "snapshot_date",
+    "clv_model_parameters": "snapshot_date",
+    "customer_predictions": "snapshot_date",
     "dim_customer_segments": "snapshot_date",
     "kpi_channel_coverage": "date",
 }

@@ -15,9 +15,17 @@ from dataclasses import dataclass, field
 
 from marketing_warehouse.config import Settings
 from marketing_warehouse.ops import summary
-from marketing_warehouse.pipeline import extract_source, gate, prepare, publish
+from marketing_warehouse.pipeline import extract_source, gate, predict, prepare, publish
 from marketing_warehouse.quality.gates import GateFailed
-from marketing_warehouse.transform.dbt_tasks import DBT_STAGES, DBT_VARS, run_dbt
+from marketing_warehouse.transform.dbt_tasks import (
+    DBT_STAGE_EXCLUDES,
+    DBT_STAGES,
+    DBT_VARS,
+    dbt_stage_args,
+    run_dbt,
+)
+
+__all__ = ["DBT_STAGES", "DBT_STAGE_EXCLUDES", "StagesRun", "run_stages", "stage_nodes"]
 
 
 @dataclass
@@ -40,14 +48,15 @@ def _dbt_vars(ds: str) -> str:
 
 
 def run_stages(settings: Settings, ds: str, run_id: str, *, dbt: bool = True) -> StagesRun:
-    """prepare, extract every source, gate raw, dbt staging, gate staging, dbt marts, gate marts,
-    publish; a critical gate failure ends the run there (as the DAG does). ``dbt=False`` leaves
-    the build database as it is (it must already hold this landing's models)."""
+    """prepare, extract every source, gate raw, dbt staging, gate staging, dbt marts, predict,
+    dbt segments, gate marts, publish; a critical gate failure ends the run there (as the DAG
+    does). ``dbt=False`` leaves the build database and the predictions as they are (they must
+    already hold this landing's models)."""
     run = StagesRun(ds)
 
     def build(stage: str) -> None:
         if dbt:
-            args = ["build", "--select", *DBT_STAGES[stage], "--vars", _dbt_vars(ds)]
+            args = ["build", *dbt_stage_args(stage), "--vars", _dbt_vars(ds)]
             built = run_dbt(settings, args, dict(os.environ))
             assert built.returncode == 0, (stage, built.stdout[-4000:])
             run.finished.append(stage)
@@ -64,6 +73,10 @@ def run_stages(settings: Settings, ds: str, run_id: str, *, dbt: bool = True) ->
         build("dbt_staging")
         check("staging")
         build("dbt_marts")
+        if dbt:
+            predict(ds, settings)
+            run.finished.append("predict")
+        build("dbt_segments")
         check("marts")
         publish(ds, run_id, settings)
         run.finished.append("publish")
@@ -72,3 +85,24 @@ def run_stages(settings: Settings, ds: str, run_id: str, *, dbt: bool = True) ->
     problem = "" if run.published else str(run.failure).splitlines()[0]
     run.summary = summary.build(settings, ds, run.published, problem)
     return run
+
+
+def stage_nodes(
+    settings: Settings, resource_types: tuple[str, ...] = ("model", "seed")
+) -> dict[str, set[str]]:
+    """The nodes (unique ids) of ``resource_types`` each dbt stage builds, as dbt itself
+    resolves the stage's selectors and exclusions (``dbt ls``)."""
+    found = {}
+    for stage in DBT_STAGES:
+        listed = run_dbt(
+            settings,
+            ["ls", *dbt_stage_args(stage),
+             *[arg for kind in resource_types for arg in ("--resource-type", kind)],
+             "--output", "json", "--output-keys", "unique_id", "--quiet"],
+            dict(os.environ),
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stdout[-3000:]
+        found[stage] = {
+            json.loads(line)["unique_id"] for line in listed.stdout.splitlines() if line.strip()
+        }
+    return found

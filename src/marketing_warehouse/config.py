@@ -296,6 +296,7 @@ class Settings:
             # audience_members: the definitions and column docs it validates, the erased people
             "MWH_DBT_PROJECT_DIR": str(self.dbt_project_dir),
             "MWH_ERASURE_LOG": str(self.layout.erasure_log),
+            "MWH_PREDICTIONS_DIR": str(self.layout.predictions),
             "MWH_REPORTING_CURRENCY": self.reporting_currency,
             "MWH_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),

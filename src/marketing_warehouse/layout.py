@@ -12,9 +12,13 @@ and never join these names themselves; ``tests/unit/test_layout.py`` holds them 
     <data>/raw/_ledger/<source>/load_date=YYYY-MM-DD.json         what each landed file became
     <data>/raw/_erased/<source>.json             content hashes an erasure rewrote
     <data>/raw/_staging/<source>/                a partition being assembled (never read)
+    <data>/predictions/<table>/snapshot_date=YYYY-MM-DD/part.parquet   predictions of one snapshot
+        (<table>: customer_predictions, clv_model_parameters; kept across rebuilds of build.duckdb)
+    <data>/predictions/<table>/_schema/empty.parquet              zero rows, keeps the source readable
     <data>/runs/<ds>/                            one run of logical date <ds>:
         extract/<source>.json                      what extraction did, per source
         landing_scan.json                          every landing entry the run looked at
+        predict.json                               what the predict stage did
         validation/<stage>.json | .parquet         gate summary and results (raw, staging, marts)
         publish.json                               what publish did
         summary.txt, report.html                   what the run tells its operator
@@ -43,7 +47,8 @@ failed run, a gate called on its own.
 
 ``<hash>`` is the first ``HASH_NAME_LENGTH`` hex digits of the landed file's SHA-256: the raw
 file, its quarantine file and the ledger entry share it. dbt reads the same layout through
-``MWH_RAW_DIR`` (the ``external_location`` of the sources in ``models/**/_*__sources.yml``).
+``MWH_RAW_DIR`` (the ``external_location`` of the sources in ``models/**/_*__sources.yml``) and
+the predictions through ``MWH_PREDICTIONS_DIR`` (``models/predictions/_predictions__sources.yml``).
 """
 
 from __future__ import annotations
@@ -61,9 +66,12 @@ from pathlib import Path
 #: Hex digits of a landed file's SHA-256 that name its raw and quarantine Parquet files.
 HASH_NAME_LENGTH = 16
 PARTITION_PREFIX = "load_date="
+SNAPSHOT_PREFIX = "snapshot_date="
+#: The tables the predict stage writes, one folder each under ``<data>/predictions/``.
+PREDICTION_TABLES = ("customer_predictions", "clv_model_parameters")
 _DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 #: A run folder's entries that belong to one run: a re-run of the date moves them aside.
-RUN_STATE = ("extract", "validation", "publish.json", "landing_scan.json")
+RUN_STATE = ("extract", "validation", "predict.json", "publish.json", "landing_scan.json")
 
 
 def hash_name(file_hash: str) -> str:
@@ -150,6 +158,27 @@ class Source:
 
 
 @dataclass(frozen=True)
+class PredictionTable:
+    """The snapshot partitions of one table the predict stage writes."""
+
+    root: Path
+
+    def partition(self, day: date | str) -> Path:
+        return self.root / f"{SNAPSHOT_PREFIX}{day if isinstance(day, str) else day.isoformat()}"
+
+    def part_file(self, day: date | str) -> Path:
+        """The one file of a snapshot (replaced whole by a re-run of that date)."""
+        return self.partition(day) / "part.parquet"
+
+    @property
+    def schema_file(self) -> Path:
+        return self.root / "_schema" / "empty.parquet"
+
+    def snapshot_files(self) -> list[Path]:
+        return sorted(self.root.glob(f"{SNAPSHOT_PREFIX}*/*.parquet"))
+
+
+@dataclass(frozen=True)
 class RunFolder:
     """The folder of one run of logical date ``ds``."""
 
@@ -182,6 +211,11 @@ class RunFolder:
     @property
     def publish_record(self) -> Path:
         return self.root / "publish.json"
+
+    @property
+    def predict_summary(self) -> Path:
+        """What the predict stage did (customers, fitted, converged, why it skipped)."""
+        return self.root / "predict.json"
 
     @property
     def summary(self) -> Path:
@@ -297,6 +331,16 @@ class Layout:
 
     def all_quarantine_files(self) -> list[Path]:
         return sorted(self.quarantine.glob(f"*/{PARTITION_PREFIX}*/*.parquet"))
+
+    # predictions -----------------------------------------------------------------------
+    @property
+    def predictions(self) -> Path:
+        return self.data_dir / "predictions"
+
+    def prediction_table(self, name: str) -> PredictionTable:
+        if name not in PREDICTION_TABLES:
+            raise KeyError(f"{name!r} is not one of the prediction tables {PREDICTION_TABLES}")
+        return PredictionTable(self.predictions / name)
 
     # runs ------------------------------------------------------------------------------
     @property

@@ -25,11 +25,12 @@ from marketing_warehouse.ops.alerts import on_failure
 from marketing_warehouse.ops.runlock import release_run_lock, take_for_airflow_run
 from marketing_warehouse.quality.gates import GateFailed
 from marketing_warehouse.serve.publish import PUBLISHED_MARTS
-from marketing_warehouse.transform.dbt_tasks import DBT_STAGES, dbt_task_group
+from marketing_warehouse.transform.dbt_tasks import DBT_STAGE_EXCLUDES, DBT_STAGES, dbt_task_group
 
 #: The stages, and what the DAG file builds its tasks with.
 __all__ = [
     "DBT_STAGES",
+    "DBT_STAGE_EXCLUDES",
     "EARLIEST_LOGICAL_DATE",
     "PUBLISHED_MARTS",
     "WAREHOUSE_POOL",
@@ -40,6 +41,7 @@ __all__ = [
     "gate",
     "load_settings",
     "on_failure",
+    "predict",
     "prepare",
     "publish",
     "publish_postgres",
@@ -78,9 +80,12 @@ def prepare(ds: str | None = None, settings: Settings | None = None) -> dict:
     record) moves to ``runs/<ds>.<timestamp>/``, so this run's summary shows only this run and
     the earlier gate results stay in ``audit.validation_results``.
     """
+    from marketing_warehouse.predict.store import ensure_schema_files
+
     settings = settings or load_settings()
     for folder in (settings.layout.raw, settings.build_path.parent, settings.warehouse_path.parent):
         folder.mkdir(parents=True, exist_ok=True)
+    ensure_schema_files(settings)  # dbt's predictions source resolves before the first predict
     if ds:
         stale = settings.layout.run(ds).state()
         if stale:
@@ -186,6 +191,29 @@ def gate(
     log_peak_memory(f"{stage} gate")
     enforce(outcome)
     return outcome.summary()
+
+
+def predict(ds: str, settings: Settings | None = None) -> dict:
+    """Predict each customer's value and churn risk as of ``ds`` (the snapshot date) from the
+    build database's revenue orders; write the snapshot's Parquet files (``predict.store``) for
+    the next dbt stage, keep the summary in the run folder and return it. A shop too small to
+    fit writes empty files and says why in the summary (``skipped``)."""
+    from marketing_warehouse.predict.snapshot import predict_snapshot
+
+    settings = settings or load_settings()
+    summary = predict_snapshot(settings, date.fromisoformat(ds))
+    run = settings.layout.run(ds)
+    run.keep(run.predict_summary, summary)
+    log.info(
+        "predictions of %s: %d customer(s), fitted on %d, converged %s, %.1f s",
+        ds,
+        summary["customers"],
+        summary["fitted"],
+        summary["converged"],
+        summary["seconds"],
+    )
+    log_peak_memory("predict")
+    return summary
 
 
 def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:

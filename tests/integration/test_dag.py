@@ -31,7 +31,7 @@ from dag_runs import (
     run_env,
     settings_for,
 )
-from stages import DBT_STAGES, run_stages
+from stages import DBT_STAGE_EXCLUDES, DBT_STAGES, run_stages, stage_nodes
 
 from marketing_warehouse.serve.publish import PUBLISHED_MARTS
 
@@ -82,12 +82,16 @@ def test_stages_run_in_order(dagbag):
     ids = set(dag.task_ids)
     staging = {t for t in ids if t.startswith("dbt_staging.")}
     marts = {t for t in ids if t.startswith("dbt_marts.")}
+    segments = {t for t in ids if t.startswith("dbt_segments.")}
     # each stage is one dbt build (the watcher's producer), and each model has a task that reports
     # how the build went for it, and one for its tests, after it
     assert {f"{s}.dbt_producer_watcher" for s in DBT_STAGES} <= ids
     assert {"dbt_staging.stg_shopify__order_lines.run", "dbt_staging.load_ledger.run"} <= staging
     assert {"dbt_marts.dim_customers.run", "dbt_marts.kpi_daily.run"} <= marts
-    for model in [t for t in staging | marts if t.endswith(".run")]:
+    assert {"dbt_segments.customer_predictions.run", "dbt_segments.dim_customer_segments.run"} <= (
+        segments
+    )
+    for model in [t for t in staging | marts | segments if t.endswith(".run")]:
         if model.replace(".run", ".test") in ids:
             assert model in dag.get_task(model.replace(".run", ".test")).upstream_task_ids
     order = [
@@ -97,6 +101,8 @@ def test_stages_run_in_order(dagbag):
         *sorted(staging),
         "gate_staging",
         *sorted(marts),
+        "predict",
+        *sorted(segments),
         "gate_marts",
         "publish",
         "docs",
@@ -104,10 +110,15 @@ def test_stages_run_in_order(dagbag):
         "release_run_lock",
     ]
     # every stage is upstream of every later stage, and never downstream of one
-    assert staging | marts | {"gate_staging", "gate_marts", "publish"} <= _downstream_closure(
-        dag, "gate_raw"
+    assert staging | marts | segments | {"gate_staging", "predict", "gate_marts", "publish"} <= (
+        _downstream_closure(dag, "gate_raw")
     )
-    assert marts | {"gate_marts", "publish"} <= _downstream_closure(dag, "gate_staging")
+    assert marts | segments | {"predict", "gate_marts", "publish"} <= _downstream_closure(
+        dag, "gate_staging"
+    )
+    assert segments | {"gate_marts", "publish"} <= _downstream_closure(dag, "predict")
+    assert "predict" in _downstream_closure(dag, "dbt_marts.dbt_producer_watcher")
+    assert not {"predict"} & set().union(*(_downstream_closure(dag, t) for t in segments))
     assert "publish" in _downstream_closure(dag, "gate_marts")
     assert _downstream_closure(dag, "publish") == {"docs", "report", "release_run_lock"}
     assert {"docs", "report"} <= {t.task_id for t in dag.get_task("release_run_lock").upstream_list}
@@ -122,10 +133,13 @@ def test_stages_run_in_order(dagbag):
 
 
 @pytest.mark.parametrize("mode", ["watcher", "per_model"])
-def test_the_stage_helper_builds_what_the_dag_builds(mode, dagbag, dbt_manifest, monkeypatch):
-    """tests/stages.py builds the DAG's two dbt stages with its own selections: each model and
-    seed belongs to the stage whose paths hold it, and the DAG has that model's task there, in
-    the default mode (whose one build per stage selects what the helper builds) and per model."""
+def test_the_stage_helper_builds_what_the_dag_builds(
+    mode, dagbag, dbt_manifest, settings, monkeypatch
+):
+    """tests/stages.py builds the DAG's three dbt stages with its own selections: each model and
+    seed belongs to the stage dbt resolves it to (selectors and exclusions), and the DAG has that
+    model's task there, in the default mode (whose one build per stage selects and excludes what
+    the helper does) and per model."""
     if mode == "watcher":
         dag = dagbag.dags[DAG_ID]
     else:
@@ -133,18 +147,10 @@ def test_the_stage_helper_builds_what_the_dag_builds(mode, dagbag, dbt_manifest,
 
         monkeypatch.setenv("MWH_DBT_TASKS", mode)
         dag = DagBag(dag_folder=str(PROJECT / "dags")).dags[DAG_ID]
-    nodes = json.loads(dbt_manifest.read_text())["nodes"].values()
-    expected = set()
-    for node in nodes:
-        if node["resource_type"] not in ("model", "seed"):
-            continue
-        path = node["original_file_path"]
-        [stage] = [
-            s
-            for s, selectors in DBT_STAGES.items()
-            if any(path.startswith(sel.removeprefix("path:") + "/") for sel in selectors)
-        ]
-        expected.add((stage, node["name"]))
+    nodes = json.loads(dbt_manifest.read_text())["nodes"]
+    expected = {
+        (stage, nodes[key]["name"]) for stage, keys in stage_nodes(settings).items() for key in keys
+    }
     # a model's task: watcher <stage>.<model>.run (with tests) or <stage>.<model>_run, seeds
     # alike; per model <stage>.<model>_model_build, <stage>.<seed>_seed_build
     suffix = {"watcher": r"[._](?:run|seed)", "per_model": r"_(?:model|seed)_build"}[mode]
@@ -155,6 +161,7 @@ def test_the_stage_helper_builds_what_the_dag_builds(mode, dagbag, dbt_manifest,
         producer = dag.task_dict.get(f"{stage}.dbt_producer_watcher")
         if mode == "watcher":
             assert producer.select.split() == selectors
+            assert (producer.exclude or "").split() == DBT_STAGE_EXCLUDES.get(stage, [])
         else:
             assert producer is None
 
@@ -180,8 +187,12 @@ def test_warehouse_tasks_share_the_single_writer_pool(dagbag):
 
 
 def test_published_marts_list_matches_the_dbt_models():
-    marts = PROJECT / "dbt_project" / "models" / "marts"
-    models = {p.stem for pattern in ("*.sql", "*.py") for p in marts.rglob(pattern)}
+    models = {
+        p.stem
+        for folder in ("marts", "predictions")
+        for pattern in ("*.sql", "*.py")
+        for p in (PROJECT / "dbt_project" / "models" / folder).rglob(pattern)
+    }
     assert set(PUBLISHED_MARTS) == models
 
 

@@ -23,7 +23,7 @@ def load_dag(monkeypatch):
 
     from marketing_warehouse import pipeline
 
-    def fake_group(group_id, select, settings):
+    def fake_group(group_id, select, settings, exclude=None):
         with TaskGroup(group_id) as group:
             EmptyOperator(task_id="model_build", pool="warehouse_writer")
         return group
@@ -162,3 +162,15 @@ def test_a_scheduled_run_of_a_date_already_published_skips_and_touches_nothing(
     scheduled = SimpleNamespace(run_type="scheduled")
     assert prepare(ds="2026-11-22", run_id=cleared, dag_run=scheduled, ti=ti)
     assert pipeline.release_run_lock(settings, cleared)
+
+
+def test_predict_runs_between_the_marts_and_the_segments(dag):
+    """dbt_marts >> predict >> dbt_segments >> gate_marts >> publish, predict in the writer pool
+    (it reads the build file while no dbt task writes it)."""
+    predict = dag.get_task("predict")
+    assert predict.pool == "warehouse_writer"
+    assert predict.upstream_task_ids == {"dbt_marts.model_build"}
+    assert predict.downstream_task_ids == {"dbt_segments.model_build"}
+    assert dag.get_task("dbt_segments.model_build").downstream_task_ids == {"gate_marts"}
+    assert "publish" in dag.get_task("gate_marts").downstream_task_ids
+    assert "pipeline.predict(ds)" in __import__("inspect").getsource(predict.python_callable)

@@ -455,3 +455,30 @@ def test_erasure_swaps_fresh_files_in_while_a_bi_tool_holds_the_serving_file(war
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     assert con.execute("select count(*) from marts.dim_customers").fetchone()[0] == 1
     con.close()
+
+
+def test_erasure_removes_the_persons_predictions_of_every_snapshot(warehouse):
+    """The predictions live outside the warehouse files (every snapshot kept): the person's rows
+    go from each snapshot's file, the others' stay, the schema file is left as it is."""
+    import pyarrow as pa
+
+    from marketing_warehouse.predict.clv import PREDICTION_SCHEMA
+    from marketing_warehouse.predict.store import write_snapshot
+
+    settings = warehouse
+    alice, bob = customer_id(ALICE), customer_id(BOB)
+    for day in (date(2026, 11, 20), date(2026, 11, 21)):
+        rows = [
+            {name: None for name in PREDICTION_SCHEMA.names}
+            | {"snapshot_date": day, "customer_id": cid, "probability_alive": 0.5}
+            for cid in (alice, bob)
+        ]
+        table = pa.Table.from_pylist(rows, schema=PREDICTION_SCHEMA)
+        write_snapshot(settings, day, {"customer_predictions": table})
+    files = settings.layout.prediction_table("customer_predictions").snapshot_files()
+    assert len(files) == 2
+
+    erase(settings, email=ALICE)
+    for path in files:
+        left = duckdb.sql(f"select customer_id from read_parquet('{path}')").fetchall()
+        assert left == [(bob,)], path

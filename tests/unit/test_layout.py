@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "src" / "marketing_warehouse"
 LAYOUT = SOURCE / "layout.py"
 #: Layout names that are ordinary words elsewhere too (a gate stage, the dbt executable, a
-#: benchmark's scratch folder, a web page): only joined onto the settings' paths do they build
-#: a layout path.
-ORDINARY = {"raw", "dbt", "gx", "docs", "audit", "bench", "index.html"}
+#: benchmark's scratch folder, a web page, a dbt model folder): only joined onto the settings'
+#: paths do they build a layout path.
+ORDINARY = {"raw", "dbt", "gx", "docs", "audit", "bench", "index.html", "predictions"}
 SETTINGS_PATHS = ("settings", "data_dir", "landing_dir", "warehouse_path", "layout")
 
 

@@ -690,7 +690,14 @@ def _files_step(settings: Settings, journal: Journal, root: Path, result: Erasur
         if _skipped(settings, path) or path.suffix.lower() in _BINARY_SUFFIXES:
             continue
         if path.suffix == ".parquet":
-            removed, redacted = _erase_parquet(path, "false", needles, None)
+            # the predictions of every snapshot: the person's rows go (customer_id is theirs)
+            theirs = (
+                f"customer_id = {_sql_str(journal.state['customer_id'])}"
+                if path.is_relative_to(settings.layout.predictions)
+                and path.parent.parent.name == "customer_predictions"
+                else "false"
+            )
+            removed, redacted = _erase_parquet(path, theirs, needles, None)
             changed = bool(removed or redacted)
         else:
             data = path.read_bytes()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 
 from marketing_warehouse.config import Settings
@@ -99,6 +101,21 @@ def export_lines(published: dict) -> list[str]:
     return lines
 
 
+def prediction_lines(settings: Settings, ds: str) -> list[str]:
+    """What the predict stage did (its ``predict.json``), when it ran."""
+    path = settings.layout.run(ds).predict_summary
+    if not path.exists():
+        return []
+    info = json.loads(path.read_text("utf-8"))
+    if info.get("skipped"):
+        return ["", f"Predictions: none for {ds}: {info['skipped']}"]
+    return [
+        "",
+        f"Predictions: {info['customers']} customer(s), models fitted on {info['fitted']} "
+        f"({info['seconds']} s); marts.customer_predictions, marts.clv_model_parameters",
+    ]
+
+
 def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> str:
     """The run's summary (also written to ``runs/<ds>/summary.txt``) from the run folder's
     record; ``problem`` says why a run that did not fail outright still does not count (e.g. no
@@ -138,6 +155,7 @@ def build(settings: Settings, ds: str, succeeded: bool, problem: str = "") -> st
             lines.append(f"    FAIL {text}")
         for text in info.get("failed_warning", []):
             lines.append(f"    WARN {text}")
+    lines += prediction_lines(settings, ds)
     counts = mart_row_counts(settings)
     published = record.published
     lines += ["", "Published tables (rows):" if published else "Not published this run."]

@@ -47,6 +47,8 @@ PUBLISHED_SCHEMAS = ("marts", "audit")
 #: Marts emitted as Airflow Assets by the publish task (kept in step with models/marts by a test).
 PUBLISHED_MARTS = (
     "audience_members",
+    "clv_model_parameters",
+    "customer_predictions",
     "dim_customer_identity_map",
     "dim_customer_segments",
     "dim_customers",

@@ -323,6 +323,8 @@ def full(
     run.rows = _rows_landed(settings, ds.isoformat())
     steps.append(run)
 
+    # one build of every stage: the predictions it reads are the files (a)'s predict task wrote
+    # for the same date, so it rebuilds what (a) built, and times dbt alone (not the fit)
     dbt = measure(
         "dbt",
         "(b) dbt build alone",

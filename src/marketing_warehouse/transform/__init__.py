@@ -4,5 +4,8 @@ Owns the dbt task groups (one watched ``dbt build`` per stage with a task per mo
 per model, or one bare ``dbt build``), the manifest they render from, and running dbt outside
 Airflow. Models, macros and dbt tests live in ``dbt_project/``; how Airflow runs them goes here.
 
-May import: config, layout, airflow_env.
+Running dbt outside Airflow first makes sure the predictions' zero-row schema files exist
+(``predict.store``), so that dbt's predictions source resolves on a build before any predict.
+
+May import: config, layout, airflow_env, predict.
 """

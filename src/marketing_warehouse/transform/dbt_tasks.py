@@ -27,8 +27,12 @@ TARGET_NAME = "build"
 #: dbt vars of every task, rendered by Airflow: dim_customer_segments snapshots the run's logical date.
 DBT_VARS = {"snapshot_date": "{{ ds }}"}
 
-#: The DAG's two dbt stages and what each builds (dbt selectors), for the DAG's task groups and
-#: for any caller that runs the same stages without Airflow.
+#: The DAG's three dbt stages and what each builds (dbt selectors), for the DAG's task groups and
+#: for any caller that runs the same stages without Airflow. The predict stage runs between the
+#: marts and the segments: it reads fct_orders, and dim_customer_segments (and every model that
+#: reads it, e.g. kpi_channel_coverage) joins its predictions. Together the stages build every
+#: node once, and none reads a node of a later stage (tests/unit/test_dbt_stages.py checks both
+#: on the manifest).
 DBT_STAGES = {
     "dbt_staging": ["path:models/staging", "path:models/audit"],
     "dbt_marts": [
@@ -37,7 +41,18 @@ DBT_STAGES = {
         "path:models/marts",
         "path:models/semantic",
     ],
+    "dbt_segments": ["path:models/predictions", "dim_customer_segments+"],
 }
+#: What a stage's selectors match but a later stage builds. No dbt test may read models of two
+#: stages (Cosmos' watcher would wait in the earlier stage for a test its build never runs):
+#: such checks are gate expectations (tests/unit/test_dbt_stages.py checks it).
+DBT_STAGE_EXCLUDES = {"dbt_marts": ["dim_customer_segments+"]}
+
+
+def dbt_stage_args(stage: str) -> list[str]:
+    """``--select ... [--exclude ...]`` of one stage, for a ``dbt build`` outside Airflow."""
+    exclude = DBT_STAGE_EXCLUDES.get(stage, [])
+    return ["--select", *DBT_STAGES[stage], *(["--exclude", *exclude] if exclude else [])]
 
 
 def dbt_executable() -> Path:
@@ -110,8 +125,11 @@ def parse_project(settings: Settings, env: dict[str, str]) -> Path:
     return manifest_path(settings)
 
 
-def dbt_task_group(group_id: str, select: list[str], settings: Settings):
-    """The dbt models matched by ``select`` as Airflow tasks, by ``MWH_DBT_TASKS``:
+def dbt_task_group(
+    group_id: str, select: list[str], settings: Settings, exclude: list[str] | None = None
+):
+    """The dbt models matched by ``select`` and not by ``exclude`` as Airflow tasks, by
+    ``MWH_DBT_TASKS``:
 
     - ``watcher``: one ``dbt build`` of the stage (Cosmos' producer task) and one task per model
       and per model's tests that reports how dbt's build went for it (Cosmos'
@@ -129,7 +147,7 @@ def dbt_task_group(group_id: str, select: list[str], settings: Settings):
     from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
     if settings.dbt_tasks == "single":
-        return _single_build_task(group_id, select, settings)
+        return _single_build_task(group_id, select, settings, exclude or [])
     watcher = settings.dbt_tasks == "watcher"
     manifest = manifest_path(settings)
     has_manifest = manifest.exists()
@@ -152,6 +170,7 @@ def dbt_task_group(group_id: str, select: list[str], settings: Settings):
     )
     render = RenderConfig(
         select=select,
+        exclude=exclude or [],
         # the watcher's build runs each model's tests before its children; the test tasks report them
         test_behavior=TestBehavior.AFTER_EACH if watcher else TestBehavior.BUILD,
         load_method=LoadMode.DBT_MANIFEST if has_manifest else LoadMode.DBT_LS,
@@ -176,8 +195,9 @@ def dbt_task_group(group_id: str, select: list[str], settings: Settings):
     )
 
 
-def _single_build_task(group_id: str, select: list[str], settings: Settings):
-    """One ``dbt build --select <select>``: models and their tests in dbt's own DAG order."""
+def _single_build_task(group_id: str, select: list[str], settings: Settings, exclude: list[str]):
+    """One ``dbt build --select <select> [--exclude <exclude>]``: models and their tests in
+    dbt's own DAG order."""
     from cosmos import ProfileConfig
     from cosmos.constants import InvocationMode
     from cosmos.operators.local import DbtBuildLocalOperator
@@ -191,6 +211,7 @@ def _single_build_task(group_id: str, select: list[str], settings: Settings):
             profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml",
         ),
         select=" ".join(select),
+        exclude=" ".join(exclude) or None,
         vars=DBT_VARS,
         env=settings.dbt_env(),
         append_env=True,
@@ -209,8 +230,11 @@ def run_dbt(
     """Run one dbt command on the project (outside Airflow: tests and benchmarks). Its target
     folder is the data folder's own (unless ``args`` name one), so that dbt commands on two data
     folders at once never write the same files, nor the manifest Cosmos renders from."""
+    from marketing_warehouse.predict.store import ensure_schema_files
+
     settings.build_path.parent.mkdir(parents=True, exist_ok=True)
     install_packages(settings, env)
+    ensure_schema_files(settings)  # the predictions source resolves on a build before predict
     if "--target-path" not in args:
         target = warm_target(settings, settings.layout.dbt_target)
         args = [*args, "--target-path", str(target)]

@@ -61,6 +61,14 @@ activities as (
 
 ),
 
+predictions as (
+
+    select customer_id, probability_alive, predicted_clv, churn_risk
+    from {{ ref('customer_predictions') }}
+    where snapshot_date = (select snapshot_date from snapshot)
+
+),
+
 last_activity as (
 
     select customer_id, max(activity_date) as last_activity_date
@@ -131,11 +139,15 @@ measured as (
         last_activity.last_activity_date,
         customers.is_email_marketable,
         customers.is_sms_marketable,
-        customers.is_push_reachable
+        customers.is_push_reachable,
+        predictions.probability_alive,
+        predictions.predicted_clv,
+        predictions.churn_risk
     from customers
     cross join snapshot
     left join buyers on customers.customer_id = buyers.customer_id
     left join last_activity on customers.customer_id = last_activity.customer_id
+    left join predictions on customers.customer_id = predictions.customer_id
 
 ),
 
@@ -217,7 +229,10 @@ final as (
         coalesce(
             last_activity_date > {{ dbt.dateadd('day', -var('active_window_days'), 'snapshot_date') }},
             false
-        ) as is_recently_active
+        ) as is_recently_active,
+        probability_alive,
+        predicted_clv,
+        churn_risk
     from scored
 
 )
