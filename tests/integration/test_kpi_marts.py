@@ -1074,8 +1074,12 @@ def test_an_experiment_on_a_product_event_reconciles_with_an_independent_computa
     from marketing_warehouse.quality.gates import run_gate
 
     outcome = run_gate(settings, "marts", RUN_DATE, "run-1")
-    flagged = [c for c in outcome.checks if c.suite == "marts/experiments"]
-    assert [(c.severity, c.success) for c in flagged] == [("warning", False)]
+    flagged = {c.column: c for c in outcome.checks if c.suite == "marts/experiments"}
+    assert {column: (c.severity, c.success) for column, c in flagged.items()} == {
+        "unmeasured_experiment": ("warning", False),
+        "audience_without_members": ("warning", True),  # no plan names an audience
+    }
+    flagged = [flagged["unmeasured_experiment"]]
     assert "EXP-CASE: primary metric Return_Visit" in flagged[0].sample, flagged[0].describe()
 
     n = {v: sum(p["variant"] == v for p in people) for v in ("Control", "Variant B")}
