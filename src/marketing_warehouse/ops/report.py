@@ -588,11 +588,11 @@ def _at_risk_html(con: duckdb.DuckDBPyConnection, currency: str) -> list[str]:
     customers = [dict(zip(columns, row, strict=True)) for row in top.fetchmany(AT_RISK_TOP)]
     if not customers:
         return [*html, "<p class=muted>No customer with a high or medium churn risk.</p>"]
+    head = ["customer", "RFM segment", "churn risk", "probability alive", "predicted CLV"]
     html.append(f"<p>Top {len(customers)} at-risk customers by predicted CLV:</p>")
     html.append(
         _rows(
-            ["customer", "RFM segment", "churn risk", "probability alive", "predicted CLV",
-             "expected next order"],  # fmt: skip
+            [*head, "expected next order"],
             [
                 [
                     f"<td><code>{escape(r['customer_id'])}</code></td>",
