@@ -51,7 +51,7 @@ def served(dbt_built, tmp_path_factory, postgres_cluster):
 def test_every_query_declares_what_it_reads():
     names = {q.name for q in QUERIES}
     assert {"kpi_trend", "data_quality_status", "cohort_heatmap", "segment_sizes"} <= names
-    assert {"channel_roas", "experiments"} <= names
+    assert {"channel_roas", "experiments", "customers_at_risk", "churn_risk_value"} <= names
     for query in QUERIES:
         for table in query.requires:
             assert table in query.sql, (query.name, table)

@@ -595,7 +595,8 @@ def _at_risk_html(con: duckdb.DuckDBPyConnection, currency: str) -> list[str]:
             [*head, "expected next order"],
             [
                 [
-                    f"<td><code>{escape(r['customer_id'])}</code></td>",
+                    f'<td data-metric="at_risk.{rank}.customer">'
+                    f"<code>{escape(r['customer_id'])}</code></td>",
                     f"<td>{escape(str(r['rfm_segment']))}</td>",
                     f"<td>{escape(r['churn_risk'])}</td>",
                     _cell(fmt(r["probability_alive"], "share"), f"at_risk.{rank}.probability"),
