@@ -20,13 +20,13 @@ QUERIES = load_queries()
 
 
 @pytest.fixture(scope="module")
-def served(dbt_built, tmp_path_factory, postgres_cluster):
+def served(at_risk_built, tmp_path_factory, postgres_cluster):
     """Both serving targets published from the real dbt build (plus one gate's results)."""
     import dataclasses
 
     root = tmp_path_factory.mktemp("bi")
     served = load_settings({"MWH_DATA_DIR": str(root / "data"), **postgres_cluster.serving_env()})
-    settings = dataclasses.replace(served, build_path=dbt_built.build_path)
+    settings = dataclasses.replace(served, build_path=at_risk_built.build_path)
     checks = [
         Check("marts/kpi_daily", "expect_column_values_to_be_between", "revenue", "critical",
               True, "", 120, 0, ""),
