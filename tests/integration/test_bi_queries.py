@@ -64,7 +64,10 @@ AGREED_COLUMNS = {
     "marts.kpi_cohort_retention": "cohort_month date, months_since_first_order integer, "
     "cohort_size integer, retained_customers integer, retention_rate double",
     "marts.dim_customer_segments": "snapshot_date date, customer_id varchar, rfm_segment varchar, "
-    "lifecycle_stage varchar",
+    "lifecycle_stage varchar, churn_risk varchar, probability_alive double, predicted_clv double, "
+    "last_order_date date, is_email_marketable boolean",
+    "marts.customer_predictions": "snapshot_date date, customer_id varchar, "
+    "expected_next_order_date date",
     "marts.kpi_channel_performance": "month date, channel varchar, spend decimal(18, 2), "
     "roas double, cac decimal(18, 2)",
     "marts.kpi_experiments": "experiment_id varchar, variant varchar, participants integer, "
