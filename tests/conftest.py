@@ -166,6 +166,42 @@ def dbt_built(tmp_path_factory) -> Settings:
     return settings
 
 
+@pytest.fixture(scope="session")
+def at_risk_built(dbt_built, tmp_path_factory) -> Settings:
+    """A copy of ``dbt_built`` whose churn bands are re-cut so that it has at-risk customers:
+    ten demo days are too short for anyone to look gone (every probability_alive is near 1), so
+    customer_predictions and dim_customer_segments are rebuilt with var churn_risk_high_below at
+    the snapshot's 25th and churn_risk_medium_below at its 60th percentile of probability_alive
+    (about a quarter high, a third medium). Tests that need a high or medium band read it."""
+    import json
+    import os
+    import shutil
+
+    import duckdb
+
+    from marketing_warehouse.transform.dbt_tasks import run_dbt
+
+    root = tmp_path_factory.mktemp("at_risk_built")
+    shutil.copytree(dbt_built.data_dir, root / "data")
+    settings = load_settings({"MWH_DATA_DIR": str(root / "data")})
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    try:
+        ds, high, medium = con.execute(
+            "select snapshot_date, quantile_disc(probability_alive, 0.25), "
+            "quantile_disc(probability_alive, 0.6) from marts.customer_predictions "
+            "where snapshot_date = (select max(snapshot_date) from marts.customer_predictions) "
+            "group by snapshot_date"
+        ).fetchone()
+    finally:
+        con.close()
+    variables = {"snapshot_date": str(ds), "churn_risk_high_below": high,
+                 "churn_risk_medium_below": medium}  # fmt: skip
+    args = ["build", "--select", "customer_predictions", "dim_customer_segments"]
+    result = run_dbt(settings, [*args, "--vars", json.dumps(variables)], dict(os.environ))
+    assert result.returncode == 0, result.stdout[-3000:]
+    return settings
+
+
 def build_stages(settings: Settings) -> str:
     """The dbt stages in the DAG's order with the predict stage between the marts and the
     segments, as of the latest order date (the snapshot a build without the var takes); return

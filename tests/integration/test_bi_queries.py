@@ -20,13 +20,13 @@ QUERIES = load_queries()
 
 
 @pytest.fixture(scope="module")
-def served(dbt_built, tmp_path_factory, postgres_cluster):
+def served(at_risk_built, tmp_path_factory, postgres_cluster):
     """Both serving targets published from the real dbt build (plus one gate's results)."""
     import dataclasses
 
     root = tmp_path_factory.mktemp("bi")
     served = load_settings({"MWH_DATA_DIR": str(root / "data"), **postgres_cluster.serving_env()})
-    settings = dataclasses.replace(served, build_path=dbt_built.build_path)
+    settings = dataclasses.replace(served, build_path=at_risk_built.build_path)
     checks = [
         Check("marts/kpi_daily", "expect_column_values_to_be_between", "revenue", "critical",
               True, "", 120, 0, ""),
@@ -51,7 +51,7 @@ def served(dbt_built, tmp_path_factory, postgres_cluster):
 def test_every_query_declares_what_it_reads():
     names = {q.name for q in QUERIES}
     assert {"kpi_trend", "data_quality_status", "cohort_heatmap", "segment_sizes"} <= names
-    assert {"channel_roas", "experiments"} <= names
+    assert {"channel_roas", "experiments", "customers_at_risk", "churn_risk_value"} <= names
     for query in QUERIES:
         for table in query.requires:
             assert table in query.sql, (query.name, table)
@@ -64,7 +64,10 @@ AGREED_COLUMNS = {
     "marts.kpi_cohort_retention": "cohort_month date, months_since_first_order integer, "
     "cohort_size integer, retained_customers integer, retention_rate double",
     "marts.dim_customer_segments": "snapshot_date date, customer_id varchar, rfm_segment varchar, "
-    "lifecycle_stage varchar",
+    "lifecycle_stage varchar, churn_risk varchar, probability_alive double, predicted_clv double, "
+    "last_order_date date, is_email_marketable boolean",
+    "marts.customer_predictions": "snapshot_date date, customer_id varchar, "
+    "expected_next_order_date date",
     "marts.kpi_channel_performance": "month date, channel varchar, spend decimal(18, 2), "
     "roas double, cac decimal(18, 2)",
     "marts.kpi_experiments": "experiment_id varchar, variant varchar, participants integer, "

@@ -303,3 +303,61 @@ def test_links_to_the_dashboards_and_docs_and_nothing_fetched(served):
         "select email from marts.dim_customers where email is not null limit 50"
     ).fetchall():
         assert email not in html
+
+
+def test_without_predictions_the_at_risk_block_says_why_in_one_line(served):
+    """The fixture's build ran no predict stage (a shop too small to fit is the same case)."""
+    _, page, serving, _ = served
+    assert one(serving, "select count(*) from marts.customer_predictions") == (0,)
+    [snapshot] = one(serving, "select max(snapshot_date) from marts.dim_customer_segments")
+    text = " ".join(page.text)
+    assert f"No predictions for the snapshot {snapshot}: the predict stage skips" in text
+    assert not [m for m in page.metrics if m.startswith("at_risk.")]
+
+
+@pytest.fixture(scope="module")
+def predicted(at_risk_built, tmp_path_factory):
+    """The shared build with predictions, published to a serving file of its own; the page."""
+    import dataclasses
+
+    root = tmp_path_factory.mktemp("report_predicted")
+    settings = dataclasses.replace(
+        load_settings({"MWH_DATA_DIR": str(root / "data")}), build_path=at_risk_built.build_path
+    )
+    ds = "2026-11-21"
+    publish(settings, date.fromisoformat(ds), "run_1")
+    page = Page()
+    page.feed("".join(report.morning_page(settings, ds)))
+    build = duckdb.connect(str(at_risk_built.build_path), read_only=True)
+    yield page, build, settings.reporting_currency
+    build.close()
+
+
+def test_at_risk_bands_and_top_customers_reconcile_with_the_predictions(predicted):
+    page, build, currency = predicted
+    [snapshot] = one(build, "select max(snapshot_date) from marts.dim_customer_segments")
+    rows = build.execute(
+        "select customer_id, churn_risk, probability_alive, predicted_clv, "
+        "expected_next_order_date from marts.customer_predictions where snapshot_date = ?",
+        [snapshot],
+    ).fetchall()
+    assert rows, "the shared build has no predictions for its latest snapshot"
+    bands: dict[str, list] = {}
+    for _, risk, _, clv, _ in rows:
+        bands.setdefault(risk, []).append(clv)
+    assert {"high", "medium", "low"} == bands.keys()  # at_risk_built has every band
+    for risk, values in bands.items():
+        assert page.metrics[f"at_risk.{risk}.customers"] == f"{len(values):,}", risk
+        total = sum(v for v in values if v is not None)
+        assert page.metrics[f"at_risk.{risk}.predicted_clv"] == f"{total:,.2f} {currency}", risk
+    at_risk = sorted(
+        (r for r in rows if r[1] in ("high", "medium")),
+        key=lambda r: (r[3] is None, -(r[3] or 0), r[0]),
+    )[: report.AT_RISK_TOP]
+    for rank, (customer_id, _, alive, clv, next_order) in enumerate(at_risk, start=1):
+        assert page.metrics[f"at_risk.{rank}.customer"] == customer_id, rank
+        assert number(page.metrics[f"at_risk.{rank}.probability"]) == round(alive * 100, 1)
+        assert page.metrics[f"at_risk.{rank}.predicted_clv"] == f"{clv:,.2f} {currency}", rank
+        expected = "none within the CLV horizon" if next_order is None else str(next_order)
+        assert page.metrics[f"at_risk.{rank}.next_order"] == expected, rank
+    assert f"at_risk.{len(at_risk) + 1}.predicted_clv" not in page.metrics

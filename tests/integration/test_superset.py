@@ -2,9 +2,9 @@
 Superset's chart-data API, figures reconciled with sums taken from the serving file here, every
 dashboard drawn by headless Chromium without a chart in error, and nothing fetched from outside.
 
-One Superset start for the module on the session's dbt build (``dbt_built``), gated and published
-as a night would; Superset's bootstrap (db upgrade, admin, init) runs while dbt builds. The
-screenshots are kept in ``<data>/bi/screenshots/`` of the checkout's data folder (git-ignored).
+One Superset start for the module on the session's dbt build (``at_risk_built``: ``dbt_built``
+with at-risk customers), gated and published as a night would; Superset's bootstrap (db upgrade,
+admin, init) runs while dbt builds. The screenshots are kept in ``<data>/bi/screenshots/`` of the checkout's data folder (git-ignored).
 """
 
 from __future__ import annotations
@@ -81,9 +81,9 @@ def bootstrapping(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def running(bootstrapping, dbt_built):
+def running(bootstrapping, at_risk_built):
     served, process = bootstrapping
-    settings = dataclasses.replace(served, build_path=dbt_built.build_path)
+    settings = dataclasses.replace(served, build_path=at_risk_built.build_path)
     gate("marts", DS.isoformat(), "run_1", settings)  # audit.validation_results of a real gate
     publish(settings, DS, "run_1")
     server = superset.start(settings, bootstrapping=process)

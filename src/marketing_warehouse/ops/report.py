@@ -542,9 +542,87 @@ def _channels_html(con: duckdb.DuckDBPyConnection, figures: dict, currency: str)
     return html
 
 
-def _customers_html(con: duckdb.DuckDBPyConnection, ds: str) -> list[str]:
-    """Segment and lifecycle sizes (the BI query pack's segment_sizes), churn by month
-    (marts.kpi_retention_churn) and reachable customers per channel (kpi_channel_coverage)."""
+#: At-risk customers the report lists (the BI query pack's customers_at_risk has them all).
+AT_RISK_TOP = 10
+
+
+def _at_risk_html(con: duckdb.DuckDBPyConnection, currency: str) -> list[str]:
+    """Customers and predicted CLV per churn band (the BI query pack's churn_risk_value) and the
+    top ``AT_RISK_TOP`` at-risk customers by predicted CLV (customers_at_risk). Customers are
+    named by customer_id (md5 of the e-mail), never by e-mail or phone."""
+    html = ["<h3>At-risk valuable customers</h3>"]
+    bands = _dicts(con, _pack_sql("churn_risk_value"))
+    if not bands:
+        snapshot = con.execute("select max(snapshot_date) from marts.dim_customer_segments")
+        day = snapshot.fetchone()[0]
+        return [
+            *html,
+            f"<p class=muted>No predictions for the snapshot {escape(str(day))}: the predict "
+            "stage skips a shop with too few repeat buyers to fit the models, or a fit that did "
+            "not converge (marts.clv_model_parameters and the run's predict.json say which).</p>",
+        ]
+    html[0] = (
+        "<h3>At-risk valuable customers <small>(snapshot "
+        f"{escape(str(bands[0]['snapshot_date']))}; churn risk from the probability of being "
+        "alive; predicted CLV: discounted expected spend over the CLV horizon)</small></h3>"
+    )
+    html.append(
+        _rows(
+            ["churn risk", "customers", "reachable by e-mail", "predicted CLV"],
+            [
+                [
+                    f"<td>{escape(r['churn_risk'])}</td>",
+                    _cell(fmt(r["customers"], "count"), f"at_risk.{r['churn_risk']}.customers"),
+                    _cell(fmt(r["email_marketable_customers"], "count")),
+                    _cell(
+                        fmt(r["predicted_clv"], "currency", currency),
+                        f"at_risk.{r['churn_risk']}.predicted_clv",
+                    ),
+                ]
+                for r in bands
+            ],
+        )
+    )
+    top = con.execute(_pack_sql("customers_at_risk"))
+    columns = [c[0] for c in top.description]
+    customers = [dict(zip(columns, row, strict=True)) for row in top.fetchmany(AT_RISK_TOP)]
+    if not customers:
+        return [*html, "<p class=muted>No customer with a high or medium churn risk.</p>"]
+    head = ["customer", "RFM segment", "churn risk", "probability alive", "predicted CLV"]
+    html.append(f"<p>Top {len(customers)} at-risk customers by predicted CLV:</p>")
+    html.append(
+        _rows(
+            [*head, "expected next order"],
+            [
+                [
+                    f'<td data-metric="at_risk.{rank}.customer">'
+                    f"<code>{escape(r['customer_id'])}</code></td>",
+                    f"<td>{escape(str(r['rfm_segment']))}</td>",
+                    f"<td>{escape(r['churn_risk'])}</td>",
+                    _cell(fmt(r["probability_alive"], "share"), f"at_risk.{rank}.probability"),
+                    _cell(
+                        fmt(r["predicted_clv"], "currency", currency),
+                        f"at_risk.{rank}.predicted_clv",
+                    ),
+                    _cell(
+                        "none within the CLV horizon"
+                        if r["expected_next_order_date"] is None
+                        else str(r["expected_next_order_date"]),
+                        f"at_risk.{rank}.next_order",
+                    ),
+                ]
+                for rank, r in enumerate(customers, start=1)
+            ],
+            numeric_from=3,
+        )
+    )
+    return html
+
+
+def _customers_html(con: duckdb.DuckDBPyConnection, ds: str, currency: str = "") -> list[str]:
+    """Segment and lifecycle sizes (the BI query pack's segment_sizes), at-risk valuable
+    customers (``_at_risk_html``), churn by month (marts.kpi_retention_churn) and reachable
+    customers per channel (kpi_channel_coverage)."""
     html = ["<h2>Customers</h2>"]
     cells = _dicts(con, _pack_sql("segment_sizes"))
     if cells:
@@ -570,6 +648,7 @@ def _customers_html(con: duckdb.DuckDBPyConnection, ds: str) -> list[str]:
                     ],
                 )
             )
+        html += _at_risk_html(con, currency)
     churn = _dicts(
         con,
         "select month, active_previous_month, active_customers, new_customers, "
@@ -800,7 +879,7 @@ def morning_page(settings: Settings, ds: str) -> list[str]:
             lambda: _headline_html(figures(), currency),
             lambda: _charts_html(settings, ds),
             lambda: _channels_html(con, figures(), currency),
-            lambda: _customers_html(con, ds),
+            lambda: _customers_html(con, ds, currency),
             lambda: _campaigns_html(con, figures(), currency),
             lambda: _freshness_html(settings, con, ds),
         )

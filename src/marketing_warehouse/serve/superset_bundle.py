@@ -15,6 +15,7 @@ into the query Superset's chart-data API runs, which the tests send for every ch
 from __future__ import annotations
 
 import io
+import json
 import re
 import uuid
 import zipfile
@@ -89,6 +90,10 @@ class Chart:
     columns: tuple[str, ...] = ()
     #: SQL conditions (WHERE), AND-ed
     where: tuple[str, ...] = ()
+    #: raw-mode table: the column it is sorted on, largest first
+    order_desc_by: str = ""
+    #: rows a table shows (0: the template's default)
+    row_limit: int = 0
     #: period-over-period lag of a big number with trend line (in time grains)
     compare_lag: int = 0
     compare_suffix: str = ""
@@ -126,6 +131,8 @@ DATASETS = (
     Dataset("segment_sizes", query="segment_sizes"),
     Dataset("channel_reach", query="channel_reach"),
     Dataset("experiments", query="experiments"),
+    Dataset("churn_risk_value", query="churn_risk_value"),
+    Dataset("customers_at_risk", query="customers_at_risk"),
     Dataset("data_quality_status", query="data_quality_status"),
     Dataset("kpi_daily", table="marts.kpi_daily"),
     Dataset("kpi_channel_performance", table="marts.kpi_channel_performance"),
@@ -216,6 +223,20 @@ CHARTS = (
     Chart("retention_lifecycle", "Customers per lifecycle stage (latest snapshot)", "pie",
           "segment_sizes", (Metric("Customers", "sum(customers)", COUNT),),
           groupby=("lifecycle_stage",), width=6),
+    Chart("retention_churn_risk", "Customers and predicted CLV per churn risk (latest snapshot)",
+          "table", "churn_risk_value", (
+              Metric("Customers", "sum(customers)", COUNT),
+              Metric("Reachable by e-mail", "sum(email_marketable_customers)", COUNT),
+              Metric("Predicted CLV", "sum(predicted_clv)", MONEY),
+              Metric("Predicted CLV per customer",
+                     "sum(predicted_clv) / nullif(sum(customers), 0)", MONEY),
+          ), groupby=("churn_risk",), width=5),
+    Chart("retention_at_risk", "Top at-risk valuable customers: churn risk high or medium, by "
+          "predicted CLV (latest snapshot)", "table", "customers_at_risk",
+          columns=("customer_id", "churn_risk", "probability_alive", "predicted_clv",
+                   "expected_next_order_date", "last_order_date", "rfm_segment",
+                   "lifecycle_stage", "is_email_marketable"),
+          order_desc_by="predicted_clv", row_limit=100, width=7),
     # crm --------------------------------------------------------------------------------
     Chart("crm_funnel", "Campaign funnel per channel: sent, delivered, opened, clicked, converted",
           "echarts_timeseries_bar", "kpi_campaign_performance", (
@@ -303,11 +324,13 @@ DASHBOARDS = (
         "retention",
         "Retention",
         "Do customers come back: cohort retention, churn and reactivation per month, and how "
-        "many customers sit in each lifecycle stage and RFM segment?",
+        "many customers sit in each lifecycle stage and RFM segment, and which valuable customers "
+        "are at risk of churning?",
         (
             ("retention_cohorts",),
             ("retention_churn", "retention_movements"),
             ("retention_rfm", "retention_lifecycle"),
+            ("retention_churn_risk", "retention_at_risk"),
         ),
     ),
     Dashboard(
@@ -514,9 +537,12 @@ def chart_params(chart: Chart) -> dict:
         common = {"row_limit": 1000, "table_timestamp_format": "smart_date",
                   "server_pagination": False, "include_search": False, "show_cell_bars": False,
                   "percent_metrics": [], "order_desc": True}  # fmt: skip
+        if chart.row_limit:
+            common["row_limit"] = chart.row_limit
         if chart.columns:
+            order = [f'["{chart.order_desc_by}", false]'] if chart.order_desc_by else []
             params |= common | {"query_mode": "raw", "all_columns": list(chart.columns),
-                                "order_by_cols": [], "groupby": [], "metrics": []}  # fmt: skip
+                                "order_by_cols": order, "groupby": [], "metrics": []}  # fmt: skip
         else:
             params |= common | {"query_mode": "aggregate", "groupby": list(chart.groupby),
                                 "metrics": metrics, "all_columns": []}  # fmt: skip
@@ -756,6 +782,7 @@ def chart_data_request(query: ChartQuery, dataset_id: int) -> dict:
     groupby = params.get("groupby") or []
     columns += [groupby] if isinstance(groupby, str) else list(groupby)
     columns += list(params.get("all_columns") or [])
+    orderby = [json.loads(column) for column in params.get("order_by_cols") or []]
     where = " and ".join(
         f"({f['sqlExpression']})"
         for f in params.get("adhoc_filters", [])
@@ -770,7 +797,7 @@ def chart_data_request(query: ChartQuery, dataset_id: int) -> dict:
                 "metrics": chart_metrics(params),
                 "filters": [],
                 "extras": {"where": where, "having": ""},
-                "orderby": [],
+                "orderby": orderby,
                 "row_limit": params.get("row_limit", 10000),
             }
         ],
