@@ -75,6 +75,24 @@ def test_allowed_columns_are_the_documented_ones_without_personal_data():
     assert "email" not in expected and "phone" not in expected
 
 
+def test_column_descriptions_carry_the_doc_blocks_text(tmp_path):
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT / "models", project / "models")
+    (project / "models" / "_test_docs.md").write_text(
+        "{% docs audience_test_block %}\nA block\nover two lines.\n{% enddocs %}\n", "utf-8"
+    )
+    segments = project / "models" / "marts" / "customers" / "_customers__models.yml"
+    docs = yaml.safe_load(segments.read_text("utf-8"))
+    model = next(m for m in docs["models"] if m["name"] == "dim_customer_segments")
+    model["columns"].append(
+        {"name": "test_score", "description": "Score: {{ doc('audience_test_block') }} (test)"}
+    )
+    segments.write_text(yaml.safe_dump(docs, sort_keys=False), "utf-8")
+    described = allowed_columns(project)
+    assert described["test_score"] == "Score: A block over two lines. (test)"
+    assert not [c for c, text in described.items() if "{{" in text]
+
+
 def test_a_newly_documented_column_is_usable_without_code_change(tmp_path):
     project = tmp_path / "dbt_project"
     shutil.copytree(DBT / "models", project / "models")

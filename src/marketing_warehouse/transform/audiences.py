@@ -164,10 +164,25 @@ def _model_docs(dbt_project_dir: Path) -> dict[str, dict]:
     return found
 
 
+_DOC_BLOCK = re.compile(r"{%-?\s*docs\s+(\w+)\s*-?%}(.*?){%-?\s*enddocs\s*-?%}", re.S)
+_DOC_CALL = re.compile(r"""{{\s*doc\(\s*['"](\w+)['"]\s*\)\s*}}""")
+
+
+def _doc_blocks(dbt_project_dir: Path) -> dict[str, str]:
+    """The ``{% docs name %}`` blocks of the project's Markdown files, by name."""
+    return {
+        name: text.strip()
+        for path in sorted((dbt_project_dir / "models").rglob("*.md"))
+        for name, text in _DOC_BLOCK.findall(path.read_text("utf-8"))
+    }
+
+
 def allowed_columns(dbt_project_dir: Path) -> dict[str, str]:
-    """Column -> its documented description: every column the YAML of ``SOURCE_MODELS``
-    documents, except personal data (``meta: {pii: true}``) and ``EXCLUDED_COLUMNS``."""
+    """Column -> its documented description (``{{ doc('…') }}`` replaced by the doc block's
+    text): every column the YAML of ``SOURCE_MODELS`` documents, except personal data
+    (``meta: {pii: true}``) and ``EXCLUDED_COLUMNS``."""
     docs = _model_docs(dbt_project_dir)
+    blocks = _doc_blocks(dbt_project_dir)
     missing = [m for m in SOURCE_MODELS if m not in docs]
     if missing:
         raise AudienceError(f"{dbt_project_dir / 'models'}: no YAML documents {missing}")
@@ -180,7 +195,11 @@ def allowed_columns(dbt_project_dir: Path) -> dict[str, str]:
             ).get("pii")
             if pii or name in EXCLUDED_COLUMNS or name in columns:
                 continue
-            columns[name] = " ".join(str(column.get("description") or "").split())
+            text = _DOC_CALL.sub(
+                lambda call: blocks.get(call.group(1), call.group(0)),
+                str(column.get("description") or ""),
+            )
+            columns[name] = " ".join(text.split())
     return columns
 
 
