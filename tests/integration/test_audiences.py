@@ -30,7 +30,10 @@ pytestmark = pytest.mark.integration
 EXPECTED_SQL = {
     "vip_email": "s.rfm_segment in ('champions', 'loyal') and s.frequency >= 3",
     "meta_exclude_recent_buyers": "s.recency_days <= 30",
-    "win_back_high_value": "s.lifecycle_stage in ('at_risk', 'churned') and s.value_tier = 'high'",
+    "win_back_valuable": (
+        "s.value_tier in ('high', 'medium') and (s.recency_days > 30"
+        " or s.churn_risk in ('high', 'medium') or s.lifecycle_stage in ('at_risk', 'churned'))"
+    ),
 }
 
 

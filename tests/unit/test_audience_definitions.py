@@ -57,7 +57,7 @@ def rejected(tmp_path: Path, field: str, **fields) -> str:
 def test_the_committed_audiences_load():
     audiences = {a.name: a for a in load_audiences(DBT)}
     assert len(audiences) >= 3
-    win_back = audiences["win_back_high_value"]
+    win_back = audiences["win_back_valuable"]
     assert win_back.control_share == 0.10
     assert win_back.channel == "email"
     assert "lifecycle_stage" in win_back.filter_sql and "value_tier" in win_back.filter_sql
