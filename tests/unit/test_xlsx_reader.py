@@ -141,3 +141,31 @@ def test_damaged_and_non_xlsx_files_name_what_is_wrong(tmp_path):
         xlsx_to_csv(truncated, tmp_path / "out.csv", None)
     with pytest.raises(FormatError, match="sheet 'Nope' not found"):
         xlsx_to_csv(path, tmp_path / "out.csv", "Nope")
+
+
+@pytest.mark.parametrize(
+    ("ref", "header", "rows"),
+    [("A1", "a", 0), ("A1:B2", "a,b", 1), ("A1:E9", "a,b,c,c 3,c 3 4", 2)],
+)
+def test_the_sheets_dimension_bounds_what_is_read_as_with_openpyxl(tmp_path, ref, header, rows):
+    import re
+
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    for row in (["a", "b", "c"], [1, 2, 3], [4, 5, 6]):
+        workbook.active.append(row)
+    written = tmp_path / "written.xlsx"
+    workbook.save(written)
+    path = tmp_path / "dimension.xlsx"
+    with zipfile.ZipFile(written) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = re.sub(rb'<dimension ref="[^"]*"', f'<dimension ref="{ref}"'.encode(), data)
+            target.writestr(item, data)
+    _, _, new, old = _both(path, tmp_path)
+    assert new == old
+    lines = new.splitlines()
+    assert lines[0] == f"__source_row,{header}"
+    assert len(lines) - 1 == rows
