@@ -612,6 +612,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.what == "full":
         return _bench_full(args, out)
+    if args.what == "workbook":
+        return _bench_workbook(args, out)
     with tempfile.TemporaryDirectory(prefix="mwh-bench-", dir=out) as tmp:
         report = bench.extraction(Path(tmp), args.lines)
     print(bench.format_extraction(report))
@@ -619,6 +621,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     target.write_text(json.dumps(report, indent=2), "utf-8")
     print(f"\nwritten to {target}")
     return 0
+
+
+def _bench_workbook(args: argparse.Namespace, out: Path) -> int:
+    import tempfile
+
+    from marketing_warehouse.tools import bench
+
+    with tempfile.TemporaryDirectory(prefix="mwh-bench-", dir=out) as tmp:
+        report = bench.workbook(Path(tmp), args.rows)
+    print(bench.format_workbook(report))
+    target = out / "workbook.json"
+    target.write_text(json.dumps(report, indent=2), "utf-8")
+    print(f"\nwritten to {target}")
+    return 0 if report["same_csv"] else 1
 
 
 def _bench_full(args: argparse.Namespace, out: Path) -> int:
@@ -693,8 +709,9 @@ def build_parser() -> argparse.ArgumentParser:
     settings = sub.add_parser("settings", help="list the MWH_* settings and their values")
     settings.set_defaults(func=cmd_settings)
     bench = sub.add_parser("bench", help="benchmarks, each measured beside DuckDB's own floor")
-    bench.add_argument("what", choices=["extraction", "full"])
+    bench.add_argument("what", choices=["extraction", "full", "workbook"])
     bench.add_argument("--lines", type=int, default=1_000_000, help="extraction: order lines")
+    bench.add_argument("--rows", type=int, default=244_000, help="workbook: assignment rows")
     bench.add_argument("--scale", type=float, default=0.1, help="full: demo scale factor")
     bench.add_argument("--days", type=int, help="full: days of history (a year from scale 0.1)")
     bench.add_argument("--seed", type=int, default=42, help="full: demo seed")

@@ -60,3 +60,12 @@ def test_single_mode_runs_each_dbt_stage_as_one_build_task(settings):
     assert task.select == "path:seeds path:models/marts"
     assert task.pool == "warehouse_writer"
     assert task.vars == {"snapshot_date": "{{ ds }}"}
+
+
+def test_workbook_bench_smoke(tmp_path, capsys):
+    assert main(["bench", "workbook", "--rows", "500", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "workbook.json").read_text())
+    old, new, count = report["timings"]
+    assert report["same_csv"]
+    assert old["rows"] == new["rows"] == count["rows"] == report["rows"] == 500
+    assert "ratio openpyxl / calamine" in capsys.readouterr().out

@@ -240,7 +240,25 @@ def xlsx_to_csv(
     are not records. A formula cell is read as the value Excel last computed; a formula never
     computed (a workbook written by a script) is read as its text, ``=…``, so it is seen and
     quarantined or flagged instead of silently becoming an empty cell.
+
+    Values are read with calamine; a workbook calamine cannot read exactly as openpyxl does (a
+    formula without a cached value, a sheet without a ``<dimension>``, a whole number past 2^53,
+    anything calamine fails on) is read with openpyxl, which also names what is wrong with a
+    damaged file.
     """
+    try:
+        return _xlsx_to_csv_calamine(path, target, sheet, is_header)
+    except _NotForCalamine:
+        return xlsx_to_csv_openpyxl(path, target, sheet, is_header)
+
+
+def xlsx_to_csv_openpyxl(
+    path: Path,
+    target: Path,
+    sheet: str | None,
+    is_header: Callable[[list[str]], bool] | None = None,
+) -> tuple[list[str], str, int]:
+    """``xlsx_to_csv`` read with openpyxl alone (cached values, then formulas)."""
     from openpyxl import load_workbook
 
     try:
@@ -249,26 +267,177 @@ def xlsx_to_csv(
     except Exception as exc:  # openpyxl raises many types for a damaged or non-xlsx file
         raise FormatError(f"not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
     try:
-        names = workbook.sheetnames
-        if sheet is not None and sheet not in names:
-            raise FormatError(f"sheet {sheet!r} not found; the workbook has {names}")
-        candidates = [sheet] if sheet is not None else names
-        chosen, header, records, header_row = candidates[0], None, [], 0
-        for index, name in enumerate(candidates):
-            rows = _with_formulas(
+        return _convert(
+            workbook.sheetnames,
+            lambda name: _with_formulas(
                 workbook[name].iter_rows(values_only=True),
                 formulas[name].iter_rows(values_only=True),
-            )
-            table = _sheet_table(rows, is_header)
-            if index == 0 or table[2]:
-                chosen, header, records, header_row = name, table[0], table[1], table[3]
-            if table[2]:
-                break
-        _write(target, records, [h for h in header or [] if h])
-        return [n for n in names if n != chosen], chosen, header_row
+            ),
+            target,
+            sheet,
+            is_header,
+        )
     finally:
         workbook.close()
         formulas.close()
+
+
+def _convert(names, rows_of, target, sheet, is_header) -> tuple[list[str], str, int]:
+    if sheet is not None and sheet not in names:
+        raise FormatError(f"sheet {sheet!r} not found; the workbook has {names}")
+    candidates = [sheet] if sheet is not None else names
+    chosen, header, records, header_row = candidates[0], None, [], 0
+    for index, name in enumerate(candidates):
+        table = _sheet_table(rows_of(name), is_header)
+        if index == 0 or table[2]:
+            chosen, header, records, header_row = name, table[0], table[1], table[3]
+        if table[2]:
+            break
+    _write(target, records, [h for h in header or [] if h])
+    return [n for n in names if n != chosen], chosen, header_row
+
+
+class _NotForCalamine(Exception):
+    """The workbook is read with openpyxl instead."""
+
+
+_REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_WORKSHEET_TYPE = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet"
+_DIMENSION = re.compile(rb"<(?:\w+:)?dimension\s+ref=\"(?:[A-Z]+[0-9]+:)?([A-Z]+)([0-9]+)\"")
+_CELL = re.compile(rb"<(?:\w+:)?c[\s>][^>]*?(?<!/)>(.*?)</(?:\w+:)?c>", re.DOTALL)
+_FORMULA = re.compile(rb"<(?:\w+:)?f[\s>/]")
+_VALUE = re.compile(rb"<(?:\w+:)?v(?:\s[^>]*)?>[^<]")  # a value, not an empty <v />
+_CELL_START = re.compile(rb"<(?:\w+:)?c[\s>]")
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + letter - 64
+    return number
+
+
+def _sheet_plan(path: Path) -> dict[str, tuple[int, int]]:
+    """Each sheet's (rows, columns) as its ``<dimension>`` gives them (openpyxl reads that many),
+    in workbook order; raises ``_NotForCalamine`` unless every sheet is a worksheet with a
+    dimension and no formula cell without a cached value."""
+    import zipfile
+    from xml.etree import ElementTree
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+            targets = {r.get("Id"): (r.get("Type"), r.get("Target")) for r in rels}
+            book = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+            plan: dict[str, tuple[int, int]] = {}
+            for node in book.iter():
+                if not node.tag.endswith("}sheet"):
+                    continue
+                kind, member = targets[node.get(f"{_REL_NS}id")]
+                if kind != _WORKSHEET_TYPE:
+                    raise _NotForCalamine
+                member = member.lstrip("/") if member.startswith("/") else f"xl/{member}"
+                with archive.open(member) as handle:
+                    plan[node.get("name")] = _scan_sheet(handle)
+            return plan
+    except _NotForCalamine:
+        raise
+    except Exception:  # damaged or not a workbook: openpyxl names what is wrong
+        raise _NotForCalamine from None
+
+
+def _scan_sheet(handle) -> tuple[int, int]:
+    """(rows, columns) of a sheet's XML stream; ``_NotForCalamine`` for a sheet without a
+    dimension or with a formula cell that holds no cached value (streamed, chunk by chunk)."""
+    dimension = None
+    carry = b""
+    while chunk := handle.read(1 << 20):
+        buffer = carry + chunk
+        if dimension is None:
+            found = _DIMENSION.search(buffer)
+            if found:
+                dimension = (int(found.group(2)), _column_number(found.group(1)))
+            elif b"<sheetData" in buffer:
+                raise _NotForCalamine
+        starts = [m.start() for m in _CELL_START.finditer(buffer, max(0, len(buffer) - 65536))]
+        cut = starts[-1] if starts else len(buffer)
+        if _FORMULA.search(buffer, 0, cut):
+            for cell in _CELL.finditer(buffer, 0, cut):
+                body = cell.group(1)
+                if _FORMULA.search(body) and not _VALUE.search(body):
+                    raise _NotForCalamine
+        carry = buffer[cut:]
+    if carry and _FORMULA.search(carry):
+        for cell in _CELL.finditer(carry):
+            if _FORMULA.search(cell.group(1)) and not _VALUE.search(cell.group(1)):
+                raise _NotForCalamine
+    if dimension is None:
+        raise _NotForCalamine
+    return dimension
+
+
+_EXACT = 2**53
+
+
+def _as_openpyxl(value: object) -> object:
+    """A calamine value as openpyxl gives it: whole numbers as ``int`` (xlsx stores ``<v>1</v>``
+    for an integer), a date cell as a ``datetime`` at midnight, times to the millisecond."""
+    if value == "" or value is None:
+        return None
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            if abs(value) >= _EXACT:  # openpyxl reads the digits exactly, a float cannot
+                raise _NotForCalamine
+            return int(value)
+        return value
+    if isinstance(value, datetime):
+        return _to_millisecond(value)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, time):
+        return _to_millisecond(datetime.combine(date(2000, 1, 1), value)).time()
+    return value
+
+
+def _to_millisecond(value: datetime) -> datetime:
+    from datetime import timedelta
+
+    micro = value.microsecond
+    rounded = round(micro / 1000) * 1000
+    return value.replace(microsecond=0) + timedelta(microseconds=rounded)
+
+
+def _xlsx_to_csv_calamine(path, target, sheet, is_header) -> tuple[list[str], str, int]:
+    from python_calamine import CalamineWorkbook
+
+    plan = _sheet_plan(path)
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+    except Exception:
+        raise _NotForCalamine from None
+    try:
+        if list(workbook.sheet_names) != list(plan):
+            raise _NotForCalamine
+
+        def rows_of(name: str):
+            height, width = plan[name]
+            try:
+                data = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
+            except Exception:
+                raise _NotForCalamine from None
+            blank = (None,) * width
+            for index in range(height):
+                if index >= len(data):
+                    yield blank
+                    continue
+                row = [_as_openpyxl(v) for v in data[index][:width]]
+                yield tuple(row) + (None,) * (width - len(row))
+
+        return _convert(list(plan), rows_of, target, sheet, is_header)
+    finally:
+        workbook.close()
 
 
 def count_sheet_rows(path: Path, sheet: str, header_row: int) -> int:

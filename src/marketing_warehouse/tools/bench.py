@@ -4,6 +4,10 @@
 (typing, quarantine checks, lineage, Parquet) and, on the same files in the same run, read by
 DuckDB's ``read_csv`` with auto-detection into Parquet. The ratio is what the contract costs.
 
+``workbook``: an experiments workbook (~244 k assignment rows) converted to CSV by the openpyxl
+reader and by the calamine reader side by side, the two CSVs compared, and the independent row
+count (``count_sheet_rows``) timed.
+
 ``full``: demo data at a scale factor, then in one invocation (a) the nightly run through Airflow,
 (b) ``dbt build`` alone, (c) the floor: the headline marts in hand-written DuckDB SQL straight
 from the landed files, (d) an incremental night with one new day; wall time, peak RSS of each
@@ -136,6 +140,79 @@ def format_extraction(report: dict) -> str:
             f"{t['megabytes_per_second']:>8}"
         )
     out.append(f"ratio contract / floor: {report['ratio_ours_to_floor']}x")
+    return "\n".join(out)
+
+
+def write_experiments_workbook(path: Path, rows: int, seed: int = 42) -> Path:
+    """An experiment plan workbook like the demo's, with ``rows`` assignment rows."""
+    from marketing_warehouse.tools import demo_marketing
+
+    rng = random.Random(seed)
+    assigned = datetime(2026, 1, 8, 0, 0)
+    plan = [
+        ["Experiment", "Hypothesis", "Start", "End", "Primary metric",
+         "Minimum sample per variant", "Control variant", "Conversion window days"],
+        ["EXP-001 free shipping banner", "A free-shipping banner raises conversion",
+         date(2026, 1, 8), date(2026, 6, 30), "conversion", 100, "control", None],
+    ]  # fmt: skip
+    assignments = [["Experiment", "Email", "Variant", "Assigned at"]]
+    for number in range(rows):
+        variant = "treatment" if rng.random() < 0.5 else "control"
+        email = f"customer{number:07d}@example.com"
+        assignments.append(["EXP-001 free shipping banner", email, variant, assigned])
+    return demo_marketing.write_workbook(path, {"plan": plan, "assignments": assignments})
+
+
+def workbook(workdir: Path, rows: int = 244_000) -> dict:
+    """The assignments sheet of an experiments workbook read by the openpyxl reader and by the
+    calamine reader in one process; both CSVs must be byte for byte the same."""
+    import hashlib
+
+    from marketing_warehouse.ingest.formats import (
+        count_sheet_rows,
+        xlsx_to_csv,
+        xlsx_to_csv_openpyxl,
+    )
+
+    path = write_experiments_workbook(workdir / "experiments_plan.xlsx", rows)
+    megabytes = path.stat().st_size / 1e6
+    timings, digests = [], []
+    for name, reader in (("openpyxl", xlsx_to_csv_openpyxl), ("calamine", xlsx_to_csv)):
+        target = workdir / f"{name}.csv"
+        start = time.perf_counter()
+        _, sheet, header_row = reader(path, target, "assignments")
+        seconds = time.perf_counter() - start
+        data = target.read_bytes()
+        digests.append(hashlib.sha256(data).hexdigest())
+        timings.append(Timing(name, seconds, data.count(b"\n") - 1, megabytes))
+    start = time.perf_counter()
+    counted = count_sheet_rows(path, sheet, header_row)
+    count = Timing("count_sheet_rows", time.perf_counter() - start, counted, megabytes)
+    old, new = timings
+    return {
+        "rows": rows,
+        "megabytes": round(megabytes, 1),
+        "same_csv": digests[0] == digests[1],
+        "csv_sha256": digests[1],
+        "timings": [
+            asdict(t) | {"rows_per_second": round(t.rows_per_second)} for t in (*timings, count)
+        ],
+        "ratio_openpyxl_to_calamine": round(old.seconds / new.seconds, 1),
+        "rows_counted": counted,
+    }
+
+
+def format_workbook(report: dict) -> str:
+    out = [
+        f"experiments workbook, {report['rows']:,} assignment rows, {report['megabytes']} MB",
+        f"{'':20}{'seconds':>10}{'rows':>10}{'rows/s':>12}",
+    ]
+    for t in report["timings"]:
+        out.append(
+            f"{t['name']:20}{t['seconds']:>10.1f}{t['rows']:>10,}{t['rows_per_second']:>12,}"
+        )
+    out.append(f"ratio openpyxl / calamine: {report['ratio_openpyxl_to_calamine']}x")
+    out.append(f"same CSV from both readers: {'yes' if report['same_csv'] else 'NO'}")
     return "\n".join(out)
 
 
