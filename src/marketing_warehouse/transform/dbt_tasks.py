@@ -33,6 +33,8 @@ DBT_VARS = {"snapshot_date": "{{ ds }}"}
 #: reads it, e.g. kpi_channel_coverage) joins its predictions. Together the stages build every
 #: node once, and none reads a node of a later stage (tests/unit/test_dbt_stages.py checks both
 #: on the manifest).
+#: The segments and every model downstream of them: built after predict, left out of dbt_marts.
+SEGMENTS_AND_DOWNSTREAM = "dim_customer_segments+"
 DBT_STAGES = {
     "dbt_staging": ["path:models/staging", "path:models/audit"],
     "dbt_marts": [
@@ -41,12 +43,12 @@ DBT_STAGES = {
         "path:models/marts",
         "path:models/semantic",
     ],
-    "dbt_segments": ["path:models/predictions", "dim_customer_segments+"],
+    "dbt_segments": ["path:models/predictions", SEGMENTS_AND_DOWNSTREAM],
 }
 #: What a stage's selectors match but a later stage builds. No dbt test may read models of two
 #: stages (Cosmos' watcher would wait in the earlier stage for a test its build never runs):
 #: such checks are gate expectations (tests/unit/test_dbt_stages.py checks it).
-DBT_STAGE_EXCLUDES = {"dbt_marts": ["dim_customer_segments+"]}
+DBT_STAGE_EXCLUDES = {"dbt_marts": [SEGMENTS_AND_DOWNSTREAM]}
 
 
 def dbt_stage_args(stage: str) -> list[str]:
