@@ -78,14 +78,18 @@ def prepare(ds: str | None = None, settings: Settings | None = None) -> dict:
 
     State left by an earlier run of the same date (extraction summaries, gate results, publish
     record) moves to ``runs/<ds>.<timestamp>/``, so this run's summary shows only this run and
-    the earlier gate results stay in ``audit.validation_results``.
+    the earlier gate results stay in ``audit.validation_results``. The latest-copy models' tables
+    built by another version of the dbt project are dropped, so that dbt builds them in full
+    (``transform.incremental``).
     """
     from marketing_warehouse.predict.store import ensure_schema_files
+    from marketing_warehouse.transform.incremental import reset_stale
 
     settings = settings or load_settings()
     for folder in (settings.layout.raw, settings.build_path.parent, settings.warehouse_path.parent):
         folder.mkdir(parents=True, exist_ok=True)
     ensure_schema_files(settings)  # dbt's predictions source resolves before the first predict
+    reset_stale(settings)
     if ds:
         stale = settings.layout.run(ds).state()
         if stale:

@@ -581,9 +581,13 @@ def test_revenue_and_customers_reconcile(warehouse):
     # from staging: the latest copy of each order / payment, revenue statuses, converted by hand
     staging = warehouse.sql(
         """
-        with shopify as (
+        with first_rows as (
+            select * from staging.stg_shopify__order_lines
+            qualify source_row_number
+                = min(source_row_number) over (partition by file_hash, order_name)
+        ), shopify as (
             select total_amount, financial_status, cancelled_at
-            from staging.stg_shopify__order_lines where line_number = 1
+            from first_rows
             qualify row_number() over (
                 partition by order_name order by load_date desc, source_file desc) = 1
         ), stripe as (

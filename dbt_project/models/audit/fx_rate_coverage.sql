@@ -17,7 +17,7 @@ shopify_orders as (
         source_row_number, loaded_at, currency, cast(created_at as date) as amount_date,
         'created_at' as date_column
     from {{ ref('stg_shopify__order_lines') }}
-    where line_number = 1
+    qualify source_row_number = min(source_row_number) over (partition by file_hash, order_name)
 
 ),
 

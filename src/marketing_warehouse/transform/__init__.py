@@ -7,5 +7,9 @@ Airflow. Models, macros and dbt tests live in ``dbt_project/``; how Airflow runs
 Running dbt outside Airflow first makes sure the predictions' zero-row schema files exist
 (``predict.store``), so that dbt's predictions source resolves on a build before any predict.
 
-May import: config, layout, airflow_env, predict.
+The tables of the models that keep the latest copy of each record are incremental; when the
+dbt project changes, ``incremental`` drops them before the run's first dbt stage so that dbt
+builds them in full again.
+
+May import: config, layout, airflow_env, duck, predict.
 """

@@ -102,16 +102,22 @@ def install_packages(settings: Settings, env: dict[str, str]) -> None:
     )
 
 
+def project_files(settings: Settings) -> list[Path]:
+    """The files of the dbt project that define what it builds (not its target or packages
+    folders), in a fixed order."""
+    project = settings.dbt_project_dir
+    files = [project / "dbt_project.yml", project / "profiles.yml", project / "packages.yml"]
+    for folder in ("models", "macros", "seeds", "snapshots", "tests", "vendor"):
+        files += sorted(p for p in (project / folder).rglob("*") if p.is_file())
+    return [p for p in files if p.exists()]
+
+
 def manifest_is_stale(settings: Settings) -> bool:
     manifest = manifest_path(settings)
     if not manifest.exists() or missing_packages(settings):
         return True
     built = manifest.stat().st_mtime
-    project = settings.dbt_project_dir
-    watched = [project / "dbt_project.yml", project / "profiles.yml", project / "packages.yml"]
-    for folder in ("models", "macros", "seeds", "snapshots", "tests", "vendor"):
-        watched += [p for p in (project / folder).rglob("*") if p.is_file()]
-    return any(p.exists() and p.stat().st_mtime > built for p in watched)
+    return any(p.stat().st_mtime > built for p in project_files(settings))
 
 
 def parse_project(settings: Settings, env: dict[str, str]) -> Path:

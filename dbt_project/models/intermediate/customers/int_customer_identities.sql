@@ -28,12 +28,10 @@ message_events as (
 
 ),
 
+{#- Product events are deduplicated once, in int_product_events_deduplicated. -#}
 product_events as (
 
-    select
-        *,
-        {{ latest_copy_rank('message_id') }} as copy_rank
-    from {{ ref('stg_product__events') }}
+    select * from {{ ref('int_product_events_deduplicated') }}
 
 ),
 
@@ -155,7 +153,6 @@ from_product_events as (
         cast(null as boolean) as sms_consent,
         cast(null as boolean) as push_consent
     from product_events
-    where copy_rank = 1
 
 ),
 

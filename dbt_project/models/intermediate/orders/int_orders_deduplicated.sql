@@ -1,18 +1,39 @@
 {#- One row per order: Shopify orders and Stripe payments (memberships and invoices sold outside
     the Shopify checkout, see DECISIONLOG). Each tool repeats a record in every export that covers
     it; the latest copy wins (latest_copy_rank: folder, landing time, load, name), so a re-sent or overlapping
-    export never double-counts. Shopify order-level fields come from the order's first line-item row. -#}
+    export never double-counts. Shopify order-level fields come from the order's first line-item row.
+    Incremental (macros/incremental.sql): a night ranks the copies it loaded against the copies kept. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='order_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    post_hook=[
+        "{{ delete_kept_copies_of_gone_files(ref('stg_shopify__order_lines'), \"source_system = 'shopify'\") }}",
+        "{{ delete_kept_copies_of_gone_files(ref('stg_stripe__payments'), \"source_system = 'stripe'\") }}",
+    ],
+) }}
 with
 
 lines as (
 
     select * from {{ ref('stg_shopify__order_lines') }}
+    {% if is_incremental() -%}
+    where {{ copies_to_rank(
+        ref('stg_shopify__order_lines'), 'order_name', 'source_order_key', "source_system = 'shopify'"
+    ) }}
+    {%- endif %}
 
 ),
 
 payments as (
 
     select * from {{ ref('stg_stripe__payments') }}
+    {% if is_incremental() -%}
+    where {{ copies_to_rank(
+        ref('stg_stripe__payments'), 'payment_id', 'source_order_key', "source_system = 'stripe'"
+    ) }}
+    {%- endif %}
 
 ),
 
@@ -22,41 +43,29 @@ line_totals as (
         file_hash,
         order_name,
         count(*) as line_items_count,
-        sum(lineitem_quantity) as items_count
+        sum(lineitem_quantity) as items_count,
+        min(source_row_number) as first_row_number
     from lines
     group by file_hash, order_name
 
 ),
 
-first_rows as (
-
-    select * from lines where line_number = 1
-
-),
-
+{#- An order's first row in its file: its order-level fields are filled there only. -#}
 orders_per_file as (
 
     select
-        first_rows.*,
+        lines.*,
         line_totals.line_items_count,
         line_totals.items_count
-    from first_rows
+    from lines
     inner join line_totals
-        on first_rows.file_hash = line_totals.file_hash
-        and first_rows.order_name = line_totals.order_name
+        on lines.file_hash = line_totals.file_hash
+        and lines.order_name = line_totals.order_name
+        and lines.source_row_number = line_totals.first_row_number
 
 ),
 
-ranked as (
-
-    select
-        *,
-        {{ latest_copy_rank('order_name') }} as copy_rank
-    from orders_per_file
-
-),
-
-shopify_orders as (
+shopify_copies as (
 
     select
         'shopify' as source_system,
@@ -83,23 +92,17 @@ shopify_orders as (
         created_at,
         cancelled_at,
         source_file,
-        load_date
-    from ranked
-    where copy_rank = 1
-
-),
-
-payments_ranked as (
-
-    select
-        *,
-        {{ latest_copy_rank('payment_id') }} as copy_rank
-    from payments
+        file_hash,
+        source_row_number,
+        load_date,
+        landed_at,
+        loaded_at
+    from orders_per_file
 
 ),
 
 {#- Stripe statuses in Shopify's financial-status vocabulary, so one revenue rule fits both. -#}
-stripe_orders as (
+stripe_copies as (
 
     select
         'stripe' as source_system,
@@ -139,30 +142,59 @@ stripe_orders as (
         created_at,
         cast(null as timestamp) as cancelled_at,
         source_file,
-        load_date
-    from payments_ranked
-    where copy_rank = 1
+        file_hash,
+        source_row_number,
+        load_date,
+        landed_at,
+        loaded_at
+    from payments
 
 ),
 
-unioned as (
+copies as (
 
-    select * from shopify_orders
+    select * from shopify_copies
     union all
-    select * from stripe_orders
+    select * from stripe_copies
+
+),
+
+candidates as (
+
+    select * from copies
+    {% if is_incremental() -%}
+    union all by name
+    select * exclude (customer_source_key)
+    from ({{ kept_copies(
+        'copies',
+        '(select file_hash from ' ~ ref('stg_shopify__order_lines')
+            ~ ' union all select file_hash from ' ~ ref('stg_stripe__payments') ~ ')',
+        'order_id'
+    ) }})
+    {%- endif %}
+
+),
+
+ranked as (
+
+    select
+        *,
+        {{ latest_copy_rank('source_system, source_order_key') }} as copy_rank
+    from candidates
 
 ),
 
 final as (
 
     select
-        *,
+        * exclude (copy_rank),
         {#- How the person behind the order is known to its tool: the key of dim_customer_identity_map. -#}
         case source_system
             when 'shopify' then coalesce(email, phone)
             when 'stripe' then coalesce(stripe_customer_id, email)
         end as customer_source_key
-    from unioned
+    from ranked
+    where copy_rank = 1
 
 )
 

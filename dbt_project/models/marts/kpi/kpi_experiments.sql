@@ -49,12 +49,8 @@ orders as (
 
 product_events as (
 
-    select
-        message_id,
-        event_name,
-        occurred_at,
-        {{ latest_copy_rank('message_id') }} as copy_rank
-    from {{ ref('stg_product__events') }}
+    select message_id, event_name, occurred_at
+    from {{ ref('int_product_events_deduplicated') }}
 
 ),
 
@@ -81,7 +77,6 @@ event_names as (
 
     select distinct event_name
     from product_events
-    where copy_rank = 1
 
 ),
 
@@ -238,11 +233,9 @@ metric_events as (
     from product_events
     inner join product_identities on product_events.message_id = product_identities.message_id
     inner join product_emails on product_identities.source_key = product_emails.source_key
-    where
-        product_events.copy_rank = 1
-        and product_events.event_name in (
-            select primary_metric from planned where primary_metric_kind = 'product_event'
-        )
+    where product_events.event_name in (
+        select primary_metric from planned where primary_metric_kind = 'product_event'
+    )
 
 ),
 

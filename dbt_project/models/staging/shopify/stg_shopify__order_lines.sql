@@ -12,10 +12,6 @@ renamed as (
         -- keys
         order_name,
         nullif(order_id, '') as shopify_order_id,
-        row_number() over (
-            partition by _file_hash, order_name
-            order by _row_number
-        ) as line_number,
 
         -- customer
         lower(trim(email)) as email,
