@@ -1,4 +1,5 @@
-"""`mwh bench full` works end to end at scale 0.01 on five days (no timing asserted)."""
+"""`mwh bench full` works end to end at scale 0.01 on five days, with the demo run (no timing
+asserted)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from marketing_warehouse.tools.bench import HEADLINES
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.timeout(900)
-def test_full_bench_smoke(tmp_path, capsys):
+@pytest.mark.timeout(1500)
+def test_full_bench_smoke(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MWH_DEMO_DAYS", "5")  # the demo run's `make run` generates five days
     code = main(
         ["bench", "full", "--scale", "0.01", "--days", "5", "--dbt-tasks", "single",
          "--no-compare", "--out", str(tmp_path)]
     )  # fmt: skip
     out = capsys.readouterr().out
     [report_file] = tmp_path.glob("bench-0.01-*.json")
-    report = json.loads(report_file.read_text())
+    suite = json.loads(report_file.read_text())
+    assert suite["scales"] == [0.01]
+    [report] = suite["runs"]
 
     assert {
         "scale",
@@ -31,6 +35,8 @@ def test_full_bench_smoke(tmp_path, capsys):
         "steps",
         "ratios",
         "checks",
+        "wall_seconds",
+        "peak_rss_mb",
     } <= set(report)
     assert report["scale"] == 0.01 and report["days"] == 5
     steps = {s["key"]: s for s in report["steps"]}
@@ -42,14 +48,29 @@ def test_full_bench_smoke(tmp_path, capsys):
     assert steps["incremental"]["rows"] < steps["full"]["rows"]  # one day, not the history
     for ratio in ("full_over_floor", "dbt_over_floor", "incremental_over_full"):
         assert report["ratios"][ratio] > 0
+    assert report["wall_seconds"] > sum(s["seconds"] for s in steps.values())
+    assert report["peak_rss_mb"] == max(s["peak_rss_mb"] for s in steps.values())
     # the floor computes the same headline numbers as the dbt marts
     assert [c["metric"] for c in report["checks"]] == [f"{t}.{m}" for t, m, _ in HEADLINES]
     assert [c for c in report["checks"] if not c["match"]] == []
+
+    # the demo `make run` twice, in a data folder of its own
+    demo = suite["demo_run"]
+    assert demo["ok"] and demo["demo_days"] == 5
+    first, warm = demo["steps"]
+    assert first["exit_code"] == warm["exit_code"] == 0
+    assert first["rows"] > 0 and demo["warm_seconds"] == warm["seconds"] > 0
+    targets = {t["key"]: t for t in suite["targets"]}
+    assert targets["demo_run_warm"]["measured"] == warm["seconds"]
+    assert targets["demo_run_warm"]["verdict"] in ("met", "missed")
+    assert targets["growth"]["verdict"] == "not measured"  # one scale
     assert code == 0
-    assert "(a)/(c)" in out and "floor vs dbt marts" in out
-    # each step is reported as it ends, before the table
+    assert "(a)/(c)" in out and "floor vs dbt marts" in out and "verdict" in out
+    # each step is reported as it ends, before the tables
     assert out.index("(a) nightly run, all history: ") < out.index("(d) incremental night")
-    assert not list(tmp_path.glob("run-*"))  # the data folder is removed unless --keep
+    assert out.index("demo `make run`, second run (warm): ") < out.index("whole invocation")
+    assert not list(tmp_path.glob("run-*"))  # the data folders are removed unless --keep
+    assert not list(tmp_path.glob("demo-run-*"))
 
 
 def test_the_floor_computes_the_marts_headline_numbers_on_other_demo_data(dbt_built, tmp_path):
