@@ -1,5 +1,6 @@
-"""`mwh bench full` works end to end at scale 0.01 on five days, with the demo run (no timing
-asserted)."""
+"""`mwh bench full` works end to end at scale 0.01 on five days (no timing asserted). The demo run
+(`mwh bench demo-run`, two more complete DAG runs) is left out here to keep the suite within its
+budget."""
 
 from __future__ import annotations
 
@@ -13,12 +14,11 @@ from marketing_warehouse.tools.bench import HEADLINES
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.timeout(1500)
-def test_full_bench_smoke(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("MWH_DEMO_DAYS", "5")  # the demo run's `make run` generates five days
+@pytest.mark.timeout(900)
+def test_full_bench_smoke(tmp_path, capsys):
     code = main(
         ["bench", "full", "--scale", "0.01", "--days", "5", "--dbt-tasks", "single",
-         "--no-compare", "--out", str(tmp_path)]
+         "--no-compare", "--no-demo-run", "--out", str(tmp_path)]
     )  # fmt: skip
     out = capsys.readouterr().out
     [report_file] = tmp_path.glob("bench-0.01-*.json")
@@ -54,21 +54,14 @@ def test_full_bench_smoke(tmp_path, capsys, monkeypatch):
     assert [c["metric"] for c in report["checks"]] == [f"{t}.{m}" for t, m, _ in HEADLINES]
     assert [c for c in report["checks"] if not c["match"]] == []
 
-    # the demo `make run` twice, in a data folder of its own
-    demo = suite["demo_run"]
-    assert demo["ok"] and demo["demo_days"] == 5
-    first, warm = demo["steps"]
-    assert first["exit_code"] == warm["exit_code"] == 0
-    assert first["rows"] > 0 and demo["warm_seconds"] == warm["seconds"] > 0
+    assert suite["demo_run"] is None
     targets = {t["key"]: t for t in suite["targets"]}
-    assert targets["demo_run_warm"]["measured"] == warm["seconds"]
-    assert targets["demo_run_warm"]["verdict"] in ("met", "missed")
+    assert targets["demo_run_warm"]["verdict"] == "not measured"
     assert targets["growth"]["verdict"] == "not measured"  # one scale
     assert code == 0
     assert "(a)/(c)" in out and "floor vs dbt marts" in out and "verdict" in out
     # each step is reported as it ends, before the tables
     assert out.index("(a) nightly run, all history: ") < out.index("(d) incremental night")
-    assert out.index("demo `make run`, second run (warm): ") < out.index("whole invocation")
     assert not list(tmp_path.glob("run-*"))  # the data folders are removed unless --keep
     assert not list(tmp_path.glob("demo-run-*"))
 
