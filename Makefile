@@ -87,11 +87,13 @@ bi: $(STAMP) $(BI_STAMP)
 docs: $(STAMP)
 	$(BIN)/mwh docs
 
-## make bench [SCALE=0.1] [DAYS=n]: nightly run, dbt alone, the DuckDB floor and an incremental
-## night on demo data, one invocation; table on screen, JSON in data/bench/bench-<scale>-<time>.json
-SCALE ?= 0.1
+## make bench [SCALES=0.1,1 | SCALE=s] [DAYS=n]: at each scale, demo data, then the nightly run,
+## dbt alone, the DuckDB floor and an incremental night; then the incremental night's growth from
+## the smallest to the largest scale, the demo `make run` twice and the targets table, in one
+## invocation (default scales: bench.DEFAULT_SCALES); JSON in data/bench/bench-<scales>-<time>.json
 bench: $(STAMP)
-	$(BIN)/mwh bench full --scale $(SCALE) $(if $(DAYS),--days $(DAYS))
+	$(BIN)/mwh bench full $(if $(SCALES),--scales $(SCALES)) $(if $(SCALE),--scale $(SCALE)) \
+		$(if $(DAYS),--days $(DAYS))
 
 ## make bench-extraction [LINES=1000000]: extraction throughput beside DuckDB's own read_csv
 bench-extraction: $(STAMP)

@@ -614,6 +614,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _bench_full(args, out)
     if args.what == "workbook":
         return _bench_workbook(args, out)
+    if args.what == "demo-run":
+        return _bench_demo_run(args, out)
     with tempfile.TemporaryDirectory(prefix="mwh-bench-", dir=out) as tmp:
         report = bench.extraction(Path(tmp), args.lines)
     print(bench.format_extraction(report))
@@ -637,31 +639,60 @@ def _bench_workbook(args: argparse.Namespace, out: Path) -> int:
     return 0 if report["same_csv"] else 1
 
 
-def _bench_full(args: argparse.Namespace, out: Path) -> int:
-    import shutil
-
+def _bench_scales(args: argparse.Namespace) -> list[float]:
+    """``--scale S`` (one scale) or ``--scales S1,S2,...``, default ``bench.DEFAULT_SCALES``."""
     from marketing_warehouse.tools import bench
 
+    if args.scale is not None and args.scales is not None:
+        raise usage_error("give --scale or --scales, not both", "--scales 0.1,1 or --scale 1")
+    if args.scale is not None:
+        return [args.scale]
+    if args.scales is None:
+        return list(bench.DEFAULT_SCALES)
+    try:
+        scales = sorted({float(part) for part in args.scales.split(",") if part.strip()})
+    except ValueError:
+        scales = []
+    if not scales or min(scales) <= 0:
+        raise usage_error(
+            f"--scales {args.scales}: positive scale factors separated by commas",
+            "e.g. --scales 0.1,1",
+        )
+    return scales
+
+
+def _bench_full(args: argparse.Namespace, out: Path) -> int:
+    from marketing_warehouse.tools import bench
+
+    scales = _bench_scales(args)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    workdir = out / f"run-{args.scale:g}-{stamp}"
-    workdir.mkdir(parents=True)
-    print(f"Full benchmark at scale {args.scale:g} in {workdir} ...", flush=True)
-    report = bench.full(
-        workdir,
-        args.scale,
+    report = bench.full_suite(
+        out,
+        scales,
+        stamp,
         days=args.days,
         seed=args.seed,
         compare_single=not args.no_compare,
         dbt_tasks=args.dbt_tasks or load_settings().dbt_tasks,
+        with_demo_run=not args.no_demo_run,
+        keep=args.keep,
     )
-    print(bench.format_full(report))
-    target = out / f"bench-{args.scale:g}-{stamp}.json"
+    print(bench.format_suite(report))
+    target = out / f"bench-{'_'.join(f'{s:g}' for s in scales)}-{stamp}.json"
     target.write_text(json.dumps(report, indent=2), "utf-8")
     print(f"\nwritten to {target}")
-    if report["ok"] and not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-    elif not report["ok"]:
-        print(f"kept {workdir} (logs in {workdir / 'logs'})")
+    return 0 if report["ok"] else 1
+
+
+def _bench_demo_run(args: argparse.Namespace, out: Path) -> int:
+    from marketing_warehouse.tools import bench
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    report = bench.full_suite(out, [], stamp, with_demo_run=True, keep=args.keep)
+    print(bench.format_suite(report))
+    target = out / f"demo-run-{stamp}.json"
+    target.write_text(json.dumps(report, indent=2), "utf-8")
+    print(f"\nwritten to {target}")
     return 0 if report["ok"] else 1
 
 
@@ -709,10 +740,15 @@ def build_parser() -> argparse.ArgumentParser:
     settings = sub.add_parser("settings", help="list the MWH_* settings and their values")
     settings.set_defaults(func=cmd_settings)
     bench = sub.add_parser("bench", help="benchmarks, each measured beside DuckDB's own floor")
-    bench.add_argument("what", choices=["extraction", "full", "workbook"])
+    bench.add_argument("what", choices=["extraction", "full", "workbook", "demo-run"])
     bench.add_argument("--lines", type=int, default=1_000_000, help="extraction: order lines")
     bench.add_argument("--rows", type=int, default=244_000, help="workbook: assignment rows")
-    bench.add_argument("--scale", type=float, default=0.1, help="full: demo scale factor")
+    bench.add_argument("--scale", type=float, help="full: one demo scale factor")
+    bench.add_argument(
+        "--scales",
+        help="full: demo scale factors, e.g. 0.1,1: each benched in turn, then (d)'s growth "
+        "(default: bench.DEFAULT_SCALES)",
+    )
     bench.add_argument("--days", type=int, help="full: days of history (a year from scale 0.1)")
     bench.add_argument("--seed", type=int, default=42, help="full: demo seed")
     bench.add_argument(
@@ -725,7 +761,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-compare", action="store_true", help="full: skip the run in the other dbt task mode"
     )
     bench.add_argument(
-        "--keep", action="store_true", help="full: keep the data folder (kept anyway on failure)"
+        "--no-demo-run", action="store_true", help="full: skip the demo `make run` (demo-run)"
+    )
+    bench.add_argument(
+        "--keep",
+        action="store_true",
+        help="full, demo-run: keep the data folders (kept anyway on failure)",
     )
     bench.add_argument("--out", help="folder for the JSON report (default: <data>/bench)")
     bench.set_defaults(func=cmd_bench)
