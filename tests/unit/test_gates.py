@@ -156,6 +156,7 @@ def test_a_large_batch_with_a_unique_key_is_validated_in_key_chunks_with_the_ver
             (c.expectation, c.success, c.element_count, c.unexpected_count) for c in outcome.checks
         ]
 
+    monkeypatch.setattr(gates, "SQL_STAGES", ())  # every expectation through GX on frames
     whole_outcome = run_gate(settings, "raw", date(2026, 11, 21), "run-whole")
     assert frames == [12]
     monkeypatch.setattr(gates, "CHUNK_ROWS", 3)
@@ -183,6 +184,14 @@ def test_a_large_batch_with_a_unique_key_is_validated_in_key_chunks_with_the_ver
         {"_file_hash": "f2", "line": 3},
         {"_file_hash": "f2", "line": 3},
     ]
+    monkeypatch.setattr(gates, "SQL_STAGES", ("raw",))
+    frames.clear()
+    in_sql = run_gate(settings, "raw", date(2026, 11, 21), "run-sql")
+    assert frames == []  # DuckDB counted every expectation: no frame reached GX
+    assert summary(in_sql) == summary(whole_outcome)
+    assert samples == {
+        c.expectation: sorted(json.loads(c.sample or "[]"), key=str) for c in in_sql.checks
+    }
 
 
 def test_a_large_batch_of_row_wise_checks_is_validated_in_consecutive_chunks(tmp_path, monkeypatch):
@@ -218,6 +227,7 @@ def test_a_large_batch_of_row_wise_checks_is_validated_in_consecutive_chunks(tmp
             for c in outcome.checks
         ]
 
+    monkeypatch.setattr(gates, "SQL_STAGES", ())  # every expectation through GX on frames
     whole = summary(run_gate(settings, "raw", date(2026, 11, 21), "run-whole"))
     assert frames == [5000]
     monkeypatch.setattr(gates, "CHUNK_ROWS", 2048)
@@ -231,6 +241,10 @@ def test_a_large_batch_of_row_wise_checks_is_validated_in_consecutive_chunks(tmp
         ("expect_column_values_to_not_be_null", False, "0.1% unexpected", 5000, 5),
         ("expect_table_row_count_to_be_between", True, "5000", None, None),
     ]
+    monkeypatch.setattr(gates, "SQL_STAGES", ("raw",))
+    frames.clear()
+    assert summary(run_gate(settings, "raw", date(2026, 11, 21), "run-sql")) == whole
+    assert frames == []
 
 
 # --- run-level trust: the committed quarantine-share and landing-scan suites ----------------
