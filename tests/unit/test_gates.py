@@ -449,3 +449,25 @@ def test_ignored_landing_entries_are_a_warning_naming_each_one(tmp_path):
     for path, reason in ignored.items():
         assert f"{path}: ignored, " in check.sample and f"({reason})" in check.sample
     assert "notes.txt" not in check.sample
+
+
+@pytest.mark.parametrize("sql_stages", [("raw",), ()])
+def test_a_repeated_key_s_sample_hashes_its_personal_columns(tmp_path, monkeypatch, sql_stages):
+    """A key with an e-mail in it (an experiment's participants) is shown with the address
+    hashed, whether DuckDB or GX found the repeat."""
+    from marketing_warehouse.quality import gates
+
+    monkeypatch.setattr(gates, "SQL_STAGES", sql_stages)
+    settings = _one_suite_settings(
+        tmp_path,
+        "assignments",
+        "select * from (values ('e1', 'ann@example.com'), ('e1', 'ann@example.com'), "
+        "('e2', 'ann@example.com')) as t(experiment_id, email)",
+        [{"type": "expect_compound_columns_to_be_unique", "severity": "warning",
+          "kwargs": {"column_list": ["experiment_id", "email"]}}],
+    )  # fmt: skip
+    [check] = run_gate(settings, "raw", date(2026, 11, 21), "run-1").checks
+    assert (check.success, check.element_count, check.unexpected_count) == (False, 3, 2)
+    assert "ann@" not in check.sample and "ann@" not in check.describe()
+    hashed = {"experiment_id": "e1", "email": gates.sample_hash("ann@example.com")}
+    assert json.loads(check.sample) == [hashed, hashed]

@@ -575,6 +575,21 @@ def sample_hash(value: object) -> str:
     return "sha256:" + hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:16]
 
 
+def _hidden(value: Any, kwargs: dict[str, Any], pii: set[str]) -> Any:
+    """A sample value with the values of ``pii`` columns hashed: a column's value, a key's
+    ``{column: value}`` or a pair's ``(column_A, column_B)``."""
+
+    def hide(name: object, item: Any) -> Any:
+        return sample_hash(item) if name in pii and item is not None else item
+
+    if isinstance(value, dict):
+        return {name: hide(name, item) for name, item in value.items()}
+    if isinstance(value, list | tuple) and "column_A" in kwargs:
+        names = (kwargs["column_A"], kwargs.get("column_B"))
+        return [hide(name, item) for name, item in zip(names, value, strict=False)]
+    return hide(kwargs.get("column"), value)
+
+
 def _combine(cfg, items: list) -> tuple[bool, dict[str, Any], Any]:
     """One verdict from the results of several chunks of one batch.
 
@@ -852,6 +867,7 @@ def run_gate(
         **suite_parameters(settings),
     }
     outcome = GateResult(stage=stage)
+    pii = pii_columns()
     for binding in load_bindings(settings)[stage]:
         suite_name = binding["suite"]
         suite_dict = load_suite_dict(settings, suite_name)
@@ -928,8 +944,8 @@ def run_gate(
             ]
             if row_label and details.get("partial_unexpected_index_list"):
                 sample = [r[row_label] for r in details["partial_unexpected_index_list"]]
-            elif cfg.kwargs.get("column") in pii_columns():  # hashes, never a person's values
-                sample = [None if v is None else sample_hash(v) for v in sample]
+            else:  # hashes, never a person's values
+                sample = [_hidden(v, cfg.kwargs, pii) for v in sample]
             outcome.checks.append(
                 Check(
                     suite=suite_name,
