@@ -471,3 +471,64 @@ def test_a_repeated_key_s_sample_hashes_its_personal_columns(tmp_path, monkeypat
     assert "ann@" not in check.sample and "ann@" not in check.describe()
     hashed = {"experiment_id": "e1", "email": gates.sample_hash("ann@example.com")}
     assert json.loads(check.sample) == [hashed, hashed]
+
+
+def test_a_suite_of_both_kinds_is_counted_by_duckdb_and_gx_into_one_validation(
+    tmp_path, monkeypatch
+):
+    """DuckDB counts what it can; what it cannot (a mean, a row condition, a Unicode regex)
+    reaches GX on frames; the verdicts equal those of GX alone, and GX stores one validation of
+    the whole suite, its results in GX's own order."""
+    from marketing_warehouse.quality import gates
+
+    expectations = [
+        {"type": "expect_column_values_to_be_between", "severity": "critical",
+         "kwargs": {"column": "n", "min_value": 0, "max_value": 90}},
+        {"type": "expect_column_mean_to_be_between", "severity": "warning",
+         "kwargs": {"column": "n", "min_value": 60}},
+        {"type": "expect_column_values_to_match_regex", "severity": "warning",
+         "kwargs": {"column": "code", "regex": r"^\d+$", "mostly": 0.5}},
+        {"type": "expect_column_values_to_be_in_set", "severity": "warning",
+         "kwargs": {"column": "code", "value_set": ["1"], "row_condition": "n < 10",
+                    "condition_parser": "pandas"}},
+        {"type": "expect_column_values_to_not_be_null", "severity": "critical",
+         "kwargs": {"column": "code", "mostly": 0.9}},
+    ]  # fmt: skip
+    settings = _one_suite_settings(
+        tmp_path,
+        "mixed",
+        "select range as n, case when range % 10 = 0 then null else cast(range % 7 as varchar) "
+        "end as code from range(100)",
+        expectations,
+    )
+    frames = _count_frames(monkeypatch)
+
+    def summary(outcome):
+        return [
+            (c.expectation, c.column, c.success, c.observed, c.element_count, c.unexpected_count)
+            for c in outcome.checks
+        ]
+
+    monkeypatch.setattr(gates, "SQL_STAGES", ())
+    by_gx = summary(run_gate(settings, "raw", date(2026, 11, 21), "run-gx"))
+    monkeypatch.setattr(gates, "SQL_STAGES", ("raw",))
+    frames.clear()
+    both = summary(run_gate(settings, "raw", date(2026, 11, 21), "run-both"))
+    assert frames == [100]  # the mean needs the whole batch in one frame
+    assert both == by_gx
+    assert [(e, c, s) for e, c, s, *_ in both] == [
+        ("expect_column_values_to_be_between", "n", False),
+        ("expect_column_mean_to_be_between", "n", False),
+        ("expect_column_values_to_match_regex", "code", True),
+        ("expect_column_values_to_be_in_set", "code", False),
+        ("expect_column_values_to_not_be_null", "code", True),
+    ]
+    stored = [
+        json.loads(p.read_text())
+        for p in settings.layout.gx_root.rglob("validations/**/*.json")
+        if "raw.mixed" in str(p)
+    ]
+    latest = max(stored, key=lambda v: v["meta"]["run_id"]["run_time"])
+    assert [r["expectation_config"]["type"] for r in latest["results"]] == [e for e, *_ in both]
+    assert latest["statistics"]["evaluated_expectations"] == 5 and not latest["success"]
+    assert latest["meta"]["batch_spec"]["data_asset_name"] == "raw.mixed"

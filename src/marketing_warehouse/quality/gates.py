@@ -782,13 +782,22 @@ def _validate_in_sql(
         skeleton = skeleton or outcome
         for item in outcome.results:  # GX reorders by column: match each result to its config
             kwargs = {k: v for k, v in item.expectation_config.kwargs.items() if k != "batch_id"}
+            fewest = min(len(items[i]) for i in rest)  # results of this frame not yet matched
             index = next(
-                i
-                for i in rest
-                if configs[i].type == item.expectation_config.type
-                and configs[i].kwargs == kwargs
-                and len(items[i]) <= min(len(items[j]) for j in rest)
+                (
+                    i
+                    for i in rest
+                    if configs[i].type == item.expectation_config.type
+                    and configs[i].kwargs == kwargs
+                    and len(items[i]) == fewest
+                ),
+                None,
             )
+            if index is None:
+                raise RuntimeError(
+                    f"{suite.name}: GX returned a result for {item.expectation_config.type} "
+                    f"{kwargs} that matches no expectation of the suite"
+                )
             items[index].append(item)
     for index in rest:
         if len(items[index]) == 1:

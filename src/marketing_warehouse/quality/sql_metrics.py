@@ -335,8 +335,8 @@ def _python(value: Any, pair: bool = False) -> Any:
 
 
 def validate(con, sql: str, plans: list[Plan], result_format: dict, engine) -> list:
-    """Each plan's ExpectationValidationResult, from one scan of ``sql`` (and one grouped scan per
-    unique key), judged by GX's expectation classes."""
+    """Each plan's ExpectationValidationResult, from one scan of ``sql`` (and one windowed scan
+    per unique key), judged by GX's expectation classes."""
     if not plans:
         return []
     scanned, keyed = [], []
@@ -348,7 +348,7 @@ def validate(con, sql: str, plans: list[Plan], result_format: dict, engine) -> l
     columns_of = scanned + keyed
     alias = {(index, name): f"m{n}" for n, (index, name, _) in enumerate(columns_of)}
     scan = ", ".join(f"{expr} as {alias[index, name]}" for index, name, expr in scanned)
-    query = f"with batch as {'materialized ' if keyed else ''}({sql}) "
+    query = f"with batch as ({sql}) "
     query += f"select * from (select {scan} from batch) as scanned"
     if keyed:
         subqueries = ", ".join(f"{expr} as {alias[index, name]}" for index, name, expr in keyed)
