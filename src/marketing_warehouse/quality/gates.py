@@ -4,9 +4,11 @@ What a gate checks is configuration, not code: ``expectations/gates.yml`` binds 
 (``expectations/<stage>/<suite>.json``) to the data it validates, and each expectation carries its
 severity: ``critical`` stops the run before publish, ``warning`` publishes and is flagged.
 
-Data reaches GX as bounded pandas frames produced by DuckDB (GX's SQL datasource does not work on
-DuckDB): the raw gate reads only the new partition, staging gates filter to the run's load date,
-mart gates read the small marts whole. Results go to ``<data>/runs/<ds>/validation/<stage>.parquet``
+In the raw gate, whose batch is every row the night loaded, DuckDB computes the metrics of each
+expectation ``sql_metrics`` can count (not null, in a set, between, regex, pair comparison, unique
+key, table columns and row count) over the new partition, and GX's expectation classes judge them;
+everything else reaches GX as bounded pandas frames produced by DuckDB (GX's SQL datasource does not
+work on DuckDB): staging gates filter to the run's load date, mart gates read the small marts whole. Results go to ``<data>/runs/<ds>/validation/<stage>.parquet``
 (published as ``audit.validation_results``) and to GX data docs under ``<data>/gx``.
 """
 
