@@ -156,6 +156,7 @@ def test_a_large_batch_with_a_unique_key_is_validated_in_key_chunks_with_the_ver
             (c.expectation, c.success, c.element_count, c.unexpected_count) for c in outcome.checks
         ]
 
+    monkeypatch.setattr(gates, "SQL_STAGES", ())  # every expectation through GX on frames
     whole_outcome = run_gate(settings, "raw", date(2026, 11, 21), "run-whole")
     assert frames == [12]
     monkeypatch.setattr(gates, "CHUNK_ROWS", 3)
@@ -183,6 +184,14 @@ def test_a_large_batch_with_a_unique_key_is_validated_in_key_chunks_with_the_ver
         {"_file_hash": "f2", "line": 3},
         {"_file_hash": "f2", "line": 3},
     ]
+    monkeypatch.setattr(gates, "SQL_STAGES", ("raw",))
+    frames.clear()
+    in_sql = run_gate(settings, "raw", date(2026, 11, 21), "run-sql")
+    assert frames == []  # DuckDB counted every expectation: no frame reached GX
+    assert summary(in_sql) == summary(whole_outcome)
+    assert samples == {
+        c.expectation: sorted(json.loads(c.sample or "[]"), key=str) for c in in_sql.checks
+    }
 
 
 def test_a_large_batch_of_row_wise_checks_is_validated_in_consecutive_chunks(tmp_path, monkeypatch):
@@ -218,6 +227,7 @@ def test_a_large_batch_of_row_wise_checks_is_validated_in_consecutive_chunks(tmp
             for c in outcome.checks
         ]
 
+    monkeypatch.setattr(gates, "SQL_STAGES", ())  # every expectation through GX on frames
     whole = summary(run_gate(settings, "raw", date(2026, 11, 21), "run-whole"))
     assert frames == [5000]
     monkeypatch.setattr(gates, "CHUNK_ROWS", 2048)
@@ -231,6 +241,10 @@ def test_a_large_batch_of_row_wise_checks_is_validated_in_consecutive_chunks(tmp
         ("expect_column_values_to_not_be_null", False, "0.1% unexpected", 5000, 5),
         ("expect_table_row_count_to_be_between", True, "5000", None, None),
     ]
+    monkeypatch.setattr(gates, "SQL_STAGES", ("raw",))
+    frames.clear()
+    assert summary(run_gate(settings, "raw", date(2026, 11, 21), "run-sql")) == whole
+    assert frames == []
 
 
 # --- run-level trust: the committed quarantine-share and landing-scan suites ----------------
@@ -435,3 +449,86 @@ def test_ignored_landing_entries_are_a_warning_naming_each_one(tmp_path):
     for path, reason in ignored.items():
         assert f"{path}: ignored, " in check.sample and f"({reason})" in check.sample
     assert "notes.txt" not in check.sample
+
+
+@pytest.mark.parametrize("sql_stages", [("raw",), ()])
+def test_a_repeated_key_s_sample_hashes_its_personal_columns(tmp_path, monkeypatch, sql_stages):
+    """A key with an e-mail in it (an experiment's participants) is shown with the address
+    hashed, whether DuckDB or GX found the repeat."""
+    from marketing_warehouse.quality import gates
+
+    monkeypatch.setattr(gates, "SQL_STAGES", sql_stages)
+    settings = _one_suite_settings(
+        tmp_path,
+        "assignments",
+        "select * from (values ('e1', 'ann@example.com'), ('e1', 'ann@example.com'), "
+        "('e2', 'ann@example.com')) as t(experiment_id, email)",
+        [{"type": "expect_compound_columns_to_be_unique", "severity": "warning",
+          "kwargs": {"column_list": ["experiment_id", "email"]}}],
+    )  # fmt: skip
+    [check] = run_gate(settings, "raw", date(2026, 11, 21), "run-1").checks
+    assert (check.success, check.element_count, check.unexpected_count) == (False, 3, 2)
+    assert "ann@" not in check.sample and "ann@" not in check.describe()
+    hashed = {"experiment_id": "e1", "email": gates.sample_hash("ann@example.com")}
+    assert json.loads(check.sample) == [hashed, hashed]
+
+
+def test_a_suite_of_both_kinds_is_counted_by_duckdb_and_gx_into_one_validation(
+    tmp_path, monkeypatch
+):
+    """DuckDB counts what it can; what it cannot (a mean, a row condition, a Unicode regex)
+    reaches GX on frames; the verdicts equal those of GX alone, and GX stores one validation of
+    the whole suite, its results in GX's own order."""
+    from marketing_warehouse.quality import gates
+
+    expectations = [
+        {"type": "expect_column_values_to_be_between", "severity": "critical",
+         "kwargs": {"column": "n", "min_value": 0, "max_value": 90}},
+        {"type": "expect_column_mean_to_be_between", "severity": "warning",
+         "kwargs": {"column": "n", "min_value": 60}},
+        {"type": "expect_column_values_to_match_regex", "severity": "warning",
+         "kwargs": {"column": "code", "regex": r"^\d+$", "mostly": 0.5}},
+        {"type": "expect_column_values_to_be_in_set", "severity": "warning",
+         "kwargs": {"column": "code", "value_set": ["1"], "row_condition": "n < 10",
+                    "condition_parser": "pandas"}},
+        {"type": "expect_column_values_to_not_be_null", "severity": "critical",
+         "kwargs": {"column": "code", "mostly": 0.9}},
+    ]  # fmt: skip
+    settings = _one_suite_settings(
+        tmp_path,
+        "mixed",
+        "select range as n, case when range % 10 = 0 then null else cast(range % 7 as varchar) "
+        "end as code from range(100)",
+        expectations,
+    )
+    frames = _count_frames(monkeypatch)
+
+    def summary(outcome):
+        return [
+            (c.expectation, c.column, c.success, c.observed, c.element_count, c.unexpected_count)
+            for c in outcome.checks
+        ]
+
+    monkeypatch.setattr(gates, "SQL_STAGES", ())
+    by_gx = summary(run_gate(settings, "raw", date(2026, 11, 21), "run-gx"))
+    monkeypatch.setattr(gates, "SQL_STAGES", ("raw",))
+    frames.clear()
+    both = summary(run_gate(settings, "raw", date(2026, 11, 21), "run-both"))
+    assert frames == [100]  # the mean needs the whole batch in one frame
+    assert both == by_gx
+    assert [(e, c, s) for e, c, s, *_ in both] == [
+        ("expect_column_values_to_be_between", "n", False),
+        ("expect_column_mean_to_be_between", "n", False),
+        ("expect_column_values_to_match_regex", "code", True),
+        ("expect_column_values_to_be_in_set", "code", False),
+        ("expect_column_values_to_not_be_null", "code", True),
+    ]
+    stored = [
+        json.loads(p.read_text())
+        for p in settings.layout.gx_root.rglob("validations/**/*.json")
+        if "raw.mixed" in str(p)
+    ]
+    latest = max(stored, key=lambda v: v["meta"]["run_id"]["run_time"])
+    assert [r["expectation_config"]["type"] for r in latest["results"]] == [e for e, *_ in both]
+    assert latest["statistics"]["evaluated_expectations"] == 5 and not latest["success"]
+    assert latest["meta"]["batch_spec"]["data_asset_name"] == "raw.mixed"

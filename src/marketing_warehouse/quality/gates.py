@@ -4,14 +4,17 @@ What a gate checks is configuration, not code: ``expectations/gates.yml`` binds 
 (``expectations/<stage>/<suite>.json``) to the data it validates, and each expectation carries its
 severity: ``critical`` stops the run before publish, ``warning`` publishes and is flagged.
 
-Data reaches GX as bounded pandas frames produced by DuckDB (GX's SQL datasource does not work on
-DuckDB): the raw gate reads only the new partition, staging gates filter to the run's load date,
-mart gates read the small marts whole. Results go to ``<data>/runs/<ds>/validation/<stage>.parquet``
+In the raw gate, whose batch is every row the night loaded, DuckDB computes the metrics of each
+expectation ``sql_metrics`` can count (not null, in a set, between, regex, pair comparison, unique
+key, table columns and row count) over the new partition, and GX's expectation classes judge them;
+everything else reaches GX as bounded pandas frames produced by DuckDB (GX's SQL datasource does not
+work on DuckDB): staging gates filter to the run's load date, mart gates read the small marts whole. Results go to ``<data>/runs/<ds>/validation/<stage>.parquet``
 (published as ``audit.validation_results``) and to GX data docs under ``<data>/gx``.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -456,6 +459,25 @@ UNIQUE = {
 }
 
 
+def batch_sql(
+    settings: Settings, binding: dict[str, Any], ds: date, record: RunRecord | None
+) -> str:
+    """The binding's batch as DuckDB SQL, placeholders expanded."""
+    sql = binding.get("sql") or f"select * from {binding['table']}"
+    if binding.get("where"):
+        sql = f"select * from ({sql}) as t where {binding['where']}"
+    return render_sql(settings, sql, ds, record)
+
+
+def _connect(settings: Settings, stage: str, spill_dir: str) -> duckdb.DuckDBPyConnection:
+    """The raw gate reads Parquet files; the others read the build warehouse, read-only."""
+    if stage == "raw":
+        return duck.connect(settings.duckdb_memory_limit, spill_dir=spill_dir)
+    return duck.connect(
+        settings.duckdb_memory_limit, settings.build_path, read_only=True, spill_dir=spill_dir
+    )
+
+
 def _frames(
     settings: Settings,
     binding: dict[str, Any],
@@ -475,18 +497,10 @@ def _frames(
       one chunk, so a duplicate is found wherever it is.
     - Suites with any other kind of check get one frame.
     ``_combine`` merges the chunks' results into one result per expectation."""
-    sql = binding.get("sql") or f"select * from {binding['table']}"
-    if binding.get("where"):
-        sql = f"select * from ({sql}) as t where {binding['where']}"
-    sql = render_sql(settings, sql, ds, record)
+    sql = batch_sql(settings, binding, ds, record)
     chunking = _chunking(suite_dict)
     spill = tempfile.TemporaryDirectory(prefix="mwh-gate-")
-    if stage == "raw":
-        con = duck.connect(settings.duckdb_memory_limit, spill_dir=spill.name)
-    else:
-        con = duck.connect(
-            settings.duckdb_memory_limit, settings.build_path, read_only=True, spill_dir=spill.name
-        )
+    con = _connect(settings, stage, spill.name)
     try:
         if chunking is None:
             yield con.execute(sql).df()
@@ -561,6 +575,21 @@ def pii_columns() -> set[str]:
 def sample_hash(value: object) -> str:
     """How a personal value appears in a gate's sample: the start of its SHA-256."""
     return "sha256:" + hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:16]
+
+
+def _hidden(value: Any, kwargs: dict[str, Any], pii: set[str]) -> Any:
+    """A sample value with the values of ``pii`` columns hashed: a column's value, a key's
+    ``{column: value}`` or a pair's ``(column_A, column_B)``."""
+
+    def hide(name: object, item: Any) -> Any:
+        return sample_hash(item) if name in pii and item is not None else item
+
+    if isinstance(value, dict):
+        return {name: hide(name, item) for name, item in value.items()}
+    if isinstance(value, list | tuple) and "column_A" in kwargs:
+        names = (kwargs["column_A"], kwargs.get("column_B"))
+        return [hide(name, item) for name, item in zip(names, value, strict=False)]
+    return hide(kwargs.get("column"), value)
 
 
 def _combine(cfg, items: list) -> tuple[bool, dict[str, Any], Any]:
@@ -662,6 +691,160 @@ def docs_run_name(ds: date, stage: str) -> str:
     return f"{ds.isoformat()}-{stage}"
 
 
+#: Stages whose translatable expectations DuckDB counts (``sql_metrics``): the raw gate's batch is
+#: every row the night loaded. The staging and marts gates read bounded batches through GX.
+SQL_STAGES = ("raw",)
+
+
+def _gx_order(configs: list) -> list[int]:
+    """The order GX reports a suite's results in: grouped by column, each column where it first
+    appears (``Validator.process_expectations_for_validation``)."""
+    groups: dict[str, list[int]] = {}
+    for index, config in enumerate(configs):
+        column = config.kwargs.get("column")
+        groups.setdefault(column if isinstance(column, str) else "", []).append(index)
+    return [index for group in groups.values() for index in group]
+
+
+def _validate_in_sql(
+    settings: Settings,
+    stage: str,
+    binding: dict[str, Any],
+    suite_dict: dict[str, Any],
+    validation,
+    result_format: dict[str, Any],
+    params: dict[str, Any],
+    ds: date,
+    record: RunRecord | None,
+    run_id,
+) -> dict[str, Any] | None:
+    """One suite's validation result with the metrics of every expectation ``sql_metrics`` can
+    count computed by DuckDB over the batch, and the others' by GX on frames as ``_frames``
+    cuts them; GX's expectation classes judge both. None when DuckDB can count none of them
+    (the caller then runs the suite's checkpoint as before). Returned as the arguments of
+    ``ValidationResultsStore.store_validation_results``: the gate stores it, and data docs
+    show one validation per suite."""
+    import great_expectations as gx
+    import pandas as pd
+    from great_expectations.constants import DATAFRAME_REPLACEMENT_STR
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationValidationResult,
+    )
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+    from great_expectations.execution_engine import PandasExecutionEngine
+    from great_expectations.validator.v1_validator import Validator
+    from great_expectations.validator.validation_statistics import calc_validation_statistics
+
+    from marketing_warehouse.quality import sql_metrics
+
+    suite, batch_def = validation.suite, validation.data
+    originals = list(suite.expectation_configurations)
+    configs = [copy.deepcopy(c) for c in originals]
+    for config in configs:
+        config.process_suite_parameters(suite_parameters=params, interactive_evaluation=True)
+    engine = PandasExecutionEngine()
+    sql = batch_sql(settings, binding, ds, record)
+    spill = tempfile.TemporaryDirectory(prefix="mwh-gate-")
+    con = _connect(settings, stage, spill.name)
+    try:
+        described = con.execute(f"describe select * from ({sql}) as batch").fetchall()
+        columns = {row[0]: row[1] for row in described}
+        plans = {}
+        for index, config in enumerate(configs):
+            found = sql_metrics.plan(config, columns, result_format, engine)
+            if found is not None:
+                plans[index] = found
+        if not plans:
+            return None
+        computed = sql_metrics.validate(con, sql, list(plans.values()), result_format, engine)
+    finally:
+        con.close()
+        spill.cleanup()
+    results: dict[int, Any] = dict(zip(plans, computed, strict=True))
+
+    rest = [index for index in range(len(configs)) if index not in plans]
+    skeleton_suite = gx.ExpectationSuite(name=suite.name)
+    for index in rest:
+        skeleton_suite.add_expectation_configuration(copy.deepcopy(originals[index]))
+    rest_dict = {**suite_dict, "expectations": [suite_dict["expectations"][i] for i in rest]}
+    frames = _frames(settings, binding, rest_dict, stage, ds, record) if rest else None
+    items: dict[int, list] = {index: [] for index in rest}
+    skeleton = None
+    for frame in frames or [pd.DataFrame({name: [] for name in columns})]:
+        validator = Validator(
+            batch_definition=batch_def,
+            result_format=result_format,
+            batch_parameters={"dataframe": frame},
+        )
+        outcome = validator.validate_expectation_suite(skeleton_suite, params)
+        del frame, validator
+        skeleton = skeleton or outcome
+        for item in outcome.results:  # GX reorders by column: match each result to its config
+            kwargs = {k: v for k, v in item.expectation_config.kwargs.items() if k != "batch_id"}
+            fewest = min(len(items[i]) for i in rest)  # results of this frame not yet matched
+            index = next(
+                (
+                    i
+                    for i in rest
+                    if configs[i].type == item.expectation_config.type
+                    and configs[i].kwargs == kwargs
+                    and len(items[i]) == fewest
+                ),
+                None,
+            )
+            if index is None:
+                raise RuntimeError(
+                    f"{suite.name}: GX returned a result for {item.expectation_config.type} "
+                    f"{kwargs} that matches no expectation of the suite"
+                )
+            items[index].append(item)
+    for index in rest:
+        if len(items[index]) == 1:
+            results[index] = items[index][0]
+            continue
+        success, details, exception = _combine(configs[index], items[index])
+        results[index] = ExpectationValidationResult(
+            success=success,
+            expectation_config=items[index][0].expectation_config,
+            result=details,
+            exception_info=exception,
+        )
+
+    ordered = [results[index] for index in _gx_order(configs)]
+    statistics = calc_validation_statistics(ordered)
+    skeleton.results = ordered
+    skeleton.success = statistics.success
+    skeleton.statistics = {
+        "evaluated_expectations": statistics.evaluated_expectations,
+        "successful_expectations": statistics.successful_expectations,
+        "unsuccessful_expectations": statistics.unsuccessful_expectations,
+        "success_percent": statistics.success_percent,
+    }
+    skeleton.meta.update(
+        validation_id=validation.id,
+        checkpoint_id=None,
+        run_id=run_id,
+        validation_time=run_id.run_time,
+        batch_parameters={"dataframe": DATAFRAME_REPLACEMENT_STR},
+    )
+    spec = skeleton.meta.get("batch_spec")
+    if isinstance(spec, dict) and not spec.get("data_asset_name"):
+        spec["data_asset_name"] = batch_def.data_asset.name
+    suite_id = ExpectationSuiteIdentifier(name=suite.name)
+    return {
+        "suite_validation_result": skeleton,
+        "suite_validation_result_identifier": ValidationResultIdentifier(
+            expectation_suite_identifier=suite_id,
+            run_id=run_id,
+            batch_identifier=skeleton.batch_id,
+        ),
+        "expectation_suite_identifier": suite_id,
+    }
+
+
 def _name_the_asset(context, result, asset_name: str) -> None:
     """A dataframe batch's spec carries no asset name, so the data docs would show ``None``:
     store each validation result again with the asset's name in its batch spec."""
@@ -695,6 +878,7 @@ def run_gate(
         **suite_parameters(settings),
     }
     outcome = GateResult(stage=stage)
+    pii = pii_columns()
     for binding in load_bindings(settings)[stage]:
         suite_name = binding["suite"]
         suite_dict = load_suite_dict(settings, suite_name)
@@ -733,13 +917,28 @@ def run_gate(
                 result_format=result_format,
             )
         )
+        run_name = RunIdentifier(run_name=docs_run_name(ds, stage))
         per_expectation: dict[int, list] = {}
         configs: dict[int, Any] = {}
-        for frame in _frames(settings, binding, suite_dict, stage, ds, record):
+        assembled = None
+        if stage in SQL_STAGES:
+            assembled = _validate_in_sql(
+                settings, stage, binding, suite_dict, validation, result_format, params, ds,
+                record, run_name,
+            )  # fmt: skip
+        if assembled is not None:
+            context.validation_results_store.store_validation_results(**assembled)
+            for index, item in enumerate(assembled["suite_validation_result"].results):
+                configs[index], per_expectation[index] = item.expectation_config, [item]
+        for frame in (
+            ()
+            if assembled is not None
+            else _frames(settings, binding, suite_dict, stage, ds, record)
+        ):
             result = checkpoint.run(
                 batch_parameters={"dataframe": frame},
                 expectation_parameters=params,
-                run_id=RunIdentifier(run_name=docs_run_name(ds, stage)),
+                run_id=run_name,
             )
             del frame
             _name_the_asset(context, result, asset_name)
@@ -756,8 +955,8 @@ def run_gate(
             ]
             if row_label and details.get("partial_unexpected_index_list"):
                 sample = [r[row_label] for r in details["partial_unexpected_index_list"]]
-            elif cfg.kwargs.get("column") in pii_columns():  # hashes, never a person's values
-                sample = [None if v is None else sample_hash(v) for v in sample]
+            else:  # hashes, never a person's values
+                sample = [_hidden(v, cfg.kwargs, pii) for v in sample]
             outcome.checks.append(
                 Check(
                     suite=suite_name,
