@@ -18,28 +18,31 @@
     gone (looked up first, so that a night without gone files reads no old copy). Incremental
     builds only. -#}
 {% macro copies_to_rank(copies, key, kept_key=none, kept_filter='true') -%}
-    {#- The watermark and the count of gone files are looked up before the query is run, so the
-        watermark is a constant DuckDB can check against each raw file's statistics. -#}
-    {%- set state_sql -%}
-        select
-            coalesce(strftime(max(loaded_at), '%Y-%m-%d %H:%M:%S.%f'), '-infinity'),
-            count(*) filter (
-                where file_hash not in (select distinct file_hash from {{ copies }})
-            )
-        from {{ this }}
-        where {{ kept_filter }}
+    {#- The watermark and the count of gone files are looked up before the query runs, so the
+        watermark is a constant DuckDB checks against each raw file's statistics. A dbt unit test
+        gives the kept rows as a CTE (``this`` is its name, no table): there both are subqueries. -#}
+    {%- set gone_files -%}
+        {{ kept_filter }} and file_hash not in (select distinct file_hash from {{ copies }})
     {%- endset -%}
-    {%- set state = run_query(state_sql).rows[0] if execute else ['-infinity', 0] -%}
-    {%- set watermark, gone = state[0], state[1] -%}
+    {%- if execute and this is not string -%}
+        {%- set state = run_query(
+            "select coalesce(strftime(max(loaded_at), '%Y-%m-%d %H:%M:%S.%f'), '-infinity'), "
+            ~ "count(*) filter (where " ~ gone_files ~ ") from " ~ this ~ " where " ~ kept_filter
+        ).rows[0] -%}
+        {%- set watermark = "timestamp '" ~ state[0] ~ "'" -%}
+        {%- set gone = state[1] > 0 -%}
+    {%- else -%}
+        {%- set watermark -%}
+            (select coalesce(max(loaded_at), '-infinity'::timestamp) from {{ this }}
+            where {{ kept_filter }})
+        {%- endset -%}
+        {%- set gone = true -%}
+    {%- endif -%}
     (
         loaded_at is null
-        or loaded_at > timestamp '{{ watermark }}'
-        {%- if gone > 0 %}
-        or {{ key }} in (
-            select {{ kept_key or key }} from {{ this }}
-            where {{ kept_filter }}
-                and file_hash not in (select distinct file_hash from {{ copies }})
-        )
+        or loaded_at > {{ watermark }}
+        {%- if gone %}
+        or {{ key }} in (select {{ kept_key or key }} from {{ this }} where {{ gone_files }})
         {%- endif %}
     )
 {%- endmacro %}
@@ -64,4 +67,15 @@
     {%- else -%}
     select 1
     {%- endif -%}
+{%- endmacro %}
+
+{#- The columns a latest-copy model keeps of the copy it kept: its file and what latest_copy_rank
+    orders by (``prefix``: a table alias and a dot). -#}
+{% macro kept_copy_columns(prefix='') -%}
+    {{ prefix }}source_file,
+    {{ prefix }}file_hash,
+    {{ prefix }}source_row_number,
+    {{ prefix }}load_date,
+    {{ prefix }}landed_at,
+    {{ prefix }}loaded_at
 {%- endmacro %}

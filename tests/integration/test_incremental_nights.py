@@ -45,7 +45,11 @@ END = date(2026, 11, 21)
 NIGHTS = [END - timedelta(days=2 - i) for i in range(3)]
 #: Tables that keep one snapshot per night (and the mart counted from every snapshot): compared
 #: on the last night's snapshot.
-HISTORY = {"marts.dim_customer_segments", "marts.audience_members", "marts.kpi_channel_coverage"}
+HISTORY = {
+    "marts.dim_customer_segments": "snapshot_date",
+    "marts.audience_members": "snapshot_date",
+    "marts.kpi_channel_coverage": "date",
+}
 SCHEMAS = ("intermediate", "marts", "audit")
 
 
@@ -95,10 +99,8 @@ def _order(rows, name):
 def _last_snapshot(db, tables) -> dict:
     con = duckdb.connect(str(db))
     try:
-        for table in tables:
-            con.execute(
-                f"delete from {table} where snapshot_date < (select max(snapshot_date) from {table})"
-            )
+        for table, day in tables.items():
+            con.execute(f"delete from {table} where {day} < (select max({day}) from {table})")
     finally:
         con.close()
     return fingerprints(db, SCHEMAS)

@@ -29,12 +29,7 @@ copies as (
         phone,
         channel as event_channel,
         occurred_at,
-        source_file,
-        file_hash,
-        source_row_number,
-        load_date,
-        landed_at,
-        loaded_at
+        {{ kept_copy_columns() }}
     from {{ ref('stg_klaviyo__events') }}
     {% if is_incremental() -%}
     where {{ copies_to_rank(ref('stg_klaviyo__events'), 'event_id') }}
@@ -82,12 +77,7 @@ final as (
         ranked.phone,
         ranked.event_channel,
         ranked.occurred_at,
-        ranked.source_file,
-        ranked.file_hash,
-        ranked.source_row_number,
-        ranked.load_date,
-        ranked.landed_at,
-        ranked.loaded_at
+        {{ kept_copy_columns('ranked.') }}
     from ranked
     left join campaigns on ranked.campaign_id = campaigns.campaign_id
     where ranked.copy_rank = 1

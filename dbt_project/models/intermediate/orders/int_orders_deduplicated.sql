@@ -91,12 +91,7 @@ shopify_copies as (
         items_count,
         created_at,
         cancelled_at,
-        source_file,
-        file_hash,
-        source_row_number,
-        load_date,
-        landed_at,
-        loaded_at
+        {{ kept_copy_columns() }}
     from orders_per_file
 
 ),
@@ -141,12 +136,7 @@ stripe_copies as (
         1 as items_count,
         created_at,
         cast(null as timestamp) as cancelled_at,
-        source_file,
-        file_hash,
-        source_row_number,
-        load_date,
-        landed_at,
-        loaded_at
+        {{ kept_copy_columns() }}
     from payments
 
 ),

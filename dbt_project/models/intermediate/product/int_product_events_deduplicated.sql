@@ -20,12 +20,7 @@ copies as (
         value_amount,
         email,
         occurred_at,
-        source_file,
-        file_hash,
-        source_row_number,
-        load_date,
-        landed_at,
-        loaded_at
+        {{ kept_copy_columns() }}
     from {{ ref('stg_product__events') }}
     {% if is_incremental() -%}
     where {{ copies_to_rank(ref('stg_product__events'), 'message_id') }}
