@@ -1,10 +1,10 @@
 """JSON-lines exports read by DuckDB's JSON parser into the table the typing step reads.
 
 ``formats.json_to_csv`` defines what a JSON-lines file means: one object per line (lines end at
-"\\n"), nested objects flattened with dots, keys spelt as the first matching key seen
-(``normalise_header``), each value as ``formats._cell`` writes it, a line that is not a JSON
-object quarantined as ``malformed_row`` with the json module's message, a value holding NUL
-characters as ``nul_bytes``. This module gives the same rows without a Python object per line:
+"\\n", "\\r\\n" or "\\r", as Python reads text), nested objects flattened with dots, keys
+spelt as the first matching key seen (``normalise_header``), each value as ``formats._cell``
+writes it, a line that is not a JSON object quarantined as ``malformed_row`` with the json
+module's message, a value holding NUL characters as ``nul_bytes``. This module gives the same rows without a Python object per line:
 DuckDB splits the file into lines, parses them (``json_valid``, ``json_each``) and turns every
 value that DuckDB renders exactly as ``_cell`` does into text.
 
@@ -64,7 +64,9 @@ def landed_table(
             """
             create temp table json_lines as
             select unnest(generate_series(1, len(lines))) as line_no, unnest(lines) as line
-            from (select string_split(content, chr(10)) as lines
+            from (select string_split(
+                    replace(replace(content, chr(13) || chr(10), chr(10)), chr(13), chr(10)),
+                    chr(10)) as lines
                   from read_text(?))
             """,
             [str(source)],
@@ -177,7 +179,7 @@ def landed_table(
             keys,
         )
         con.execute(
-            "create temp table reject_errors (line bigint, csv_line varchar, error_message varchar)"
+            "create temp table reject_errors (line ubigint, csv_line varchar, error_message varchar)"
         )
         return header, rejects
     finally:
