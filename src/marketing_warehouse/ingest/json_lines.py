@@ -45,6 +45,8 @@ _WORK_TABLES = (
     "json_lines",
     "python_lines",
     "json_objects",
+    "json_frontier",
+    "json_next",
     "json_leaves",
     "json_names",
     "json_values",
@@ -88,38 +90,7 @@ def landed_table(
             "create temp table json_objects as select line_no, line from json_lines "
             "where line_no not in (select line_no from python_lines)"
         )
-        con.execute(
-            f"""
-            create temp table json_leaves as
-            with recursive nodes(line_no, ord, name, value, type) as (
-                select line_no, [id], key, value, type
-                from json_objects, json_each(line)
-                union all
-                select nodes.line_no, list_append(nodes.ord, each.id), nodes.name || '.' || each.key,
-                    each.value, each.type
-                from nodes, json_each(nodes.value) as each
-                where nodes.type = 'OBJECT'
-            ),
-            leaves as (
-                select line_no, ord, name, type, value,
-                    case when type = 'DOUBLE' then cast(value as double) end as d
-                from nodes where type <> 'OBJECT'
-            ),
-            rendered as (
-                select line_no, ord, name, type, value, {_DOUBLE_TEXT} as double_text from leaves
-            )
-            select line_no, ord, name,
-                case type
-                    when 'VARCHAR' then value ->> '$'
-                    when 'NULL' then null
-                    when 'DOUBLE' then
-                        case when regexp_matches(double_text, '^-?[0-9]{{1,3}}\\.[0-9]{{3}}$')
-                            then double_text || '0' else double_text end
-                    else cast(value as varchar) end as text,
-                type = 'ARRAY' or (type = 'DOUBLE' and double_text is null) as for_python
-            from rendered
-            """
-        )
+        _flatten_objects(con)
         con.execute(
             """
             insert into python_lines
@@ -131,28 +102,38 @@ def landed_table(
         con.execute("delete from json_leaves where line_no in (select line_no from python_lines)")
         rejects = _python_lines(con)
         # keys match as headers do: each spelt as the first matching key seen, in file order
-        names = [r[0] for r in con.execute("select distinct name from json_leaves").fetchall()]
+        first_seen = dict(
+            con.execute(
+                "select name, min(list_concat([line_no], ord)) from json_leaves group by name"
+            ).fetchall()
+        )
+        names = list(first_seen)
         if any(any(c in name for c in _KEY_CHARACTERS) or name == ROW_COLUMN for name in names):
             return None
         if not names:
             return None  # no records: as the CSV path words it
-        con.execute("create temp table json_names (name varchar, norm varchar)")
+        spelling: dict[str, str] = {}
+        for name in sorted(names, key=first_seen.__getitem__):
+            spelling.setdefault(normalise_header(name), name)
+        con.execute("create temp table json_names (name varchar, norm varchar, spelling varchar)")
         con.executemany(
-            "insert into json_names values (?, ?)", [(n, normalise_header(n)) for n in names]
+            "insert into json_names values (?, ?, ?)",
+            [(n, normalise_header(n), spelling[normalise_header(n)]) for n in names],
         )
-        con.execute(
-            """
-            create temp table json_values as
-            with spelt as (
-                select line_no, ord, norm, text, first(name order by line_no, ord) over (
-                    partition by norm) as spelling
-                from json_leaves join json_names using (name)
+        if len(spelling) == len(names):  # one spelling each: nothing to merge within a line
+            con.execute(
+                "create temp table json_values as "
+                "select line_no, name as spelling, ord, text from json_leaves"
             )
-            select line_no, spelling, min(ord) as ord,
-                first(text order by ord) filter (where text is not null) as text
-            from spelt group by line_no, spelling
-            """
-        )
+        else:  # of two matching keys in one line, the first non-null value wins
+            con.execute(
+                """
+                create temp table json_values as
+                select line_no, spelling, min(ord) as ord,
+                    first(text order by ord) filter (where text is not null) as text
+                from json_leaves join json_names using (name) group by line_no, spelling
+                """
+            )
         rejects += _nul_lines(con)
         keys = [
             r[0]
@@ -185,6 +166,71 @@ def landed_table(
     finally:
         for table in _WORK_TABLES:
             con.execute(f"drop table if exists {table}")
+
+
+def _pointer(key: str) -> str:
+    """SQL: the JSON pointer (RFC 6901) of the member named by the SQL expression ``key``."""
+    return f"'/' || replace(replace({key}, '~', '~0'), '/', '~1')"
+
+
+def _flatten_objects(con: duckdb.DuckDBPyConnection) -> None:
+    """``json_leaves`` (line, position, flattened name, text, whether the json module must
+    convert the line) of the lines in ``json_objects``, one level of nesting at a time with
+    DuckDB's scalar JSON functions (``json_keys``, ``json_extract``): ``position`` is the list
+    of member indexes down to the value, so that sorting by it gives ``_flatten``'s order."""
+    con.execute(
+        f"""
+        create temp table json_frontier as
+        select line_no, [i] as ord, key as name, json_extract(line, {_pointer("key")}) as value
+        from (
+            select line_no, line, unnest(keys) as key, unnest(generate_series(1, len(keys))) as i
+            from (select line_no, line, json_keys(line) as keys from json_objects)
+        )
+        """
+    )
+    con.execute(
+        "create temp table json_leaves (line_no bigint, ord bigint[], name varchar, "
+        "text varchar, for_python boolean)"
+    )
+    while con.execute("select count(*) from json_frontier").fetchone()[0]:
+        con.execute(
+            f"""
+            insert into json_leaves
+            with typed as (
+                select line_no, ord, name, value, json_type(value) as type,
+                    case when json_type(value) = 'DOUBLE' then cast(value as double) end as d
+                from json_frontier where json_type(value) <> 'OBJECT'
+            ),
+            rendered as (
+                select line_no, ord, name, type, value, {_DOUBLE_TEXT} as double_text from typed
+            )
+            select line_no, ord, name,
+                case type
+                    when 'VARCHAR' then value ->> '$'
+                    when 'NULL' then null
+                    when 'DOUBLE' then
+                        case when regexp_matches(double_text, '^-?[0-9]{{1,3}}\\.[0-9]{{3}}$')
+                            then double_text || '0' else double_text end
+                    else cast(value as varchar) end as text,
+                type = 'ARRAY' or (type = 'DOUBLE' and double_text is null) as for_python
+            from rendered
+            """
+        )
+        con.execute(
+            f"""
+            create temp table json_next as
+            select line_no, list_append(ord, i) as ord, name || '.' || key as name,
+                json_extract(value, {_pointer("key")}) as value
+            from (
+                select line_no, ord, name, value, unnest(keys) as key,
+                    unnest(generate_series(1, len(keys))) as i
+                from (select *, json_keys(value) as keys from json_frontier
+                      where json_type(value) = 'OBJECT')
+            )
+            """
+        )
+        con.execute("drop table json_frontier")
+        con.execute("alter table json_next rename to json_frontier")
 
 
 def _python_lines(con: duckdb.DuckDBPyConnection) -> list[PreReject]:
@@ -227,12 +273,7 @@ def _nul_lines(con: duckdb.DuckDBPyConnection) -> list[PreReject]:
     ]
     if not numbers:
         return []
-    spelling = dict(
-        con.execute(
-            "select distinct norm, spelling from json_values "
-            "join json_names on json_names.name = json_values.spelling"
-        ).fetchall()
-    )
+    spelling = dict(con.execute("select distinct norm, spelling from json_names").fetchall())
     con.execute("delete from json_values where line_no in (select unnest(?))", [numbers])
     rejects = []
     for number, line in con.execute(
