@@ -45,6 +45,8 @@ from marketing_warehouse.ingest.contracts import (
 )
 from marketing_warehouse.ingest.currencies import ISO_4217
 from marketing_warehouse.ingest.formats import (
+    DELIMITERS,
+    MAX_LINE_SIZE,
     ROW_COLUMN,
     FormatError,
     PreReject,
@@ -69,7 +71,6 @@ NUMBER_NOISE = "[\\s\u00a0\u2007\u202f\u2009''€$£¥]"
 #: starts with = or @ (or a tab / carriage return before one), or + / - followed by anything but a
 #: plain number or phone number ("-12.5", "+49 30 1234567" stay unflagged).
 FORMULA_LIKE = r"^[=@\t\r]|^[+-].*[^0-9 ().,/+-]"
-DELIMITERS = (",", ";", "\t", "|")
 #: A header cell that is a value, not a column name: an e-mail, or only digits and the separators
 #: of numbers, dates, times and phone numbers. A headerless export's first line is a record, so a
 #: header holding such a cell is never quoted in a message.
@@ -1169,7 +1170,7 @@ def extract_file(
                         header = true, auto_detect = false, skip = {skip},
                         delim = {_sql_str(delimiter)}, quote = '"', escape = '"',
                         columns = {columns_sql}, store_rejects = true,
-                        max_line_size = 10000000)
+                        max_line_size = {MAX_LINE_SIZE})
                     """
                     )
             except DUCKDB_RESOURCE_ERRORS:

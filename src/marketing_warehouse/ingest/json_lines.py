@@ -4,8 +4,9 @@
 "\\n", "\\r\\n" or "\\r", as Python reads text), nested objects flattened with dots, keys
 spelt as the first matching key seen (``normalise_header``), each value as ``formats._cell``
 writes it, a line that is not a JSON object quarantined as ``malformed_row`` with the json
-module's message, a value holding NUL characters as ``nul_bytes``. This module gives the same rows without a Python object per line:
-DuckDB splits the file into lines, parses them (``json_valid``, ``json_each``) and turns every
+module's message, a value holding NUL characters as ``nul_bytes``. This module gives the same
+rows without a Python object per line: DuckDB splits the file into lines, checks them
+(``json_valid``, ``json_type``), flattens them (``json_keys``, ``json_extract``) and turns every
 value that DuckDB renders exactly as ``_cell`` does into text.
 
 The lines DuckDB cannot settle alone are handed to the json module one by one, and their values
@@ -26,14 +27,20 @@ from pathlib import Path
 import duckdb
 
 from marketing_warehouse.ingest.contracts import Contract, normalise_header
-from marketing_warehouse.ingest.formats import ROW_COLUMN, PreReject, _cell, _flatten, _same_keys
+from marketing_warehouse.ingest.formats import (
+    DELIMITERS,
+    MAX_LINE_SIZE,
+    ROW_COLUMN,
+    PreReject,
+    _cell,
+    _flatten,
+    _same_keys,
+)
 from marketing_warehouse.ingest.quarantine import Reason
 
-#: Characters that make a key read differently through the CSV path's header (delimiters of
-#: ``extract.DELIMITERS``, the quote, line breaks, NUL).
-_KEY_CHARACTERS = (",", ";", "\t", "|", '"', "\r", "\n", "\x00")
-#: The CSV reader's longest line (``max_line_size`` in ``extract``): a longer line fails there.
-_LONGEST_LINE = 10_000_000
+#: Characters that make a key read differently through the CSV path's header: its delimiters,
+#: the quote, line breaks, NUL.
+_KEY_CHARACTERS = (*DELIMITERS, '"', "\r", "\n", "\x00")
 #: Doubles DuckDB renders as Python's ``repr`` does (shortest round trip, no exponent), and
 #: whole numbers it converts exactly (below 2^53).
 _DOUBLE_TEXT = (
@@ -74,7 +81,7 @@ def landed_table(
             [str(source)],
         )
         if con.execute(
-            f"select coalesce(max(strlen(line)), 0) >= {_LONGEST_LINE} from json_lines"
+            f"select coalesce(max(strlen(line)), 0) >= {MAX_LINE_SIZE} from json_lines"
         ).fetchone()[0]:
             return None
         # lines the json module settles: not an object for DuckDB, or where the parsers may differ
