@@ -36,6 +36,7 @@ import duckdb
 
 from marketing_warehouse import duck
 from marketing_warehouse.config import DEFAULT_DUCKDB_MEMORY_LIMIT, Plausibility
+from marketing_warehouse.ingest import json_lines
 from marketing_warehouse.ingest.contracts import (
     Column,
     Contract,
@@ -44,6 +45,8 @@ from marketing_warehouse.ingest.contracts import (
 )
 from marketing_warehouse.ingest.currencies import ISO_4217
 from marketing_warehouse.ingest.formats import (
+    DELIMITERS,
+    MAX_LINE_SIZE,
     ROW_COLUMN,
     FormatError,
     PreReject,
@@ -68,7 +71,6 @@ NUMBER_NOISE = "[\\s\u00a0\u2007\u202f\u2009''€$£¥]"
 #: starts with = or @ (or a tab / carriage return before one), or + / - followed by anything but a
 #: plain number or phone number ("-12.5", "+49 30 1234567" stay unflagged).
 FORMULA_LIKE = r"^[=@\t\r]|^[+-].*[^0-9 ().,/+-]"
-DELIMITERS = (",", ";", "\t", "|")
 #: A header cell that is a value, not a column name: an e-mail, or only digits and the separators
 #: of numbers, dates, times and phone numbers. A headerless export's first line is a record, so a
 #: header holding such a cell is never quoted in a message.
@@ -965,10 +967,14 @@ def _screen(
         ) from exc
 
 
-def _prepare(path: Path, contract: Contract, workdir: Path, result: FileResult):
+def _prepare(
+    path: Path, contract: Contract, workdir: Path, result: FileResult, json_reader: str = "duckdb"
+):
     """Any supported format -> (plain UTF-8 CSV path, delimiter, header, pre-rejects, lines
     before the header, record starts); ``result.rows_landed`` is counted here, apart from the
-    load (``count_records``, ``count_json_records``, ``count_sheet_rows``)."""
+    load (``count_records``, ``count_json_records``, ``count_sheet_rows``). A JSON-lines file
+    with ``json_reader`` "duckdb" comes back as its plain UTF-8 copy with no header: DuckDB
+    reads it (``json_lines.landed_table``)."""
     pre_rejects: list[PreReject] = []
     recount: Callable[[], Landed] | None = None
     if path.stat().st_size == 0:
@@ -990,8 +996,10 @@ def _prepare(path: Path, contract: Contract, workdir: Path, result: FileResult):
                 result.rows_landed = count_sheet_rows(path, sheet, header_row)
             elif contract.format == "jsonl":
                 source, landed, _ = _screen(path, contract, workdir, result)
-                pre_rejects = landed.rejects + json_to_csv(source, text_path, lines=True)
                 result.rows_landed, recount = landed.records, landed.recount
+                if json_reader == "duckdb":  # read in extract_file, or converted there
+                    return source, "", None, landed.rejects, 0, recount
+                pre_rejects = landed.rejects + json_to_csv(source, text_path, lines=True)
             else:
                 source = _json_source(path, workdir, result)
                 pre_rejects = json_to_csv(source, text_path, lines=False)
@@ -1000,12 +1008,17 @@ def _prepare(path: Path, contract: Contract, workdir: Path, result: FileResult):
             raise FileRejected(Reason.UNREADABLE_FILE, f"{path.name}: {exc}") from exc
         header_line, delimiter, skip = _find_header(text_path, contract)
     result.delimiter = delimiter if contract.format == "csv" else ""
+    header = _csv_header(path, header_line, delimiter, pre_rejects)
+    return text_path, delimiter, header, pre_rejects, skip, recount
+
+
+def _csv_header(path: Path, header_line: str, delimiter: str, pre_rejects: list) -> list[str]:
     if not header_line:
         raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file is empty (no header).")
     header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter))
     if header == [ROW_COLUMN] and not pre_rejects:
         raise FileRejected(Reason.EMPTY_FILE, f"{path.name}: the file holds no records.")
-    return text_path, delimiter, header, pre_rejects, skip, recount
+    return header
 
 
 def _json_source(path: Path, workdir: Path, result: FileResult) -> Path:
@@ -1074,6 +1087,8 @@ def _header_test(contract: Contract):
 #: DuckDB errors that are not a file's fault: out of memory, or a fatal error that invalidated the
 #: database the files of a source share. Extraction fails the task on them (Airflow retries).
 DUCKDB_RESOURCE_ERRORS = (duckdb.OutOfMemoryException, duckdb.FatalException)
+#: How JSON-lines files can be read (``extract_file``'s ``json_reader``).
+JSON_READERS = ("duckdb", "python")
 
 
 def extract_file(
@@ -1086,6 +1101,7 @@ def extract_file(
     file_hash: str | None = None,
     database: duckdb.DuckDBPyConnection | None = None,
     plausibility: Plausibility = DEFAULT_PLAUSIBILITY,
+    json_reader: str = "duckdb",
 ) -> FileResult:
     """Type one landed file into ``out_file`` (Parquet) and its rejects into ``quarantine_file``.
 
@@ -1093,7 +1109,11 @@ def extract_file(
     in-memory DuckDB database from ``extraction_database``, shared by the files extracted at the
     same time (each file gets its own connection to it, so its temporary tables are its own);
     by default a new one for this file. ``plausibility``: the bounds of ``event_date`` and
-    ``amount`` columns (the settings')."""
+    ``amount`` columns (the settings'). ``json_reader``: how JSON-lines files are read,
+    "duckdb" (``json_lines``) or "python" (``formats.json_to_csv``, the definition both give
+    the rows of)."""
+    if json_reader not in JSON_READERS:
+        raise ValueError(f"json_reader must be one of {JSON_READERS}, not {json_reader!r}")
     file_hash = file_hash or file_sha256(path)
     result = FileResult(
         source_file=path.name, file_hash=file_hash, load_date=load_date.isoformat(), status="loaded"
@@ -1101,27 +1121,48 @@ def extract_file(
     with tempfile.TemporaryDirectory(prefix="mwh-extract-") as tmp:
         workdir = Path(tmp)
         text_path, delimiter, header, pre_rejects, skip, recount = _prepare(
-            path, contract, workdir, result
+            path, contract, workdir, result, json_reader
         )
-        has_row_column = header[0] == ROW_COLUMN
-        data_columns = [(i, h) for i, h in enumerate(header) if not (has_row_column and i == 0)]
-        positions, unknown = _map_header(
-            contract,
-            [h if i or not has_row_column else "" for i, h in enumerate(header)],
-            path.name,
-        )
-        result.unknown_columns = unknown + result.unknown_columns
-
         own = database is None
         if own:
             database = extraction_database(DEFAULT_DUCKDB_MEMORY_LIMIT, workdir / "spill")
         con = database.cursor()
         try:
+            read = None
+            if header is None:  # JSON lines, read by DuckDB unless the CSV path must read it
+                try:
+                    read = json_lines.landed_table(con, text_path, contract)
+                except DUCKDB_RESOURCE_ERRORS:
+                    raise  # not the file's fault
+                except duckdb.Error as exc:
+                    raise FileRejected(
+                        Reason.UNREADABLE_FILE,
+                        f"{path.name}: the JSON reader failed: {str(exc).split(chr(10))[0][:500]}",
+                    ) from exc
+                if read is None:
+                    csv_path = workdir / "landed.csv"
+                    pre_rejects = pre_rejects + json_to_csv(text_path, csv_path, lines=True)
+                    header_line, delimiter, skip = _find_header(csv_path, contract)
+                    header = _csv_header(path, header_line, delimiter, pre_rejects)
+                    text_path = csv_path
+                else:
+                    header, json_rejects = read
+                    pre_rejects = pre_rejects + json_rejects
+            has_row_column = header[0] == ROW_COLUMN
+            data_columns = [(i, h) for i, h in enumerate(header) if not (has_row_column and i == 0)]
+            positions, unknown = _map_header(
+                contract,
+                [h if i or not has_row_column else "" for i, h in enumerate(header)],
+                path.name,
+            )
+            result.unknown_columns = unknown + result.unknown_columns
+
             raw_cols = {f"c{i}": "VARCHAR" for i in range(len(header))}
             columns_sql = "{" + ", ".join(f"'{k}': 'VARCHAR'" for k in raw_cols) + "}"
             try:
-                con.execute(
-                    f"""
+                if read is None:  # else ``landed`` is there
+                    con.execute(
+                        f"""
                     create temp table landed as
                     select {"try_cast(c0 as bigint)" if has_row_column else "row_number() over ()"}
                         as _row_number, row_number() over () as _seq, *
@@ -1129,9 +1170,9 @@ def extract_file(
                         header = true, auto_detect = false, skip = {skip},
                         delim = {_sql_str(delimiter)}, quote = '"', escape = '"',
                         columns = {columns_sql}, store_rejects = true,
-                        max_line_size = 10000000)
+                        max_line_size = {MAX_LINE_SIZE})
                     """
-                )
+                    )
             except DUCKDB_RESOURCE_ERRORS:
                 raise  # not the file's fault
             except duckdb.Error as exc:

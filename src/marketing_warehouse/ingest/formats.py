@@ -25,6 +25,10 @@ from marketing_warehouse.ingest.contracts import normalise_header
 from marketing_warehouse.ingest.quarantine import Reason
 
 ROW_COLUMN = "__source_row"
+#: Delimiters a CSV header is split by (the one giving most cells wins).
+DELIMITERS = (",", ";", "\t", "|")
+#: The longest line DuckDB's CSV reader is given (``max_line_size``); a longer one fails it.
+MAX_LINE_SIZE = 10_000_000
 
 
 class FormatError(ValueError):

@@ -129,8 +129,55 @@ def extraction(workdir: Path, lines: int = 1_000_000) -> dict:
             for t in (ours, floor)
         ],
         "ratio_ours_to_floor": round(ours.seconds / floor.seconds, 2),
+        "json_lines": json_lines_extraction(workdir / "json_lines", max(lines * 2, 1000)),
     }
     return report
+
+
+def json_lines_extraction(workdir: Path, events: int, seed: int = 42) -> dict:
+    """Product-event exports (JSON lines, as the demo writes them) of at least ``events`` events,
+    extracted with each JSON-lines reader in turn (``extract_file``'s ``json_reader``); the raw
+    and quarantine Parquet of the two must hold the same rows."""
+    rng = random.Random(seed)
+    customers = demo._customers(rng, 100_000)
+    files, written, day = [], 0, date(2026, 1, 1)
+    while written < events:
+        files.append(demo.marketing.events_day(rng, day, customers, [], workdir / "landing", 1.0))
+        written += files[-1].read_bytes().count(b"\n")
+        day += timedelta(days=1)
+    megabytes = sum(f.stat().st_size for f in files) / 1e6
+    contract = contract_for("product__events")
+    loaded_at = datetime.now(UTC).replace(tzinfo=None)
+    timings, digests = [], {}
+    for reader in ("python", "duckdb"):
+        start, rows = time.perf_counter(), 0
+        for i, path in enumerate(files):
+            result = extract_file(
+                path,
+                contract,
+                day,
+                workdir / reader / f"{i}.parquet",
+                workdir / reader / f"{i}-quarantine.parquet",
+                loaded_at,
+                json_reader=reader,
+            )
+            rows += result.rows_landed
+        timings.append(
+            Timing(f"json_reader={reader}", time.perf_counter() - start, rows, megabytes)
+        )
+        digests[reader] = duckdb.sql(
+            f"select count(*), sum(hash(columns(* exclude (filename)))) from read_parquet("
+            f"'{workdir / reader}/*.parquet', union_by_name = true, filename = true)"
+        ).fetchall()
+    if digests["python"] != digests["duckdb"]:
+        raise AssertionError(f"the two JSON-lines readers gave different rows: {digests}")
+    return {
+        "events": timings[0].rows,
+        "files": len(files),
+        "megabytes": round(megabytes, 1),
+        "timings": [asdict(t) | {"rows_per_second": round(t.rows_per_second)} for t in timings],
+        "ratio_python_to_duckdb": round(timings[0].seconds / timings[1].seconds, 2),
+    }
 
 
 def format_extraction(report: dict) -> str:
@@ -145,6 +192,14 @@ def format_extraction(report: dict) -> str:
             f"{t['megabytes_per_second']:>8}"
         )
     out.append(f"ratio contract / floor: {report['ratio_ours_to_floor']}x")
+    jsonl = report["json_lines"]
+    out.append(
+        f"{jsonl['events']:,} product events (JSON lines) in {jsonl['files']} files, "
+        f"{jsonl['megabytes']} MB, the same rows from both readers"
+    )
+    for t in jsonl["timings"]:
+        out.append(f"{t['name']:24}{t['seconds']:>10.1f}{t['rows_per_second']:>12,}")
+    out.append(f"ratio python / duckdb: {jsonl['ratio_python_to_duckdb']}x")
     return "\n".join(out)
 
 
