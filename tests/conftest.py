@@ -240,6 +240,7 @@ LONGEST_FIRST = (
     "tests/integration/test_serve_postgres.py",
     "tests/integration/test_kpi_marts.py",
     "tests/integration/test_bench_full.py",
+    "tests/integration/test_incremental_nights.py",
 )
 
 
