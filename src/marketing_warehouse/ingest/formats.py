@@ -106,6 +106,17 @@ def _holds_nul(record: dict[str, object]) -> str | None:
     return next((k for k, v in record.items() if "\x00" in _cell(v)), None)
 
 
+def parse_json_line(number: int, line: str) -> dict[str, object] | PreReject:
+    """One line of a JSON-lines export: its object, or why the line is rejected."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return PreReject(number, line[:10000], f"line {number}: invalid JSON ({exc.msg})")
+    if not isinstance(value, dict):
+        return PreReject(number, line[:10000], f"line {number}: not a JSON object")
+    return value
+
+
 def json_to_csv(path: Path, target: Path, lines: bool) -> list[PreReject]:
     """JSON-lines (one object per line) or a JSON array of objects -> CSV."""
     records: list[tuple[int, dict[str, object]]] = []
@@ -115,15 +126,9 @@ def json_to_csv(path: Path, target: Path, lines: bool) -> list[PreReject]:
         for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                rejects.append(
-                    PreReject(number, line[:10000], f"line {number}: invalid JSON ({exc.msg})")
-                )
-                continue
-            if not isinstance(value, dict):
-                rejects.append(PreReject(number, line[:10000], f"line {number}: not a JSON object"))
+            value = parse_json_line(number, line)
+            if isinstance(value, PreReject):
+                rejects.append(value)
                 continue
             records.append((number, _flatten(value)))
     else:

@@ -35,6 +35,7 @@ from marketing_warehouse.ingest.formats import (
     _cell,
     _flatten,
     _same_keys,
+    parse_json_line,
 )
 from marketing_warehouse.ingest.quarantine import Reason
 
@@ -252,15 +253,9 @@ def _python_lines(con: duckdb.DuckDBPyConnection) -> list[PreReject]:
     for number, line in rows:
         if not line.strip():
             continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            rejects.append(
-                PreReject(number, line[:10000], f"line {number}: invalid JSON ({exc.msg})")
-            )
-            continue
-        if not isinstance(value, dict):
-            rejects.append(PreReject(number, line[:10000], f"line {number}: not a JSON object"))
+        value = parse_json_line(number, line)
+        if isinstance(value, PreReject):
+            rejects.append(value)
             continue
         for ord_, (name, item) in enumerate(_flatten(value).items()):
             leaves.append((number, [ord_], name, None if item is None else _cell(item)))
