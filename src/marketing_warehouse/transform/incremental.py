@@ -1,14 +1,15 @@
 """The latest-copy models' tables are rebuilt in full when the dbt project that built them changed.
 
 The models that keep the latest copy of each record incrementally (the ones whose post-hook is
-the ``delete_kept_copies_of_gone_files`` macro, ``dbt_project/macros/incremental.sql``) recompute on each night only the records the
-night touched; the rest of their rows were computed by the project as it was when those rows were
-built. A new version of the project (a changed rule, a new column, a fixed macro) must not leave
-rows of the old rule beside rows of the new one, so before any dbt stage of a run the tables of
-those models are dropped when the project's files differ from the ones that built them, and dbt
-builds them in full again (DECISIONLOG "Incremental models: latest copies recomputed by touched
-key"). The history models (segment and audience snapshots, kept by snapshot date) are not among
-them: their past snapshots cannot be rebuilt from the raw layer.
+the ``delete_kept_copies_of_gone_files`` macro, ``dbt_project/macros/incremental.sql``) rank on
+each night only the copies that night loaded; the rest of their rows were computed by the
+project as it was when those rows were built. A new version of the project (a changed rule, a new
+column, a fixed macro) must not leave rows of the old rule beside rows of the new one, so before
+any dbt stage of a run the tables of those models are dropped when the project's files differ
+from the ones that built them, and dbt builds them in full again (DECISIONLOG "Incremental
+models: a night ranks its new copies against the kept ones"). The history models (segment and
+audience snapshots, kept by snapshot date) are not among them: their past snapshots cannot be
+rebuilt from the raw layer.
 
 What built the tables is recorded in the build database itself (table
 ``main.latest_copy_definitions``), so a copy of the file carries it along.
@@ -26,8 +27,8 @@ from marketing_warehouse.transform.dbt_tasks import manifest_path, project_files
 
 log = logging.getLogger(__name__)
 
-#: The post-hook macro of every latest-copy model (dbt records it in the manifest; the
-#: ``touched_keys`` macro is called only on incremental builds, so the manifest may miss it).
+#: The post-hook macro of every latest-copy model. dbt records it in the manifest; the macros
+#: called only on incremental builds (``copies_to_rank``, ``kept_copies``) it may miss.
 LATEST_COPY_MACRO = "macro.marketing_warehouse.delete_kept_copies_of_gone_files"
 STATE_TABLE = "main.latest_copy_definitions"
 
