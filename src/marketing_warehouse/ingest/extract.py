@@ -1091,6 +1091,15 @@ DUCKDB_RESOURCE_ERRORS = (duckdb.OutOfMemoryException, duckdb.FatalException)
 JSON_READERS = ("duckdb", "python")
 
 
+def _reader_failed(path: Path, reader: str, exc: duckdb.Error) -> FileRejected:
+    """The rejection of a file DuckDB's ``reader`` could not read: the error's first line only
+    (the rest quotes the line, a person's record)."""
+    return FileRejected(
+        Reason.UNREADABLE_FILE,
+        f"{path.name}: the {reader} reader failed: {str(exc).split(chr(10))[0][:500]}",
+    )
+
+
 def extract_file(
     path: Path,
     contract: Contract,
@@ -1135,10 +1144,7 @@ def extract_file(
                 except DUCKDB_RESOURCE_ERRORS:
                     raise  # not the file's fault
                 except duckdb.Error as exc:
-                    raise FileRejected(
-                        Reason.UNREADABLE_FILE,
-                        f"{path.name}: the JSON reader failed: {str(exc).split(chr(10))[0][:500]}",
-                    ) from exc
+                    raise _reader_failed(path, "JSON", exc) from exc
                 if read is None:
                     csv_path = workdir / "landed.csv"
                     pre_rejects = pre_rejects + json_to_csv(text_path, csv_path, lines=True)
@@ -1176,11 +1182,7 @@ def extract_file(
             except DUCKDB_RESOURCE_ERRORS:
                 raise  # not the file's fault
             except duckdb.Error as exc:
-                # the error's first paragraph: the rest quotes the line, a person's record
-                raise FileRejected(
-                    Reason.UNREADABLE_FILE,
-                    f"{path.name}: the CSV reader failed: {str(exc).split(chr(10))[0][:500]}",
-                ) from exc
+                raise _reader_failed(path, "CSV", exc) from exc
 
             date_order, assumed = infer_date_order(con, contract, positions, path.name)
             if date_order:
