@@ -18,7 +18,7 @@ keeps the scheduler to the latest interval.
 | `dbt_segments` | dbt `models/predictions` (customer_predictions with its churn-risk band, clv_model_parameters), then `dim_customer_segments` (which joins them) and the marts that read it |
 | `gate_marts` | GX suites on the marts: ranges, reconciliation, freshness |
 | `publish` | atomic swap of the audited marts into the serving DuckDB file and PostgreSQL (if `MWH_POSTGRES_DSN` is set) as one unit: both move or neither; emits one Asset per mart |
-| `docs` | regenerates the dbt docs (a failure is logged, the publish stands) |
+| `docs` | regenerates the dbt docs when the dbt project changed (a failure is logged, the publish stands) |
 | `report` | the run's HTML report, from what prepare, extraction, the gates and publish returned |
 | `release_run_lock` | teardown: frees the run lock, also after a failed run |
 

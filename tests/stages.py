@@ -20,7 +20,7 @@ from marketing_warehouse.quality.gates import GateFailed
 from marketing_warehouse.transform.dbt_tasks import (
     DBT_STAGE_EXCLUDES,
     DBT_STAGES,
-    DBT_VARS,
+    dbt_run_env,
     dbt_stage_args,
     run_dbt,
 )
@@ -43,10 +43,6 @@ class StagesRun:
         return "publish" in self.finished
 
 
-def _dbt_vars(ds: str) -> str:
-    return json.dumps({k: v.replace("{{ ds }}", ds) for k, v in DBT_VARS.items()})
-
-
 def run_stages(settings: Settings, ds: str, run_id: str, *, dbt: bool = True) -> StagesRun:
     """prepare, extract every source, gate raw, dbt staging, gate staging, dbt marts, predict,
     dbt segments, gate marts, publish; a critical gate failure ends the run there (as the DAG
@@ -56,8 +52,8 @@ def run_stages(settings: Settings, ds: str, run_id: str, *, dbt: bool = True) ->
 
     def build(stage: str) -> None:
         if dbt:
-            args = ["build", *dbt_stage_args(stage), "--vars", _dbt_vars(ds)]
-            built = run_dbt(settings, args, dict(os.environ))
+            args = ["build", *dbt_stage_args(stage)]
+            built = run_dbt(settings, args, {**os.environ, **dbt_run_env(ds)})
             assert built.returncode == 0, (stage, built.stdout[-4000:])
             run.finished.append(stage)
 

@@ -60,6 +60,8 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
             "MWH_DBT_TASKS": settings.dbt_tasks,
         }
     )
+    # each dbt stage's last parse, kept in the data folder (``Layout.cosmos_cache``)
+    env["AIRFLOW__COSMOS__CACHE_DIR"] = str(settings.layout.cosmos_cache)
     env.update(settings.dbt_env())
     # Make the venv's executables (airflow, dbt) win over anything else on PATH.
     bin_dir = str(Path(sys.executable).parent)

@@ -24,7 +24,9 @@ and never join these names themselves; ``tests/unit/test_layout.py`` holds them 
         summary.txt, report.html                   what the run tells its operator
     <data>/runs/<ds>.<timestamp>/                 an earlier run of the same date, moved aside
     <data>/docs/dbt/, <data>/gx/                  dbt docs, GX context and data docs
+        (docs/dbt/docs_version.txt: the project and dbt release the dbt docs describe)
     <data>/dbt/                                   target folder of dbt commands run outside Airflow
+    <data>/cosmos/<dag>__<stage>/target/          each dbt stage's last parse (Cosmos' cache)
     <data>/audit/                                 erasure journal and log
     <data>/exports/<ds>/                          audience files for the tools (one folder per
         run date): <audience>.<layout>.csv, <audience>.control.csv, manifest.json
@@ -368,8 +370,20 @@ class Layout:
         return self.dbt_docs / "index.html"
 
     @property
+    def dbt_docs_version(self) -> Path:
+        """What the dbt docs beside it were generated from (``serve.docs.docs_version``)."""
+        return self.dbt_docs / "docs_version.txt"
+
+    @property
     def dbt_target(self) -> Path:
         return self.data_dir / "dbt"
+
+    @property
+    def cosmos_cache(self) -> Path:
+        """Cosmos' cache folder (``AIRFLOW__COSMOS__CACHE_DIR``): each dbt stage's last parse,
+        which the stage's next run starts from. One per data folder: a parse of another data
+        folder's build file is one dbt cannot reuse (its profile differs)."""
+        return self.data_dir / "cosmos"
 
     @property
     def gx_root(self) -> Path:

@@ -341,8 +341,9 @@ def publish_postgres(settings: Settings) -> dict[str, int]:
 
 
 def refresh_dbt_docs(settings: Settings | None = None) -> str:
-    """Regenerate dbt docs; return the index path, or "" when generation failed. dbt docs are
-    documentation, not data: a failure is logged and does not fail the run."""
+    """Regenerate dbt docs when the project changed; return the index path, or "" when
+    generation failed. dbt docs are documentation, not data: a failure is logged and does not
+    fail the run."""
     import os
     import subprocess
 

@@ -378,6 +378,11 @@ def test_full_dag_run_rerun_and_failed_gates(first_run, dagbag):
     assert "JPY->EUR: no rate for 1 of" in jpy.stdout and "yen@example.com" not in jpy.stdout
     assert "Not published this run." not in jpy.stdout
     assert "missing_fx_rate 1" in jpy.stdout  # the summary's quarantine by reason
+    # A later night's dbt stages start from their last parse (the snapshot date changed: one
+    # file is parsed again, not the project)
+    night_log = settings_for(env).layout.run("2026-11-22").airflow_log.read_text()
+    assert night_log.count("Running with dbt=") == 3
+    assert "Unable to do partial parsing" not in night_log
     con = duckdb.connect(str(serving), read_only=True)
     dates = con.execute(
         "select distinct logical_date::varchar from audit.publish_log order by 1"
@@ -389,8 +394,14 @@ def test_full_dag_run_rerun_and_failed_gates(first_run, dagbag):
         "select source_file, row_number, reason_code from audit.quarantine "
         "where reason_code = 'missing_fx_rate'"
     ).fetchall()
+    snapshots = con.execute(
+        "select distinct snapshot_date::varchar from marts.dim_customer_segments order by 1"
+    ).fetchall()
     con.close()
     assert dates == [("2026-11-21",), ("2026-11-22",)]
+    # the night's logical date reached dbt (the latest order is of 2026-11-21: the JPY one is
+    # set aside)
+    assert snapshots == dates
     assert jpy_orders == 0
     assert quarantined == [("shopify_orders_export_2026-11-22.csv", 1, "missing_fx_rate")]
 

@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from marketing_warehouse.config import load_settings
-from marketing_warehouse.serve.docs import dbt_docs_dir, generate_dbt_docs, gx_docs_dir
+from marketing_warehouse.serve.docs import (
+    dbt_docs_dir,
+    docs_version,
+    generate_dbt_docs,
+    gx_docs_dir,
+)
 
 pytestmark = pytest.mark.integration
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -28,6 +33,15 @@ def test_dbt_docs_are_generated_from_the_build(dbt_built):
     overview = manifest["docs"]["doc.marketing_warehouse.__overview__"]["block_contents"]
     assert overview.startswith("# Marketing warehouse") and "kpi_daily" in overview
     assert "__overview__" in index.read_text()  # the page dbt docs open on
+
+    # the next night, with the same project, keeps them; a changed project generates them again
+    generated = index.stat().st_mtime_ns
+    assert generate_dbt_docs(dbt_built, dict(os.environ)) == index
+    assert index.stat().st_mtime_ns == generated
+    dbt_built.layout.dbt_docs_version.write_text("a project of another version\n")
+    assert generate_dbt_docs(dbt_built, dict(os.environ)) == index
+    assert index.stat().st_mtime_ns > generated
+    assert dbt_built.layout.dbt_docs_version.read_text().strip() == docs_version(dbt_built)
 
 
 def get(url: str) -> tuple[int, str]:

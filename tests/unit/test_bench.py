@@ -59,7 +59,7 @@ def test_single_mode_runs_each_dbt_stage_as_one_build_task(settings):
     assert task.task_id == "dbt_marts"
     assert task.select == "path:seeds path:models/marts"
     assert task.pool == "warehouse_writer"
-    assert task.vars == {"snapshot_date": "{{ ds }}"}
+    assert task.env["MWH_SNAPSHOT_DATE"] == "{{ ds }}" and not task.vars
 
 
 def test_workbook_bench_smoke(tmp_path, capsys):

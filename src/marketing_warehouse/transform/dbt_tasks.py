@@ -24,8 +24,17 @@ from marketing_warehouse.config import Settings
 
 PROFILE_NAME = "marketing_warehouse"
 TARGET_NAME = "build"
-#: dbt vars of every task, rendered by Airflow: dim_customer_segments snapshots the run's logical date.
-DBT_VARS = {"snapshot_date": "{{ ds }}"}
+
+
+def dbt_run_env(ds: str) -> dict[str, str]:
+    """What a night's dbt commands read beside ``Settings.dbt_env``: the date dim_customer_segments
+    snapshots (macro snapshot_date), the run's logical date ``ds`` (the DAG passes ``{{ ds }}``,
+    which Airflow renders). An environment variable rather than a dbt var: dbt parses the whole
+    project again when its ``--vars`` differ from the last parse's (every night), and only the
+    files that read an environment variable when its value changes (DECISIONLOG "dbt stages:
+    the snapshot date is an environment variable, each stage parses what changed")."""
+    return {"MWH_SNAPSHOT_DATE": ds}
+
 
 #: The DAG's three dbt stages and what each builds (dbt selectors), for the DAG's task groups and
 #: for any caller that runs the same stages without Airflow. The predict stage runs between the
@@ -162,7 +171,7 @@ def dbt_task_group(
     project = ProjectConfig(
         dbt_project_path=settings.dbt_project_dir,
         manifest_path=manifest if has_manifest else None,
-        env_vars=settings.dbt_env(),
+        env_vars={**settings.dbt_env(), **dbt_run_env("{{ ds }}")},
         install_dbt_deps=False,
         partial_parse=True,
     )
@@ -188,7 +197,7 @@ def dbt_task_group(
         # 1.15): there, a test of several models is reported with each of them
         should_detach_multiple_parents_tests=not watcher,
     )
-    operator_args = {"pool": WAREHOUSE_POOL, "install_deps": False, "vars": DBT_VARS}
+    operator_args = {"pool": WAREHOUSE_POOL, "install_deps": False}
     if watcher:
         # A sensor that finds its model not built yet gives its slot back and looks again later
         # (reschedule), instead of deferring to a triggerer or holding the slot while it waits.
@@ -220,11 +229,12 @@ def _single_build_task(group_id: str, select: list[str], settings: Settings, exc
         ),
         select=" ".join(select),
         exclude=" ".join(exclude) or None,
-        vars=DBT_VARS,
-        env=settings.dbt_env(),
+        env={**settings.dbt_env(), **dbt_run_env("{{ ds }}")},
         append_env=True,
         install_deps=False,
         partial_parse=True,
+        # where Cosmos keeps this task's last parse, for dbt's partial parsing on the next run
+        cache_dir=settings.layout.cosmos_cache / group_id,
         emit_datasets=False,
         dbt_executable_path=str(dbt_executable()),
         invocation_mode=InvocationMode.SUBPROCESS,
