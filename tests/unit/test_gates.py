@@ -532,3 +532,32 @@ def test_a_suite_of_both_kinds_is_counted_by_duckdb_and_gx_into_one_validation(
     assert [r["expectation_config"]["type"] for r in latest["results"]] == [e for e, *_ in both]
     assert latest["statistics"]["evaluated_expectations"] == 5 and not latest["success"]
     assert latest["meta"]["batch_spec"]["data_asset_name"] == "raw.mixed"
+
+
+def test_data_docs_render_the_night_s_pages_and_keep_the_latest_run_dates(settings, monkeypatch):
+    from marketing_warehouse.quality import gates
+
+    monkeypatch.setattr(gates, "DATA_DOCS_RUN_DATES", 2)
+    days = [date(2026, 11, d) for d in (19, 20, 21)]
+
+    def pages(day: date) -> list:
+        site = settings.layout.gx_docs_site()
+        return sorted((site / "validations").glob(f"**/{day.isoformat()}-raw/**/*.html"))
+
+    run_gate(settings, "raw", days[0], "run-19")
+    [first] = pages(days[0])
+    rendered = first.stat().st_mtime_ns
+    run_gate(settings, "raw", days[1], "run-20")
+    assert pages(days[0]) == [first] and first.stat().st_mtime_ns == rendered  # not rendered again
+    assert len(pages(days[1])) == 1
+    run_gate(settings, "raw", days[2], "run-21")
+    # the oldest date left GX's store and site; the index lists the two kept
+    assert pages(days[0]) == [] and len(pages(days[1])) == len(pages(days[2])) == 1
+    index = (settings.layout.gx_docs_site() / "index.html").read_text()
+    assert "2026-11-19-raw" not in index
+    assert "2026-11-20-raw" in index and "2026-11-21-raw" in index
+    stored = settings.layout.gx_root.glob("**/uncommitted/validations/**/*.json")
+    assert {p.parent.parent.name for p in stored} == {"2026-11-20-raw", "2026-11-21-raw"}
+    # every night's results are still in its run folder
+    for day in days:
+        assert settings.layout.run(day.isoformat()).gate_results("raw").exists()

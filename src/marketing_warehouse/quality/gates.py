@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -691,6 +692,45 @@ def docs_run_name(ds: date, stage: str) -> str:
     return f"{ds.isoformat()}-{stage}"
 
 
+#: How many run dates (the latest ones) GX's data docs show. Older validation results leave GX's
+#: store and site; every result stays in the run folders and ``audit.validation_results``.
+DATA_DOCS_RUN_DATES = 30
+
+
+def _refresh_data_docs(settings: Settings, context, ds: date, stage: str, suites: list[str]) -> str:
+    """Render this gate's validation pages and its suites' pages, then the index; drop the
+    results of run dates beyond the latest ``DATA_DOCS_RUN_DATES`` (pages included). Rendering
+    every stored result again at each gate would grow with every night kept. Returns the site's
+    index URL."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
+
+    store = context.validation_results_store
+    keys = store.list_keys()
+    dates = sorted({k.run_id.run_name[:10] for k in keys if k.run_id.run_name}, reverse=True)
+    kept = set(dates[:DATA_DOCS_RUN_DATES])
+    site = settings.layout.gx_docs_site()
+    gone = set()
+    for key in keys:
+        if key.run_id.run_name and key.run_id.run_name[:10] not in kept:
+            store.remove_key(key)
+            gone.add(key.run_id.run_name)
+    for run_name in sorted(gone):
+        for folder in (site / "validations").glob(f"**/{run_name}"):
+            shutil.rmtree(folder, ignore_errors=True)
+    current = docs_run_name(ds, stage)
+    context.build_data_docs(
+        resource_identifiers=[
+            *(k for k in keys if k.run_id.run_name == current),
+            *(ExpectationSuiteIdentifier(name=name) for name in suites),
+        ]
+    )
+    localize(settings.layout.gx_docs_site())
+    sites = context.get_docs_sites_urls()
+    return sites[0]["site_url"] if sites else ""
+
+
 #: Stages whose translatable expectations DuckDB counts (``sql_metrics``): the raw gate's batch is
 #: every row the night loaded. The staging and marts gates read bounded batches through GX.
 SQL_STAGES = ("raw",)
@@ -879,10 +919,12 @@ def run_gate(
     }
     outcome = GateResult(stage=stage)
     pii = pii_columns()
+    suites = []
     for binding in load_bindings(settings)[stage]:
         suite_name = binding["suite"]
         suite_dict = load_suite_dict(settings, suite_name)
         asset_name = suite_name.replace("/", ".")
+        suites.append(asset_name)
         try:
             asset = datasource.get_asset(asset_name)
         except LookupError:
@@ -976,10 +1018,7 @@ def run_gate(
                     expected=_expected(cfg.kwargs, params),
                 )
             )
-    context.build_data_docs()
-    localize(settings.layout.gx_docs_site())
-    sites = context.get_docs_sites_urls()
-    outcome.docs_index = sites[0]["site_url"] if sites else ""
+    outcome.docs_index = _refresh_data_docs(settings, context, ds, stage, suites)
     outcome.finished_at = datetime.now().isoformat(timespec="seconds")
     write_results(settings, outcome, ds, run_id)
     return outcome
