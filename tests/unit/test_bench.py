@@ -60,6 +60,15 @@ def test_single_mode_runs_each_dbt_stage_as_one_build_task(settings):
     assert task.select == "path:seeds path:models/marts"
     assert task.pool == "warehouse_writer"
     assert task.env["MWH_SNAPSHOT_DATE"] == "{{ ds }}" and not task.vars
+    assert task.cache_dir == settings.layout.cosmos_cache / "dbt_marts"  # no DAG: no DAG id
+    from airflow.sdk import DAG
+
+    with DAG("nightly", schedule=None):
+        in_dag = dbt_task_group(
+            "dbt_marts", ["path:models/marts"], replace(settings, dbt_tasks="single")
+        )
+    # the folder Cosmos gives the task group of the watcher and per-model modes
+    assert in_dag.cache_dir == settings.layout.cosmos_cache / "nightly__dbt_marts"
 
 
 def test_workbook_bench_smoke(tmp_path, capsys):

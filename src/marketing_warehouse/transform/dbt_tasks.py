@@ -219,7 +219,7 @@ def _single_build_task(group_id: str, select: list[str], settings: Settings, exc
     from cosmos.constants import InvocationMode
     from cosmos.operators.local import DbtBuildLocalOperator
 
-    return DbtBuildLocalOperator(
+    task = DbtBuildLocalOperator(
         task_id=group_id,
         project_dir=str(settings.dbt_project_dir),
         profile_config=ProfileConfig(
@@ -233,13 +233,17 @@ def _single_build_task(group_id: str, select: list[str], settings: Settings, exc
         append_env=True,
         install_deps=False,
         partial_parse=True,
-        # where Cosmos keeps this task's last parse, for dbt's partial parsing on the next run
-        cache_dir=settings.layout.cosmos_cache / group_id,
         emit_datasets=False,
         dbt_executable_path=str(dbt_executable()),
         invocation_mode=InvocationMode.SUBPROCESS,
         pool=WAREHOUSE_POOL,
     )
+    # Where this stage's last parse is kept for the next run: the folder Cosmos gives the task
+    # group of the same name in the other modes (``<dag id>__<group id>``), so that a stage
+    # starts from its last parse whichever mode ran it.
+    owner = [task.dag_id] if task.has_dag() else []
+    task.cache_dir = settings.layout.cosmos_cache / "__".join([*owner, group_id])
+    return task
 
 
 def run_dbt(
