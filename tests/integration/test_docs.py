@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,10 @@ def test_dbt_docs_are_generated_from_the_build(dbt_built):
     generated = index.stat().st_mtime_ns
     assert generate_dbt_docs(dbt_built, dict(os.environ)) == index
     assert index.stat().st_mtime_ns == generated
+    # the same project on another data folder is another version: the docs show where the
+    # sources read
+    moved = replace(dbt_built, data_dir=dbt_built.data_dir.parent / "elsewhere")
+    assert docs_version(moved) != docs_version(dbt_built)
     dbt_built.layout.dbt_docs_version.write_text("a project of another version\n")
     assert generate_dbt_docs(dbt_built, dict(os.environ)) == index
     assert index.stat().st_mtime_ns > generated

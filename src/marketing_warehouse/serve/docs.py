@@ -41,14 +41,16 @@ def gx_docs_dir(settings: Settings) -> Path:
 
 
 def docs_version(settings: Settings) -> str:
-    """What dbt docs are generated from: the dbt project's files and the dbt release."""
+    """What dbt docs are generated from: the dbt project's files, the dbt release and the
+    settings dbt reads (the docs show the sources' locations under ``MWH_RAW_DIR``)."""
     import hashlib
     from importlib.metadata import version
 
     from marketing_warehouse.transform.incremental import project_hash
 
     releases = ",".join(f"{p}=={version(p)}" for p in ("dbt-core", "dbt-duckdb"))
-    return hashlib.sha256(f"{project_hash(settings)}\0{releases}".encode()).hexdigest()
+    read = ",".join(f"{k}={v}" for k, v in sorted(settings.dbt_env().items()))
+    return hashlib.sha256(f"{project_hash(settings)}\0{releases}\0{read}".encode()).hexdigest()
 
 
 def generate_dbt_docs(settings: Settings, env: dict[str, str]) -> Path:
