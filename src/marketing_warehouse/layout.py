@@ -24,7 +24,7 @@ and never join these names themselves; ``tests/unit/test_layout.py`` holds them 
         summary.txt, report.html                   what the run tells its operator
     <data>/runs/<ds>.<timestamp>/                 an earlier run of the same date, moved aside
     <data>/docs/dbt/, <data>/gx/                  dbt docs, GX context and data docs
-        (docs/dbt/docs_version.txt: the project and dbt release the dbt docs describe)
+        (docs/dbt/docs_version.txt: the project, dbt release and settings they describe)
     <data>/dbt/                                   target folder of dbt commands run outside Airflow
     <data>/cosmos/<dag>__<stage>/target/          each dbt stage's last parse (Cosmos' cache)
     <data>/audit/                                 erasure journal and log

@@ -692,6 +692,11 @@ def docs_run_name(ds: date, stage: str) -> str:
     return f"{ds.isoformat()}-{stage}"
 
 
+def _docs_run_date(run_name: str | None) -> str | None:
+    """The run date a ``docs_run_name`` names (ISO), else None."""
+    return run_name[:10] if run_name else None
+
+
 #: How many run dates (the latest ones) GX's data docs show. Older validation results leave GX's
 #: store and site; every result stays in the run folders and ``audit.validation_results``.
 DATA_DOCS_RUN_DATES = 30
@@ -708,12 +713,12 @@ def _refresh_data_docs(settings: Settings, context, ds: date, stage: str, suites
 
     store = context.validation_results_store
     keys = store.list_keys()
-    dates = sorted({k.run_id.run_name[:10] for k in keys if k.run_id.run_name}, reverse=True)
-    kept = set(dates[:DATA_DOCS_RUN_DATES])
+    run_dates = {_docs_run_date(k.run_id.run_name) for k in keys} - {None}
+    kept = set(sorted(run_dates, reverse=True)[:DATA_DOCS_RUN_DATES])
     site = settings.layout.gx_docs_site()
     gone = set()
     for key in keys:
-        if key.run_id.run_name and key.run_id.run_name[:10] not in kept:
+        if _docs_run_date(key.run_id.run_name) not in kept | {None}:
             store.remove_key(key)
             gone.add(key.run_id.run_name)
     for run_name in sorted(gone):

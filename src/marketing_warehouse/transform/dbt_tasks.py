@@ -31,9 +31,14 @@ def dbt_run_env(ds: str) -> dict[str, str]:
     snapshots (macro snapshot_date), the run's logical date ``ds`` (the DAG passes ``{{ ds }}``,
     which Airflow renders). An environment variable rather than a dbt var: dbt parses the whole
     project again when its ``--vars`` differ from the last parse's (every night), and only the
-    files that read an environment variable when its value changes (DECISIONLOG "dbt stages:
-    the snapshot date is an environment variable, each stage parses what changed")."""
+    files that read an environment variable when its value changes (DECISIONLOG "A night's fixed
+    costs: each dbt stage parses what changed, dbt docs follow the project")."""
     return {"MWH_SNAPSHOT_DATE": ds}
+
+
+def _task_env(settings: Settings) -> dict[str, str]:
+    """The environment of a dbt task in the DAG (Airflow renders ``{{ ds }}``)."""
+    return {**settings.dbt_env(), **dbt_run_env("{{ ds }}")}
 
 
 #: The DAG's three dbt stages and what each builds (dbt selectors), for the DAG's task groups and
@@ -171,7 +176,7 @@ def dbt_task_group(
     project = ProjectConfig(
         dbt_project_path=settings.dbt_project_dir,
         manifest_path=manifest if has_manifest else None,
-        env_vars={**settings.dbt_env(), **dbt_run_env("{{ ds }}")},
+        env_vars=_task_env(settings),
         install_dbt_deps=False,
         partial_parse=True,
     )
@@ -229,7 +234,7 @@ def _single_build_task(group_id: str, select: list[str], settings: Settings, exc
         ),
         select=" ".join(select),
         exclude=" ".join(exclude) or None,
-        env={**settings.dbt_env(), **dbt_run_env("{{ ds }}")},
+        env=_task_env(settings),
         append_env=True,
         install_deps=False,
         partial_parse=True,
