@@ -69,6 +69,17 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- Hook of an incremental build: delete the model's rows where ``condition`` holds (the rows a
+    night computes again in full, or rows it wrote only to replace others). Nothing on a full
+    build. -#}
+{% macro delete_on_incremental(condition) -%}
+    {%- if is_incremental() -%}
+    delete from {{ this }} where {{ condition }}
+    {%- else -%}
+    select 1
+    {%- endif -%}
+{%- endmacro %}
+
 {#- The columns a latest-copy model keeps of the copy it kept: its file and what latest_copy_rank
     orders by (``prefix``: a table alias and a dot). -#}
 {% macro kept_copy_columns(prefix='') -%}

@@ -9,8 +9,9 @@ ones kept). Between the nights the landing gets what real deliveries bring:
 - before night 3: a person is erased (the raw files that held them are rewritten under new
   hashes: the kept copies' files are gone, so those records are recomputed from what is left);
 - night 3: a late Shopify file dropped into night 1's folder, with another copy of that order
-  (an older folder: it loses) and an order no other file has (it is new), and the campaign
-  restated with another channel (its unlabelled events take the new one).
+  (an older folder: it loses) and an order no other file has (it is new), the campaign
+  restated with another channel (its unlabelled events take the new one), and a product event
+  of night 1 re-sent without its user (it no longer names a person: its identity row goes).
 
 Then the same raw layer is built once in full into a fresh build database, and every table of
 the intermediate, marts and audit schemas is compared by a hash of its sorted rows. The history
@@ -106,6 +107,18 @@ def _last_snapshot(db, tables) -> dict:
     return fingerprints(db, SCHEMAS)
 
 
+def _identity_rows(settings, message_id: str) -> int:
+    con = duckdb.connect(str(settings.build_path), read_only=True)
+    try:
+        return con.execute(
+            "select count(*) from intermediate.int_customer_identities "
+            "where source = 'product' and source_record_id = ?",
+            [message_id],
+        ).fetchone()[0]
+    finally:
+        con.close()
+
+
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory):
     root = tmp_path_factory.mktemp("nights")
@@ -142,6 +155,13 @@ def nights(tmp_path_factory):
     ]
     _write(night2 / "klaviyo_events_unlabelled.csv", events_header, unlabelled)
     _night(settings, NIGHTS[1])
+    events_file = next(landing.glob(f"{NIGHTS[0]}/product_events_*.jsonl"))
+    named = next(
+        event
+        for event in map(json.loads, events_file.read_text("utf-8").splitlines())
+        if event.get("userId")
+    )
+    identity_rows = _identity_rows(settings, named["messageId"])
 
     # an erasure before night 3
     erased_email = _order(first_night, erased_order)[0]["Email"]
@@ -159,6 +179,10 @@ def nights(tmp_path_factory):
     restated = [row | {"Channel": "Push"} for row in campaign_rows]
     night3 = landing / NIGHTS[2].isoformat()
     _write(night3 / "klaviyo_campaigns_restated.csv", campaign_header, restated)
+    anonymous = {key: value for key, value in named.items() if key not in ("userId", "email")}
+    (night3 / "product_events_resent.jsonl").write_text(
+        json.dumps(anonymous | {"anonymousId": "anon-resent"}) + "\n", "utf-8"
+    )
     _night(settings, NIGHTS[2])
     logging.getLogger("marketing_warehouse.transform.incremental").removeHandler(warnings)
 
@@ -177,6 +201,8 @@ def nights(tmp_path_factory):
             "erased": erased_email,
             "events": len(unlabelled),
             "rebuilt": warnings.messages,
+            "anonymous": named["messageId"],
+            "identity_rows": identity_rows,
         },
     )
 
@@ -220,6 +246,11 @@ def test_the_nights_exercised_every_path_of_the_rule(nights):
             "select count(*) from intermediate.int_klaviyo_events_deduplicated "
             "where event_id like 'evt_unlabelled_%' and channel = 'push'"
         ).fetchone()[0]
+        anonymous = con.execute(
+            "select user_id, load_date from intermediate.int_product_events_deduplicated "
+            "where message_id = ?",
+            [case["anonymous"]],
+        ).fetchone()
         models = {m for (m,) in con.execute(f"select model from {STATE_TABLE}").fetchall()}
     finally:
         con.close()
@@ -228,6 +259,10 @@ def test_the_nights_exercised_every_path_of_the_rule(nights):
     assert new_order == 1
     assert erased == 0
     assert relabelled == case["events"]
+    # the product event named its user until night 3's copy without one won: its row is gone
+    assert case["identity_rows"] == 1
+    assert anonymous == (None, NIGHTS[2])
+    assert _identity_rows(incremental, case["anonymous"]) == 0
     assert (
         models
         == set(latest_copy_models(incremental))
@@ -235,5 +270,6 @@ def test_the_nights_exercised_every_path_of_the_rule(nights):
             "int_orders_deduplicated",
             "int_klaviyo_events_deduplicated",
             "int_product_events_deduplicated",
+            "int_customer_identities",
         }
     )

@@ -137,13 +137,17 @@ def manifest_is_stale(settings: Settings) -> bool:
 def parse_project(settings: Settings, env: dict[str, str]) -> Path:
     """``dbt parse`` to (re)write the manifest Cosmos renders from (packages installed first)."""
     install_packages(settings, env)
-    subprocess.run(
+    parsed = subprocess.run(
         [str(dbt_executable()), "parse", "--project-dir", str(settings.dbt_project_dir)],
         cwd=settings.dbt_project_dir,
         env={**env, **settings.dbt_env()},
-        check=True,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
+    if parsed.returncode != 0:  # dbt prints its errors on stdout: show them, not only the code
+        sys.stderr.write(parsed.stdout)
+        raise subprocess.CalledProcessError(parsed.returncode, parsed.args, parsed.stdout)
     return manifest_path(settings)
 
 

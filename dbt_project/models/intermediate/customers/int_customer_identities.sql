@@ -3,12 +3,37 @@
     key its tool knows the person by (source_key: the tool's own id, else the e-mail, else the
     phone), what it says about the person's consent per channel (true = consent, false = refusal,
     null = says nothing) and, when the person did something, activity_at. Records repeated across
-    exports are kept once (latest load). dim_customer_identity_map resolves source keys to customers. -#}
+    exports are kept once (latest load). dim_customer_identity_map resolves source keys to customers.
+    Incremental (DECISIONLOG "Incremental models: a night ranks its new copies against the kept
+    ones"): the records of orders, payments, message and product events, most of the rows, map one
+    to one from latest-copy models, so a night reads only the ones those models replaced (loaded
+    after this model's latest row of the source, or of a kept copy whose file is gone: macro
+    copies_to_rank) and replaces them by key; a record that lost its source key or its last copy
+    is deleted by the post-hooks. Contacts, redemptions and assignments, far fewer, are computed
+    again from all their copies each night. -#}
+{{ config(
+    materialized='incremental',
+    unique_key=['source', 'source_record_id'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    pre_hook="{{ delete_on_incremental(\"source in ('hubspot', 'vouchers', 'experiments')\") }}",
+    post_hook=[
+        "{{ delete_kept_copies_of_gone_files(ref('int_orders_deduplicated'), \"source in ('shopify', 'stripe')\") }}",
+        "{{ delete_kept_copies_of_gone_files(ref('int_klaviyo_events_deduplicated'), \"source = 'klaviyo'\") }}",
+        "{{ delete_kept_copies_of_gone_files(ref('int_product_events_deduplicated'), \"source = 'product'\") }}",
+        "{{ delete_on_incremental('source_key is null') }}",
+    ],
+) }}
 with
 
 orders as (
 
     select * from {{ ref('int_orders_deduplicated') }}
+    {% if is_incremental() -%}
+    where {{ copies_to_rank(
+        ref('int_orders_deduplicated'), 'order_id', 'source_record_id', "source in ('shopify', 'stripe')"
+    ) }}
+    {%- endif %}
 
 ),
 
@@ -25,6 +50,11 @@ contacts as (
 message_events as (
 
     select * from {{ ref('int_klaviyo_events_deduplicated') }}
+    {% if is_incremental() -%}
+    where {{ copies_to_rank(
+        ref('int_klaviyo_events_deduplicated'), 'event_id', 'source_record_id', "source = 'klaviyo'"
+    ) }}
+    {%- endif %}
 
 ),
 
@@ -32,6 +62,11 @@ message_events as (
 product_events as (
 
     select * from {{ ref('int_product_events_deduplicated') }}
+    {% if is_incremental() -%}
+    where {{ copies_to_rank(
+        ref('int_product_events_deduplicated'), 'message_id', 'source_record_id', "source = 'product'"
+    ) }}
+    {%- endif %}
 
 ),
 
@@ -68,9 +103,10 @@ from_orders as (
         created_at as activity_at,
         is_accepts_marketing as email_consent,
         cast(null as boolean) as sms_consent,
-        cast(null as boolean) as push_consent
+        cast(null as boolean) as push_consent,
+        file_hash,
+        loaded_at
     from orders
-    where customer_source_key is not null
 
 ),
 
@@ -99,7 +135,9 @@ from_contacts as (
             when marketing_contact_status = 'non-marketing contact' then false
             else has_sms_consent
         end as sms_consent,
-        cast(null as boolean) as push_consent
+        cast(null as boolean) as push_consent,
+        file_hash,
+        loaded_at
     from contacts
     where copy_rank = 1
 
@@ -131,7 +169,9 @@ from_message_events as (
         case
             when metric = 'unsubscribed' and event_channel = 'push' then false
             when metric in ('received push', 'opened push') then true
-        end as push_consent
+        end as push_consent,
+        file_hash,
+        loaded_at
     from message_events
 
 ),
@@ -151,7 +191,9 @@ from_product_events as (
         occurred_at as activity_at,
         cast(null as boolean) as email_consent,
         cast(null as boolean) as sms_consent,
-        cast(null as boolean) as push_consent
+        cast(null as boolean) as push_consent,
+        file_hash,
+        loaded_at
     from product_events
 
 ),
@@ -171,7 +213,9 @@ from_redemptions as (
         case when result = 'success' then redeemed_at end as activity_at,
         cast(null as boolean) as email_consent,
         cast(null as boolean) as sms_consent,
-        cast(null as boolean) as push_consent
+        cast(null as boolean) as push_consent,
+        file_hash,
+        loaded_at
     from redemptions
     where copy_rank = 1
 
@@ -192,7 +236,9 @@ from_assignments as (
         cast(null as timestamp) as activity_at,
         cast(null as boolean) as email_consent,
         cast(null as boolean) as sms_consent,
-        cast(null as boolean) as push_consent
+        cast(null as boolean) as push_consent,
+        file_hash,
+        loaded_at
     from assignments
     where copy_rank = 1
 
@@ -230,9 +276,15 @@ final as (
         activity_at,
         email_consent,
         sms_consent,
-        push_consent
+        push_consent,
+        file_hash,
+        loaded_at
     from unioned
+    {#- An incremental night writes the records that lost their source key too, so that they
+        replace the rows they had; a post-hook deletes them. -#}
+    {%- if not is_incremental() %}
     where source_key is not null
+    {%- endif %}
 
 )
 
