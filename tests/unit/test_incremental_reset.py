@@ -20,6 +20,7 @@ LATEST_COPY = {
     "int_orders_deduplicated",
     "int_klaviyo_events_deduplicated",
     "int_product_events_deduplicated",
+    "int_customer_identities",
 }
 
 
