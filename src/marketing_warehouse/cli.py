@@ -246,6 +246,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("Preparing Airflow metadata and the dbt manifest ...", flush=True)
     ensure_airflow(settings, env)
     _parse_dbt(settings, env)
+    # an earlier run's log and summary of the date go with its state (prepare would move the
+    # state alone, after this run's log was opened)
+    settings.layout.archive_earlier_run(ds, logs=True)
     outcome = run_dag(settings, ds, env, settings.layout.run(ds).airflow_log)
     if outcome.states:
         try:

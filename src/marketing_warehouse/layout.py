@@ -62,7 +62,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 #: Hex digits of a landed file's SHA-256 that name its raw and quarantine Parquet files.
@@ -74,6 +74,10 @@ PREDICTION_TABLES = ("customer_predictions", "clv_model_parameters")
 _DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 #: A run folder's entries that belong to one run: a re-run of the date moves them aside.
 RUN_STATE = ("extract", "validation", "predict.json", "publish.json", "landing_scan.json")
+#: What ``mwh run`` writes into a run folder around the DAG run: its re-run moves them aside too.
+#: The report stays: a failed re-run never replaces the report of a published run
+#: (``RunFolder.failed_report``).
+RUN_LOGS = ("airflow.log", "summary.txt")
 
 
 def hash_name(file_hash: str) -> str:
@@ -238,9 +242,11 @@ class RunFolder:
         a failure never overwrites it (``ops.alerts``)."""
         return self.root / "report-failed.html"
 
-    def state(self) -> list[Path]:
-        """The entries of ``RUN_STATE`` that exist (left by an earlier run of the date)."""
-        return [self.root / name for name in RUN_STATE if (self.root / name).exists()]
+    def state(self, logs: bool = False) -> list[Path]:
+        """The entries of ``RUN_STATE`` (and with ``logs``, of ``RUN_LOGS``) that exist: left by
+        an earlier run of the date."""
+        names = RUN_STATE + RUN_LOGS if logs else RUN_STATE
+        return [self.root / name for name in names if (self.root / name).exists()]
 
     def keep(self, path: Path, payload: object) -> Path:
         """Write one task's summary (JSON) into the run's record, atomically."""
@@ -355,6 +361,19 @@ class Layout:
     def archived_run(self, ds: str, stamp: str) -> Path:
         """Where a re-run of ``ds`` moves the earlier run's state (``stamp``: when)."""
         return self.runs / f"{ds}.{stamp}"
+
+    def archive_earlier_run(self, ds: str, logs: bool = False) -> Path | None:
+        """Move what an earlier run of ``ds`` left in its run folder (``RUN_STATE``; with
+        ``logs``, also ``mwh run``'s log and summary, ``RUN_LOGS``) to ``archived_run``, stamped
+        now (UTC); return that folder, or None when there was nothing to move."""
+        stale = self.run(ds).state(logs)
+        if not stale:
+            return None
+        archive = self.archived_run(ds, f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
+        archive.mkdir(parents=True)
+        for path in stale:
+            os.replace(path, archive / path.name)
+        return archive
 
     def all_gate_results(self) -> list[Path]:
         """Gate results of every run, archived runs included."""

@@ -11,7 +11,6 @@ lock, the published marts), so the DAG shows the flow and the sub-packages stay 
 from __future__ import annotations
 
 import logging
-import os
 import resource
 from dataclasses import asdict
 from datetime import date
@@ -91,12 +90,7 @@ def prepare(ds: str | None = None, settings: Settings | None = None) -> dict:
     ensure_schema_files(settings)  # dbt's predictions source resolves before the first predict
     reset_stale(settings)
     if ds:
-        stale = settings.layout.run(ds).state()
-        if stale:
-            archive = settings.layout.archived_run(ds, f"{utc_now():%Y%m%dT%H%M%S%f}")
-            archive.mkdir(parents=True)
-            for path in stale:
-                os.replace(path, archive / path.name)
+        settings.layout.archive_earlier_run(ds)
     scan = write_landing_scan(settings, ds) if ds else []
     return {"sources": [c.key for c in load_contracts()], "landing_scan": scan}
 

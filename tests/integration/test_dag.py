@@ -280,6 +280,12 @@ def test_full_dag_run_rerun_and_failed_gates(first_run, dagbag):
         assert after_line in output, (stage, output[-2000:])
         assert "Marketing warehouse run" not in output, stage  # it died before its summary
         assert mart_fingerprints(serving) == before, stage
+    # each `mwh run` moved the earlier run's record aside before it opened its own log: the
+    # first run's log and summary are kept beside its publish record
+    earliest = sorted((root / "data" / "runs").glob("2026-11-21.*"))[0]
+    assert "SUCCESS" in (earliest / "summary.txt").read_text("utf-8")
+    assert "publish" in (earliest / "airflow.log").read_text("utf-8")
+    assert (earliest / "publish.json").exists()
 
     # Rerun with a stricter copy of the suites (no code change): a failed warning-level
     # expectation publishes, is flagged in the summary and recorded in audit.validation_results.

@@ -144,3 +144,26 @@ def test_dbt_reads_the_raw_files_where_the_layout_puts_them(tmp_path):
     assert fnmatch.fnmatch(relative(source.ledger_file(day), layout.raw), ledger_glob)
     assert source.raw_file(day, file_hash).name == raw_file_name(file_hash)
     assert len(source.raw_file(day, file_hash).stem) == HASH_NAME_LENGTH
+
+
+def test_a_rerun_moves_the_earlier_runs_record_aside_and_mwh_run_its_log_too(tmp_path):
+    layout = Layout(tmp_path, tmp_path / "landing", tmp_path / "warehouse.duckdb")
+    run = layout.run("2026-11-21")
+    run.keep(run.publish_record, {"published": True})
+    run.keep(run.gate_summary("raw"), {"stage": "raw"})
+    for path, text in ((run.airflow_log, "first log"), (run.summary, "first summary")):
+        path.write_text(text, "utf-8")
+    run.report.write_text("<html>published</html>", "utf-8")
+
+    # prepare (every run, scheduler or `mwh run`): the state only, the log being written stays
+    first = layout.archive_earlier_run("2026-11-21")
+    assert sorted(p.name for p in first.iterdir()) == ["publish.json", "validation"]
+    assert run.airflow_log.read_text("utf-8") == "first log"
+    assert layout.archive_earlier_run("2026-11-21") is None  # nothing left to move
+
+    # `mwh run`, before its DAG run opens the log: the log and summary too, never the report
+    second = layout.archive_earlier_run("2026-11-21", logs=True)
+    assert second != first and second.parent == first.parent == layout.runs
+    assert (second / "airflow.log").read_text("utf-8") == "first log"
+    assert (second / "summary.txt").read_text("utf-8") == "first summary"
+    assert sorted(p.name for p in run.root.iterdir()) == ["report.html"]
