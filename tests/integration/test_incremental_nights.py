@@ -5,7 +5,8 @@ first is incremental: the latest-copy models rank only the copies the night load
 ones kept). Between the nights the landing gets what real deliveries bring:
 
 - night 2: a Shopify export re-sent with one order's status changed (the later folder's copy
-  wins), and Klaviyo events without a channel of their own (they take their campaign's);
+  wins), Klaviyo events without a channel of their own (they take their campaign's), and a
+  HubSpot contact of night 1 exported again with another e-mail (its identity takes it);
 - before night 3: a person is erased (the raw files that held them are rewritten under new
   hashes: the kept copies' files are gone, so those records are recomputed from what is left);
 - night 3: a late Shopify file dropped into night 1's folder, with another copy of that order
@@ -154,6 +155,20 @@ def nights(tmp_path_factory):
         for number, event in enumerate(events[:5])
     ]
     _write(night2 / "klaviyo_events_unlabelled.csv", events_header, unlabelled)
+    contacts_header, contacts = _csv_rows(next(landing.glob(f"{NIGHTS[0]}/hubspot_contacts_*.csv")))
+    exported_later = {
+        row["Record ID"]
+        for ds in NIGHTS[1:]
+        for path in landing.glob(f"{ds}/hubspot_contacts_*.csv")
+        for row in _csv_rows(path)[1]
+    }
+    erased_order_email = _order(first_night, erased_order)[0]["Email"]
+    contact = next(
+        row
+        for row in contacts
+        if row["Record ID"] not in exported_later and row["Email"] != erased_order_email
+    ) | {"Email": "Changed.Contact@example.com"}
+    _write(night2 / "hubspot_contacts_changed.csv", contacts_header, [contact])
     _night(settings, NIGHTS[1])
     events_file = next(landing.glob(f"{NIGHTS[0]}/product_events_*.jsonl"))
     named = next(
@@ -202,6 +217,7 @@ def nights(tmp_path_factory):
             "events": len(unlabelled),
             "rebuilt": warnings.messages,
             "anonymous": named["messageId"],
+            "contact": contact["Record ID"],
             "identity_rows": identity_rows,
         },
     )
@@ -251,6 +267,11 @@ def test_the_nights_exercised_every_path_of_the_rule(nights):
             "where message_id = ?",
             [case["anonymous"]],
         ).fetchone()
+        contact = con.execute(
+            "select email, load_date from intermediate.int_customer_identities "
+            "where source = 'hubspot' and source_record_id = ?",
+            [case["contact"]],
+        ).fetchall()
         models = {m for (m,) in con.execute(f"select model from {STATE_TABLE}").fetchall()}
     finally:
         con.close()
@@ -263,6 +284,8 @@ def test_the_nights_exercised_every_path_of_the_rule(nights):
     assert case["identity_rows"] == 1
     assert anonymous == (None, NIGHTS[2])
     assert _identity_rows(incremental, case["anonymous"]) == 0
+    # the contact's copy of night 2 won over night 1's
+    assert contact == [("changed.contact@example.com", NIGHTS[1])]
     assert (
         models
         == set(latest_copy_models(incremental))

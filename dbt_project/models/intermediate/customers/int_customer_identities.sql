@@ -9,18 +9,20 @@
     to one from latest-copy models, so a night reads only the ones those models replaced (loaded
     after this model's latest row of the source, or of a kept copy whose file is gone: macro
     copies_to_rank) and replaces them by key; a record that lost its source key or its last copy
-    is deleted by the post-hooks. Contacts, redemptions and assignments, far fewer, are computed
-    again from all their copies each night. -#}
+    is deleted by the post-hooks. HubSpot contacts are ranked like the latest-copy models' records
+    (each row keeps its copy's rank columns). Voucher redemptions and experiment assignments, far
+    fewer, are computed again from all their copies each night. -#}
 {{ config(
     materialized='incremental',
     unique_key=['source', 'source_record_id'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
-    pre_hook="{{ delete_on_incremental(\"source in ('hubspot', 'vouchers', 'experiments')\") }}",
+    pre_hook="{{ delete_on_incremental(\"source in ('vouchers', 'experiments')\") }}",
     post_hook=[
         "{{ delete_kept_copies_of_gone_files(ref('int_orders_deduplicated'), \"source in ('shopify', 'stripe')\") }}",
         "{{ delete_kept_copies_of_gone_files(ref('int_klaviyo_events_deduplicated'), \"source = 'klaviyo'\") }}",
         "{{ delete_kept_copies_of_gone_files(ref('int_product_events_deduplicated'), \"source = 'product'\") }}",
+        "{{ delete_kept_copies_of_gone_files(ref('stg_hubspot__contacts'), \"source = 'hubspot'\") }}",
         "{{ delete_on_incremental('source_key is null') }}",
     ],
 ) }}
@@ -37,12 +39,20 @@ orders as (
 
 ),
 
+{#- HubSpot contacts: HubSpot exports a contact again whenever it changes; the latest copy wins.
+    An incremental night ranks the copies it loaded, then their winners against the rows kept
+    (latest_contacts), as the latest-copy models do. -#}
 contacts as (
 
     select
         *,
         {{ latest_copy_rank('record_id') }} as copy_rank
     from {{ ref('stg_hubspot__contacts') }}
+    {% if is_incremental() -%}
+    where {{ copies_to_rank(
+        ref('stg_hubspot__contacts'), 'record_id', 'source_record_id', "source = 'hubspot'"
+    ) }}
+    {%- endif %}
 
 ),
 
@@ -104,8 +114,7 @@ from_orders as (
         is_accepts_marketing as email_consent,
         cast(null as boolean) as sms_consent,
         cast(null as boolean) as push_consent,
-        file_hash,
-        loaded_at
+        {{ kept_copy_columns() }}
     from orders
 
 ),
@@ -136,10 +145,31 @@ from_contacts as (
             else has_sms_consent
         end as sms_consent,
         cast(null as boolean) as push_consent,
-        file_hash,
-        loaded_at
+        {{ kept_copy_columns() }}
     from contacts
     where copy_rank = 1
+
+),
+
+latest_contacts as (
+
+    {% if is_incremental() -%}
+    select * exclude (copy_rank)
+    from (
+        select *, {{ latest_copy_rank('source_record_id') }} as copy_rank
+        from (
+            select * from from_contacts
+            union all by name
+            select * exclude (country_code)
+            from ({{ kept_copies(
+                'from_contacts', ref('stg_hubspot__contacts'), 'source_record_id', "source = 'hubspot'"
+            ) }})
+        )
+    )
+    where copy_rank = 1
+    {%- else -%}
+    select * from from_contacts
+    {%- endif %}
 
 ),
 
@@ -170,8 +200,7 @@ from_message_events as (
             when metric = 'unsubscribed' and event_channel = 'push' then false
             when metric in ('received push', 'opened push') then true
         end as push_consent,
-        file_hash,
-        loaded_at
+        {{ kept_copy_columns() }}
     from message_events
 
 ),
@@ -192,8 +221,7 @@ from_product_events as (
         cast(null as boolean) as email_consent,
         cast(null as boolean) as sms_consent,
         cast(null as boolean) as push_consent,
-        file_hash,
-        loaded_at
+        {{ kept_copy_columns() }}
     from product_events
 
 ),
@@ -214,8 +242,7 @@ from_redemptions as (
         cast(null as boolean) as email_consent,
         cast(null as boolean) as sms_consent,
         cast(null as boolean) as push_consent,
-        file_hash,
-        loaded_at
+        {{ kept_copy_columns() }}
     from redemptions
     where copy_rank = 1
 
@@ -237,8 +264,7 @@ from_assignments as (
         cast(null as boolean) as email_consent,
         cast(null as boolean) as sms_consent,
         cast(null as boolean) as push_consent,
-        file_hash,
-        loaded_at
+        {{ kept_copy_columns() }}
     from assignments
     where copy_rank = 1
 
@@ -248,7 +274,7 @@ unioned as (
 
     select * from from_orders
     union all
-    select * from from_contacts
+    select * from latest_contacts
     union all
     select * from from_message_events
     union all
@@ -277,8 +303,7 @@ final as (
         email_consent,
         sms_consent,
         push_consent,
-        file_hash,
-        loaded_at
+        {{ kept_copy_columns() }}
     from unioned
     {#- An incremental night writes the records that lost their source key too, so that they
         replace the rows they had; a post-hook deletes them. -#}
