@@ -162,11 +162,11 @@ def nights(tmp_path_factory):
         for path in landing.glob(f"{ds}/hubspot_contacts_*.csv")
         for row in _csv_rows(path)[1]
     }
-    erased_order_email = _order(first_night, erased_order)[0]["Email"]
+    erased_email = _order(first_night, erased_order)[0]["Email"]  # erased before night 3
     contact = next(
         row
         for row in contacts
-        if row["Record ID"] not in exported_later and row["Email"] != erased_order_email
+        if row["Record ID"] not in exported_later and row["Email"] != erased_email
     ) | {"Email": "Changed.Contact@example.com"}
     _write(night2 / "hubspot_contacts_changed.csv", contacts_header, [contact])
     _night(settings, NIGHTS[1])
@@ -179,7 +179,6 @@ def nights(tmp_path_factory):
     identity_rows = _identity_rows(settings, named["messageId"])
 
     # an erasure before night 3
-    erased_email = _order(first_night, erased_order)[0]["Email"]
     erase(settings, email=erased_email)
 
     # night 3: a late file in night 1's folder: the order as pending (loses), and a new order;
