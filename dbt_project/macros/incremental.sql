@@ -60,13 +60,9 @@
 {#- Post-hook: the records whose kept copy's file is gone and that no copy replaced (the only
     rows delete+insert does not reach). -#}
 {% macro delete_kept_copies_of_gone_files(copies, kept_filter='true') -%}
-    {%- if is_incremental() -%}
-    delete from {{ this }}
-    where {{ kept_filter }}
-        and file_hash not in (select distinct file_hash from {{ copies }})
-    {%- else -%}
-    select 1
-    {%- endif -%}
+    {{ delete_on_incremental(
+        kept_filter ~ ' and file_hash not in (select distinct file_hash from ' ~ copies ~ ')'
+    ) }}
 {%- endmacro %}
 
 {#- Hook of an incremental build: delete the model's rows where ``condition`` holds (the rows a
