@@ -174,3 +174,22 @@ def test_audiences_check_names_the_file_and_the_field(env):
     bad.write_text("name: bad\ndescription: x\nchannel: email\nfilter: churn_score > 1\n")
     line = one_line(mwh(env, "audiences", "check"), 1)
     assert f"{bad}: field 'filter': unknown column 'churn_score'" in line, line
+
+
+def test_dbt_parse_shows_dbts_own_error_above_its_line(env):
+    """The line says "fix the model or YAML dbt names above": dbt's error must be above it."""
+    project = Path(env["MWH_PROJECT_DIR"]) / "dbt_project"
+    (project / "models").mkdir(parents=True)
+    real = Path(__file__).resolve().parents[2] / "dbt_project"
+    (project / "profiles.yml").write_text((real / "profiles.yml").read_text("utf-8"), "utf-8")
+    (project / "dbt_project.yml").write_text(
+        "name: broken\nversion: '1.0'\nconfig-version: 2\nprofile: marketing_warehouse\n", "utf-8"
+    )
+    (project / "models" / "_broken.yml").write_text(
+        "version: 2\nmodels:\n  - name: orders\n    columns: {not: a list}\n", "utf-8"
+    )
+    done = mwh(env, "dbt-parse")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    *dbt_output, line = done.stderr.strip().splitlines()
+    assert line.startswith("mwh dbt-parse: dbt parse failed (exit code 2)"), line
+    assert "_broken.yml" in "\n".join(dbt_output), done.stderr
