@@ -14,6 +14,7 @@ from conftest import order_row, write_shopify
 
 from marketing_warehouse.ingest.contracts import contract_for
 from marketing_warehouse.ingest.extract import FileRejected, extract_file, file_preview, file_sha256
+from marketing_warehouse.ingest.quarantine import QUARANTINE_SCHEMA
 from marketing_warehouse.tools.demo import SHOPIFY_HEADER
 
 CONTRACT = contract_for("shopify__order_lines")
@@ -30,6 +31,9 @@ def run(path: Path, tmp_path: Path):
     if quarantine.exists():
         q = duckdb.sql(f"select * from read_parquet('{quarantine}') order by row_number")
         quarantined = [dict(zip(q.columns, r, strict=True)) for r in q.fetchall()]
+        # every quarantine file has the declared columns and types (an engine that merges the
+        # files' schemas, as Spark does, fails on a DOUBLE row_number beside a BIGINT one)
+        assert dict(zip(q.columns, map(str, q.types), strict=True)) == QUARANTINE_SCHEMA
     assert result.rows_landed == result.rows_loaded + result.rows_quarantined
     assert result.rows_loaded == len(loaded)
     assert result.rows_quarantined == len(quarantined)
@@ -246,6 +250,9 @@ def extract(path: Path, key: str, tmp_path: Path, day: date = date(2026, 11, 21)
     if quarantine.exists():
         q = duckdb.sql(f"select * from read_parquet('{quarantine}') order by row_number")
         quarantined = [dict(zip(q.columns, r, strict=True)) for r in q.fetchall()]
+        # every quarantine file has the declared columns and types (an engine that merges the
+        # files' schemas, as Spark does, fails on a DOUBLE row_number beside a BIGINT one)
+        assert dict(zip(q.columns, map(str, q.types), strict=True)) == QUARANTINE_SCHEMA
     rows = [dict(zip(loaded.columns, r, strict=True)) for r in loaded.fetchall()]
     assert result.rows_landed == result.rows_loaded + result.rows_quarantined
     assert (result.rows_loaded, result.rows_quarantined) == (len(rows), len(quarantined))

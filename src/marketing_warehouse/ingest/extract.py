@@ -1355,8 +1355,13 @@ def extract_file(
                 )
             if result.rows_quarantined:
                 quarantine_file.parent.mkdir(parents=True, exist_ok=True)
+                # the declared types, whatever a reader's row numbers were (a DOUBLE here and a
+                # BIGINT there would not merge on engines that check the files' schemas)
+                typed_columns = ", ".join(
+                    f"cast({_ident(n)} as {t}) as {_ident(n)}" for n, t in QUARANTINE_SCHEMA.items()
+                )
                 con.execute(
-                    f"copy (select * from quarantined order by row_number) to "
+                    f"copy (select {typed_columns} from quarantined order by row_number) to "
                     f"{_sql_str(str(quarantine_file))} (format parquet)"
                 )
         finally:
