@@ -90,18 +90,28 @@ rates as (
 
 ),
 
+{#- the currencies and dates with a rate (a join, not a correlated exists: Spark 4.3's optimizer
+    fails on an exists over this union) -#}
+covered as (
+
+    select distinct dates.currency, dates.amount_date
+    from (select distinct currency, amount_date from amounts) as dates
+    inner join rates
+        on rates.from_currency = dates.currency
+        and {{ fx_rate_applies('rates.rate_date', 'dates.amount_date') }}
+
+),
+
 checked as (
 
     select
         amounts.*,
         amounts.currency = {{ reporting_currency() }}
-            or exists (
-                select 1
-                from rates
-                where rates.from_currency = amounts.currency
-                    and {{ fx_rate_applies('rates.rate_date', 'amounts.amount_date') }}
-            ) as has_fx_rate
+            or covered.currency is not null as has_fx_rate
     from amounts
+    left join covered
+        on covered.currency = amounts.currency
+        and covered.amount_date = amounts.amount_date
 
 ),
 
@@ -126,7 +136,7 @@ final as (
             else
                 'column "currency": no ' || currency || '->' || {{ reporting_currency() }}
                 || ' rate on or up to {{ var("fx_lookback_days") }} days before '
-                || coalesce(strftime(amount_date, '%Y-%m-%d'), 'an empty date') || ' (column "' || date_column || '"); set '
+                || coalesce(cast(amount_date as string), 'an empty date') || ' (column "' || date_column || '"); set '
                 || 'MWH_REPORTING_CURRENCY=' || currency || ' if every amount is in ' || currency
                 || ', or land an FX workbook (fx_rates*.xlsx: Date, From, To, Rate) with '
                 || currency || '->' || {{ reporting_currency() }} || ' rates for that date'
