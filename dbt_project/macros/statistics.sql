@@ -1,9 +1,9 @@
 {#- Small statistics helpers in plain SQL (no extension, no Python), used by kpi_experiments. -#}
 
-{#- numerator / denominator as a double precision float; null when the denominator is 0 or null.
+{#- numerator / denominator as a double float; null when the denominator is 0 or null.
     Not dbt.type_float(): that is "float", a 4-byte REAL on DuckDB. -#}
 {% macro safe_divide(numerator, denominator) -%}
-    (cast({{ numerator }} as double precision) / nullif({{ denominator }}, 0))
+    (cast({{ numerator }} as double) / nullif({{ denominator }}, 0))
 {%- endmacro %}
 
 {#- Upper tail of the standard normal distribution, P(Z > z), for any z. Uses the complementary
@@ -37,4 +37,31 @@
             "((power((" ~ chi2 ~ ") / (" ~ df ~ "), 1.0 / 3) - (1 - 2.0 / (9 * (" ~ df ~ "))))"
             ~ " / sqrt(2.0 / (9 * (" ~ df ~ "))))") }}
     end)
+{%- endmacro %}
+
+{#- A money amount per unit (average order value, CAC, revenue per recipient): ``numerator`` (a
+    decimal with at most ``scale`` decimals) divided by a whole-number ``denominator``, rounded
+    half away from zero to ``scale`` decimals, as decimal(18, scale); null when the denominator
+    is 0 or null. Exact: computed in whole units of 10^-scale, so every engine gives the same
+    cent (a decimal divided on DuckDB goes through a double, on Spark it stays a decimal). -#}
+{% macro money_ratio(numerator, denominator, scale=2) -%}
+    {%- set units = "cast((" ~ numerator ~ ") * " ~ 10 ** scale ~ " as bigint)" -%}
+    {%- set divisor = "cast(nullif(" ~ denominator ~ ", 0) as bigint)" -%}
+    cast(
+        (case when ({{ units }} < 0) <> ({{ divisor }} < 0) then -1 else 1 end)
+        * {{ integer_divide('2 * abs(' ~ units ~ ') + abs(' ~ divisor ~ ')', '2 * abs(' ~ divisor ~ ')') }}
+        * cast({{ '0.' ~ '0' * (scale - 1) ~ '1' }} as decimal(18, {{ scale }}))
+        as decimal(18, {{ scale }})
+    )
+{%- endmacro %}
+
+{#- The whole-number quotient of two non-negative whole numbers. -#}
+{% macro integer_divide(dividend, divisor) -%}
+    {{ return(adapter.dispatch('integer_divide')(dividend, divisor)) }}
+{%- endmacro %}
+{% macro default__integer_divide(dividend, divisor) -%}
+    (({{ dividend }}) // ({{ divisor }}))
+{%- endmacro %}
+{% macro spark__integer_divide(dividend, divisor) -%}
+    (({{ dividend }}) div ({{ divisor }}))
 {%- endmacro %}

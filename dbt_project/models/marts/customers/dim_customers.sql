@@ -212,13 +212,9 @@ final as (
         coalesce(order_stats.orders_count, 0) as orders_count,
         coalesce(order_stats.lifetime_revenue, 0) as lifetime_revenue,
         coalesce(order_stats.lifetime_refunds, 0) as lifetime_refunds,
-        cast(
-            order_stats.lifetime_revenue / nullif(order_stats.orders_count, 0) as decimal(18, 2)
-        ) as average_order_value,
-        cast(
-            order_stats.discounted_orders_count * 1.0 / nullif(order_stats.orders_count, 0)
-            as double
-        ) as discount_order_share,
+        {{ money_ratio('order_stats.lifetime_revenue', 'order_stats.orders_count') }}
+            as average_order_value,
+        {{ safe_divide('order_stats.discounted_orders_count', 'order_stats.orders_count') }} as discount_order_share,
         emails.email is not null
             and coalesce(consents.has_email_consent, false)
             and not coalesce(consents.has_email_refusal, false) as is_email_marketable,

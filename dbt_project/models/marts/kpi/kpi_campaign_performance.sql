@@ -106,10 +106,8 @@ final as (
         {{ safe_divide('coalesce(conversions.converted_recipients, 0)', 'recipient_counts.delivered') }}
             as conversion_rate,
         coalesce(conversions.attributed_revenue, 0) as attributed_revenue,
-        cast(
-            coalesce(conversions.attributed_revenue, 0) / nullif(recipient_counts.delivered, 0)
-            as decimal(18, 4)
-        ) as revenue_per_recipient
+        {{ money_ratio('coalesce(conversions.attributed_revenue, 0)', 'recipient_counts.delivered', 4) }}
+            as revenue_per_recipient
     from campaigns_channels
     left join campaigns on campaigns_channels.campaign_id = campaigns.campaign_id
     left join recipient_counts

@@ -44,9 +44,9 @@ final as (
         channel,
         customers,
         reachable_customers,
-        cast(reachable_customers * 1.0 / nullif(customers, 0) as double) as coverage_share,
+        {{ safe_divide('reachable_customers', 'customers') }} as coverage_share,
         reachable_active_customers,
-        cast(reachable_active_customers * 1.0 / nullif(reachable_customers, 0) as double)
+        {{ safe_divide('reachable_active_customers', 'reachable_customers') }}
             as reachable_active_share
     from counted
 

@@ -79,7 +79,7 @@ final as (
         monthly_ads.impressions,
         monthly_ads.clicks,
         {{ safe_divide('monthly_ads.clicks', 'monthly_ads.impressions') }} as ctr,
-        cast(monthly_ads.spend / nullif(monthly_ads.clicks, 0) as decimal(18, 4)) as cpc,
+        {{ money_ratio('monthly_ads.spend', 'monthly_ads.clicks', 4) }} as cpc,
         monthly_ads.platform_conversions,
         monthly_ads.platform_conversion_value,
         {{ safe_divide('monthly_ads.platform_conversion_value', 'monthly_ads.spend') }}
@@ -89,7 +89,7 @@ final as (
         {{ safe_divide('coalesce(monthly_orders.attributed_revenue, 0)', 'monthly_ads.spend') }}
             as roas,
         coalesce(monthly_orders.new_customers, 0) as new_customers,
-        cast(monthly_ads.spend / nullif(monthly_orders.new_customers, 0) as decimal(18, 2)) as cac,
+        {{ money_ratio('monthly_ads.spend', 'monthly_orders.new_customers') }} as cac,
         monthly_budgets.budget,
         monthly_budgets.target_new_customers,
         monthly_budgets.target_revenue,

@@ -92,7 +92,7 @@ final as (
         cells.activity_month,
         cells.cohort_size,
         coalesce(activity.retained_customers, 0) as retained_customers,
-        cast(coalesce(activity.retained_customers, 0) * 1.0 / cells.cohort_size as double)
+        {{ safe_divide('coalesce(activity.retained_customers, 0)', 'cells.cohort_size') }}
             as retention_rate,
         coalesce(activity.revenue, 0) as revenue,
         sum(coalesce(activity.revenue, 0)) over (
@@ -100,13 +100,14 @@ final as (
             order by cells.months_since_first_order
             rows between unbounded preceding and current row
         ) as cumulative_revenue,
-        cast(
-            sum(coalesce(activity.revenue, 0)) over (
+        {{ money_ratio(
+            'sum(coalesce(activity.revenue, 0)) over (
                 partition by cells.cohort_month
                 order by cells.months_since_first_order
                 rows between unbounded preceding and current row
-            ) / cells.cohort_size as decimal(18, 2)
-        ) as cumulative_revenue_per_customer
+            )',
+            'cells.cohort_size'
+        ) }} as cumulative_revenue_per_customer
     from cells
     left join activity
         on cells.cohort_month = activity.cohort_month

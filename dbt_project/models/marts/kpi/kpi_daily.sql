@@ -155,7 +155,7 @@ final as (
         coalesce(daily_orders.revenue, 0) as revenue,
         coalesce(daily_orders.refunds, 0) as refunds,
         coalesce(daily_orders.revenue, 0) - coalesce(daily_orders.refunds, 0) as net_revenue,
-        cast(daily_orders.revenue / nullif(daily_orders.orders, 0) as decimal(18, 2))
+        {{ money_ratio('daily_orders.revenue', 'daily_orders.orders') }}
             as average_order_value,
         coalesce(daily_orders.new_customers, 0) as new_customers,
         coalesce(daily_orders.returning_customers, 0) as returning_customers,

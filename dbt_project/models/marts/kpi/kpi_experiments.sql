@@ -447,7 +447,7 @@ final as (
         conversions,
         conversion_rate,
         revenue,
-        cast(revenue / nullif(participants, 0) as decimal(18, 4)) as revenue_per_participant,
+        {{ money_ratio('revenue', 'participants', 4) }} as revenue_per_participant,
         control_conversion_rate,
         absolute_uplift,
         absolute_uplift / nullif(control_conversion_rate, 0) as relative_uplift,

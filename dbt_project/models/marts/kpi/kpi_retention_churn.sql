@@ -99,9 +99,9 @@ final as (
         counted.retained_customers,
         counted.reactivated_customers,
         counted.churned_customers,
-        cast(counted.churned_customers * 1.0 / nullif(counted.active_previous_month, 0) as double)
+        {{ safe_divide('counted.churned_customers', 'counted.active_previous_month') }}
             as churn_rate,
-        cast(counted.retained_customers * 1.0 / nullif(counted.active_previous_month, 0) as double)
+        {{ safe_divide('counted.retained_customers', 'counted.active_previous_month') }}
             as retention_rate,
         cast({{ dbt.dateadd('month', 1, 'counted.month') }} as date)
             <= cast({{ dbt.dateadd('day', 1, 'bounds.last_order_date') }} as date)
