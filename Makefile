@@ -10,7 +10,7 @@ BI_VENV  := .bi/venv
 BI_STAMP := $(BI_VENV)/.installed-stamp
 
 .PHONY: run test test-fast lint format airflow bench bench-extraction clean install postgres docs \
-	bi bi-install chromium
+	bi bi-install chromium jre
 
 install: $(STAMP)
 
@@ -33,7 +33,7 @@ run: $(STAMP)
 ## `mwh dbt-parse` first installs the vendored dbt packages and writes the manifest
 ## Cosmos renders from, once; every other dbt command writes the target folder of its own data
 ## folder, so the two processes never write the same dbt files
-test: $(STAMP) postgres bi-install
+test: $(STAMP) postgres bi-install jre
 	$(BIN)/ruff check src dags tests
 	$(BIN)/ruff format --check src dags tests
 	$(BIN)/mwh dbt-parse >/dev/null
@@ -61,6 +61,13 @@ postgres:
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ echo "Installing the PostgreSQL server (Debian package postgresql) for the tests ..."; \
 		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+## make jre: Debian's Java runtime for Apache Spark (MWH_ENGINE=spark, and the Spark tests of
+## `make test`), when java is missing (needs root and Debian's registry)
+jre:
+	@command -v java >/dev/null 2>&1 || \
+		{ echo "Installing a Java runtime (Debian package openjdk-17-jre-headless) for Spark ..."; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
 ## make bi-install: Superset's own virtualenv (.bi/venv) from bi/superset-requirements.txt, and
 ## Debian's chromium for the dashboard screenshots of the BI tests (needs root and Debian's registry)

@@ -1,7 +1,7 @@
 {#- The lookup key of a free-text country: trimmed, lower-cased, dots dropped, runs of spaces made
     one ("  U.S.A. " -> "usa"). Seed country_aliases is keyed on it. -#}
 {% macro country_alias_key(expr) -%}
-    lower(trim(regexp_replace(replace({{ expr }}, '.', ''), '\s+', ' ', 'g')))
+    lower(trim({{ replace_all("replace(" ~ expr ~ ", '.', '')", "'\\s+'", "' '") }}))
 {%- endmacro %}
 
 {#- ISO 3166-1 alpha-2 code of a free-text country ("Germany", "germany", "DE", "Deutschland" ->

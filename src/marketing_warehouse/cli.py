@@ -225,9 +225,11 @@ def _one_run_at_a_time(command):
 def cmd_run(args: argparse.Namespace) -> int:
     from marketing_warehouse.airflow_env import airflow_env, correct_test_run_start, ensure_airflow
     from marketing_warehouse.ops import summary
+    from marketing_warehouse.pipeline import check_engine
     from marketing_warehouse.tools import demo
 
     settings = load_settings()
+    check_engine(settings)  # before Airflow starts: the run could not finish
     ds = _logical_date(args.date)
     env = airflow_env(settings)
     if demo.landing_is_empty(settings.landing_dir):
@@ -415,6 +417,17 @@ def cmd_airflow(args: argparse.Namespace) -> int:
         return run_forwarding_signals([str(exe), *args.airflow_args], env)
     os.execve(str(exe), [str(exe), *args.airflow_args], env)  # may ask on the terminal
     return 0  # not reached
+
+
+def cmd_dbt(args: argparse.Namespace) -> int:
+    """A dbt command on the project, with the environment the pipeline gives dbt (the engine of
+    MWH_ENGINE, the raw layer, the build file); dbt's output and exit code as they are."""
+    from marketing_warehouse.transform.dbt_tasks import run_dbt
+
+    dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
+    if not dbt_args:
+        raise usage_error("no dbt command given", "e.g. `mwh dbt build --select fct_orders+`")
+    return run_dbt(load_settings(), dbt_args, dict(os.environ), capture=False).returncode
 
 
 def cmd_dbt_parse(args: argparse.Namespace) -> int:
@@ -738,6 +751,9 @@ def build_parser() -> argparse.ArgumentParser:
     af = sub.add_parser("airflow", help="an airflow command with the project's environment")
     af.add_argument("airflow_args", nargs=argparse.REMAINDER)
     af.set_defaults(func=cmd_airflow)
+    dbt = sub.add_parser("dbt", help="a dbt command on the project (MWH_ENGINE picks the engine)")
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    dbt.set_defaults(func=cmd_dbt)
     parse = sub.add_parser("dbt-parse", help="refresh the dbt manifest Cosmos renders from")
     parse.set_defaults(func=cmd_dbt_parse)
     settings = sub.add_parser("settings", help="list the MWH_* settings and their values")

@@ -26,6 +26,9 @@ PREFIX = "MWH_"
 #: The repository root when the package is installed from a checkout (editable install).
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: The engines dbt builds on (MWH_ENGINE), the default first; each is an output of
+#: dbt_project/profiles.yml of the same name.
+ENGINES = ("duckdb", "spark")
 #: MWH_DUCKDB_MEMORY_LIMIT when unset (dbt's profiles.yml repeats it as its env_var default).
 DEFAULT_DUCKDB_MEMORY_LIMIT = "3GB"
 
@@ -108,6 +111,15 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "watcher: one dbt build per dbt stage, with one Airflow task per model (and per model's "
         "tests) showing how it went; per_model: one dbt build task per model; single: one dbt "
         "build task per dbt stage.",
+    ),
+    "MWH_ENGINE": (
+        ENGINES[0],
+        "Engine dbt builds the models on: duckdb (the build file) or spark (Apache Spark in a "
+        "local session: the same models, their Parquet tables under MWH_SPARK_DIR).",
+    ),
+    "MWH_SPARK_DIR": (
+        "<data>/spark",
+        "Spark's warehouse (one Parquet folder per table) and metastore, for MWH_ENGINE=spark.",
     ),
     "MWH_DUCKDB_MEMORY_LIMIT": (
         DEFAULT_DUCKDB_MEMORY_LIMIT,
@@ -257,6 +269,8 @@ class Settings:
     postgres_reader_password: str = field(default="", repr=False)
     postgres_idle_reader_grace: int = 30
     dbt_tasks: str = DBT_TASK_MODES[0]
+    engine: str = ENGINES[0]
+    spark_dir: Path | None = None
     bi_url: str = DEFAULT_BI_URL
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     plausibility: Plausibility = Plausibility()
@@ -268,6 +282,11 @@ class Settings:
     def layout(self) -> Layout:
         """Where the warehouse keeps everything (``marketing_warehouse.layout``)."""
         return Layout(self.data_dir, self.landing_dir, self.warehouse_path)
+
+    @property
+    def spark_path(self) -> Path:
+        """Spark's warehouse and metastore folder (MWH_SPARK_DIR, else ``<data>/spark``)."""
+        return self.spark_dir or self.data_dir / "spark"
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -299,6 +318,8 @@ class Settings:
             "MWH_PREDICTIONS_DIR": str(self.layout.predictions),
             "MWH_REPORTING_CURRENCY": self.reporting_currency,
             "MWH_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
+            "MWH_ENGINE": self.engine,
+            "MWH_SPARK_DIR": str(self.spark_path),
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
             # dbt unit tests check the project's SQL on hand-written rows, not the night's data:
             # they run in the test suite (tests/unit/test_dbt_unit_tests.py), not in every build.
@@ -401,6 +422,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             "(watcher: one dbt build per stage, one task per model showing its status; "
             "per_model: one dbt build task per model; single: one dbt build task per stage)."
         )
+    engine = env.get("MWH_ENGINE", "").strip().lower() or ENGINES[0]
+    if engine not in ENGINES:
+        raise ConfigError(
+            f"MWH_ENGINE={engine!r} is not one of {', '.join(ENGINES)} (duckdb: the build file; "
+            "spark: Apache Spark in a local session)."
+        )
     bi_url = env.get("MWH_BI_URL", "").strip().rstrip("/") or DEFAULT_BI_URL
     if not re.match(r"^https?://[^/\s]+(/\S*)?$", bi_url):
         raise ConfigError(
@@ -427,6 +454,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         postgres_reader_password=env.get("MWH_POSTGRES_READER_PASSWORD", ""),
         postgres_idle_reader_grace=ints["MWH_POSTGRES_IDLE_READER_GRACE"],
         dbt_tasks=dbt_tasks,
+        engine=engine,
+        spark_dir=_path(env, "MWH_SPARK_DIR", data_dir) if env.get("MWH_SPARK_DIR") else None,
         bi_url=bi_url,
         duckdb_memory_limit=memory_limit,
         expectations_override=(

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from datetime import date
 
 from marketing_warehouse.airflow_env import WAREHOUSE_POOL
-from marketing_warehouse.config import Settings, load_settings
+from marketing_warehouse.config import ConfigError, Settings, load_settings
 from marketing_warehouse.ingest.contracts import contract_for, load_contracts
 from marketing_warehouse.ingest.extract import utc_now
 from marketing_warehouse.layout import RunRecord
@@ -70,6 +70,17 @@ def log_peak_memory(stage: str) -> float:
     return peak
 
 
+def check_engine(settings: Settings) -> None:
+    """Stop a nightly run on an engine it cannot finish on (``MWH_ENGINE``)."""
+    if settings.engine != "duckdb":
+        raise ConfigError(
+            f"MWH_ENGINE={settings.engine}: the dbt project builds on Spark (dbt commands, "
+            "`mwh dbt-parse`), but the nightly run's gates, predict and publish read DuckDB's "
+            "build file and do not follow MWH_ENGINE yet; unset MWH_ENGINE to run the DAG "
+            '(README "Spark").'
+        )
+
+
 def prepare(ds: str | None = None, settings: Settings | None = None) -> dict:
     """Create the run's folders and scan the landing folder; return the source entities to
     extract (``sources``, one task each) and the landing scan (``landing_scan``, for the raw
@@ -85,6 +96,7 @@ def prepare(ds: str | None = None, settings: Settings | None = None) -> dict:
     from marketing_warehouse.transform.incremental import reset_stale
 
     settings = settings or load_settings()
+    check_engine(settings)
     for folder in (settings.layout.raw, settings.build_path.parent, settings.warehouse_path.parent):
         folder.mkdir(parents=True, exist_ok=True)
     ensure_schema_files(settings)  # dbt's predictions source resolves before the first predict

@@ -129,6 +129,15 @@ def test_a_bad_setting_is_one_line_naming_it_and_where_to_fix_it(env):
     assert f"{env['MWH_PROJECT_DIR']}/.env" in line and "`mwh settings`" in line
 
 
+def test_a_run_on_spark_stops_before_airflow_starts_and_says_why(env):
+    line = one_line(mwh(env | {"MWH_ENGINE": "spark"}, "run", "--date", "2026-11-21"), 2)
+    assert line.startswith("mwh run: configuration error: MWH_ENGINE=spark: the dbt project")
+    assert "gates, predict and publish" in line
+    assert [p.name for p in Path(env["MWH_DATA_DIR"]).iterdir()] == [
+        ".run.lock.guard"
+    ]  # the run lock only
+
+
 def test_a_broken_env_file_line_is_named_by_file_and_line(env):
     dotenv = Path(env["MWH_PROJECT_DIR"]) / ".env"
     dotenv.write_text("# settings\nMWH_REPORTING_CURRENCY=USD\nthis is not a setting\n")
@@ -193,3 +202,20 @@ def test_dbt_parse_shows_dbts_own_error_above_its_line(env):
     *dbt_output, line = done.stderr.strip().splitlines()
     assert line.startswith("mwh dbt-parse: dbt parse failed (exit code 2)"), line
     assert "_broken.yml" in "\n".join(dbt_output), done.stderr
+
+
+def test_mwh_dbt_runs_dbt_on_the_engine_of_mwh_engine(env, tmp_path):
+    """`mwh dbt` is dbt with the pipeline's environment; the Spark target leaves out the models
+    it cannot build yet (a Python model and the mart that reads it), nothing else."""
+    root = Path(__file__).resolve().parents[2]
+    env = env | {"MWH_PROJECT_DIR": str(root)}  # the real dbt project
+    listed = {}
+    for engine in ("duckdb", "spark"):
+        args = ("dbt", "ls", "--resource-type", "model", "--output", "name", "-q")
+        done = mwh(env | {"MWH_ENGINE": engine}, *args)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        listed[engine] = set(done.stdout.split())
+    assert {"fct_orders", "dim_customers", "audience_members"} <= listed["duckdb"]
+    assert listed["duckdb"] - listed["spark"] == {"audience_members", "kpi_experiments"}
+    assert listed["spark"] <= listed["duckdb"]
+    assert one_line(mwh(env, "dbt"), 2).startswith("mwh dbt: no dbt command given")

@@ -42,6 +42,7 @@ def test_landing_dir_can_point_anywhere(tmp_path: Path):
         ({"MWH_DUCKDB_MEMORY_LIMIT": "100MB"}, "MWH_DUCKDB_MEMORY_LIMIT='100MB' is below 128MiB"),
         ({"MWH_POSTGRES_READER_ROLE": "bi reader; drop"}, "identifier"),
         ({"MWH_DBT_TASKS": "per_stage"}, "watcher, per_model, single"),
+        ({"MWH_ENGINE": "trino"}, "MWH_ENGINE='trino' is not one of duckdb, spark"),
         ({"MWH_EARLIEST_DATE": "01/01/1990"}, "MWH_EARLIEST_DATE='01/01/1990' is not a date"),
         ({"MWH_MAX_AMOUNT": "a billion"}, "MWH_MAX_AMOUNT='a billion' is not a number"),
         ({"MWH_MAX_AMOUNT": "0"}, "MWH_MAX_AMOUNT='0' must be a number above 0"),
@@ -71,6 +72,24 @@ def test_dbt_task_mode_defaults_to_one_build_per_stage_watched_per_model():
     assert load_settings({}).dbt_tasks == "watcher"
     assert load_settings({"MWH_DBT_TASKS": " Single "}).dbt_tasks == "single"
     assert load_settings({"MWH_DBT_TASKS": "per_model"}).dbt_tasks == "per_model"
+
+
+def test_the_engine_is_a_dbt_target_with_its_spark_folder_under_the_data_folder(tmp_path):
+    import yaml
+
+    settings = load_settings({"MWH_DATA_DIR": str(tmp_path)})
+    assert settings.engine == "duckdb" and settings.spark_path == tmp_path / "spark"
+    spark = load_settings({"MWH_ENGINE": " Spark ", "MWH_SPARK_DIR": str(tmp_path / "s")})
+    assert spark.engine == "spark" and spark.spark_path == tmp_path / "s"
+    assert spark.dbt_env()["MWH_ENGINE"] == "spark"
+    assert spark.dbt_env()["MWH_SPARK_DIR"] == str(tmp_path / "s")
+    # each engine is the output of profiles.yml dbt builds on, of the same name and type
+    profile = yaml.safe_load((settings.dbt_project_dir / "profiles.yml").read_text("utf-8"))
+    outputs = profile["marketing_warehouse"]["outputs"]
+    assert {name: output["type"] for name, output in outputs.items()} == {
+        "duckdb": "duckdb",
+        "spark": "spark",
+    }
 
 
 def test_the_duckdb_memory_limit_bounds_a_connection_with_its_spill_folder(tmp_path):

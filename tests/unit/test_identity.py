@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+import os
+import tempfile
 
 import duckdb
-import jinja2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketing_warehouse.config import REPO_ROOT
+from marketing_warehouse.config import load_settings
 from marketing_warehouse.ops.identity import (
     customer_id,
     customer_id_sql,
@@ -20,8 +23,8 @@ from marketing_warehouse.ops.identity import (
     normalize_phone,
     phone_sql,
 )
+from marketing_warehouse.transform.dbt_tasks import run_dbt
 
-MACROS = REPO_ROOT / "dbt_project" / "macros" / "normalize_phone.sql"
 ODD = [
     "\t",
     "\n",
@@ -69,12 +72,24 @@ odd_text = st.lists(
 ).map("".join)
 
 
+@functools.cache
+def _rendered() -> dict[str, str]:
+    """normalize_email and normalize_phone as dbt renders them for the column ``value`` on
+    DuckDB (one ``dbt compile --inline`` for both)."""
+    names = ("normalize_email", "normalize_phone")
+    with tempfile.TemporaryDirectory() as folder:
+        settings = load_settings({"MWH_DATA_DIR": folder})
+        inline = " |||| ".join("{{ " + name + "('value') }}" for name in names)
+        args = ["compile", "-q", "--output", "json", "--inline", inline]
+        done = run_dbt(settings, args, dict(os.environ))
+        assert done.returncode == 0, done.stdout[-3000:]
+    compiled = json.loads(done.stdout)["compiled"]
+    return dict(zip(names, compiled.split(" |||| "), strict=True))
+
+
 def rendered(macro: str) -> str:
     """The dbt macro as dbt renders it for the column ``value``."""
-    template = jinja2.Environment().from_string(
-        MACROS.read_text("utf-8") + "{{ " + macro + "('value') }}"
-    )
-    return template.render().split("-#}")[-1].strip()
+    return _rendered()[macro]
 
 
 def duck(sql: str, values: list[str]) -> list:

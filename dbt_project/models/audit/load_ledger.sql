@@ -22,8 +22,8 @@ final as (
         message,
         encoding,
         delimiter,
-        array_to_string(unknown_columns, ', ') as unknown_columns,
-        cast(quarantine_reasons as varchar) as quarantine_reasons
+        {{ join_strings('unknown_columns', "', '") }} as unknown_columns,
+        cast(quarantine_reasons as string) as quarantine_reasons
     from source
 
 )

@@ -38,7 +38,7 @@ final as (
         row_number,
         'missing_fx_rate' as reason_code,
         reason_detail,
-        cast(null as varchar) as raw_content,
+        cast(null as string) as raw_content,
         loaded_at as quarantined_at
     from missing_fx_rates
 

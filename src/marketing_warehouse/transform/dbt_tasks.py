@@ -23,7 +23,6 @@ from marketing_warehouse.airflow_env import WAREHOUSE_POOL
 from marketing_warehouse.config import Settings
 
 PROFILE_NAME = "marketing_warehouse"
-TARGET_NAME = "build"
 
 
 def dbt_run_env(ds: str) -> dict[str, str]:
@@ -186,7 +185,7 @@ def dbt_task_group(
     )
     profile = ProfileConfig(
         profile_name=PROFILE_NAME,
-        target_name=TARGET_NAME,
+        target_name=settings.engine,
         profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml",
     )
     execution = ExecutionConfig(
@@ -233,7 +232,7 @@ def _single_build_task(group_id: str, select: list[str], settings: Settings, exc
         project_dir=str(settings.dbt_project_dir),
         profile_config=ProfileConfig(
             profile_name=PROFILE_NAME,
-            target_name=TARGET_NAME,
+            target_name=settings.engine,
             profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml",
         ),
         select=" ".join(select),
@@ -256,11 +255,12 @@ def _single_build_task(group_id: str, select: list[str], settings: Settings, exc
 
 
 def run_dbt(
-    settings: Settings, args: list[str], env: dict[str, str]
+    settings: Settings, args: list[str], env: dict[str, str], *, capture: bool = True
 ) -> subprocess.CompletedProcess:
-    """Run one dbt command on the project (outside Airflow: tests and benchmarks). Its target
-    folder is the data folder's own (unless ``args`` name one), so that dbt commands on two data
-    folders at once never write the same files, nor the manifest Cosmos renders from."""
+    """Run one dbt command on the project (outside Airflow: ``mwh dbt``, tests and benchmarks).
+    Its target folder is the data folder's own (unless ``args`` name one), so that dbt commands
+    on two data folders at once never write the same files, nor the manifest Cosmos renders
+    from. ``capture=False`` leaves dbt's output on this process's stdout and stderr."""
     from marketing_warehouse.predict.store import ensure_schema_files
 
     settings.build_path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,7 +273,7 @@ def run_dbt(
         [str(dbt_executable()), *args, "--project-dir", str(settings.dbt_project_dir)],
         cwd=settings.dbt_project_dir,
         env={**env, **settings.dbt_env()},
-        capture_output=True,
+        capture_output=capture,
         text=True,
     )
 

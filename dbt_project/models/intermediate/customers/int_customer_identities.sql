@@ -13,7 +13,7 @@
     (each row keeps its copy's rank columns). Voucher redemptions and experiment assignments, far
     fewer, are computed again from all their copies each night. -#}
 {{ config(
-    materialized='incremental',
+    materialized=latest_copy_materialized(),
     unique_key=['source', 'source_record_id'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
@@ -108,7 +108,7 @@ from_orders as (
         email,
         phone,
         billing_country as country_raw,
-        cast(null as varchar) as original_source,
+        cast(null as string) as original_source,
         created_at as observed_at,
         created_at as activity_at,
         is_accepts_marketing as email_consent,
@@ -154,13 +154,13 @@ from_contacts as (
 latest_contacts as (
 
     {% if is_incremental() -%}
-    select * exclude (copy_rank)
+    select {{ all_columns_but(['copy_rank']) }}
     from (
         select *, {{ latest_copy_rank('source_record_id') }} as copy_rank
         from (
             select * from from_contacts
             union all by name
-            select * exclude (country_code)
+            select {{ all_columns_but(['country_code']) }}
             from ({{ kept_copies(
                 'from_contacts', ref('stg_hubspot__contacts'), 'source_record_id', "source = 'hubspot'"
             ) }})
@@ -184,8 +184,8 @@ from_message_events as (
         event_id as source_record_id,
         {{ normalize_email('email') }} as email,
         {{ normalize_phone('phone') }} as phone,
-        cast(null as varchar) as country_raw,
-        cast(null as varchar) as original_source,
+        cast(null as string) as country_raw,
+        cast(null as string) as original_source,
         occurred_at as observed_at,
         case
             when metric in ('opened email', 'clicked email', 'clicked sms', 'opened push')
@@ -213,9 +213,9 @@ from_product_events as (
         nullif(trim(user_id), '') as source_customer_id,
         message_id as source_record_id,
         {{ normalize_email('email') }} as email,
-        cast(null as varchar) as phone,
-        cast(null as varchar) as country_raw,
-        cast(null as varchar) as original_source,
+        cast(null as string) as phone,
+        cast(null as string) as country_raw,
+        cast(null as string) as original_source,
         occurred_at as observed_at,
         occurred_at as activity_at,
         cast(null as boolean) as email_consent,
@@ -234,9 +234,9 @@ from_redemptions as (
         nullif(trim(customer_source_id), '') as source_customer_id,
         redemption_id as source_record_id,
         {{ normalize_email('email') }} as email,
-        cast(null as varchar) as phone,
-        cast(null as varchar) as country_raw,
-        cast(null as varchar) as original_source,
+        cast(null as string) as phone,
+        cast(null as string) as country_raw,
+        cast(null as string) as original_source,
         redeemed_at as observed_at,
         case when result = 'success' then redeemed_at end as activity_at,
         cast(null as boolean) as email_consent,
@@ -253,12 +253,12 @@ from_assignments as (
     select
         'experiments' as source,
         {{ normalize_email('email') }} as source_key,
-        cast(null as varchar) as source_customer_id,
+        cast(null as string) as source_customer_id,
         experiment_id as source_record_id,
         {{ normalize_email('email') }} as email,
-        cast(null as varchar) as phone,
-        cast(null as varchar) as country_raw,
-        cast(null as varchar) as original_source,
+        cast(null as string) as phone,
+        cast(null as string) as country_raw,
+        cast(null as string) as original_source,
         assigned_at as observed_at,
         cast(null as timestamp) as activity_at,
         cast(null as boolean) as email_consent,

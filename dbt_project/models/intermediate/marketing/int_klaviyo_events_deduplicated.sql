@@ -4,7 +4,7 @@
     it loaded against the copies kept, and gives the events whose fallback channel their
     campaign changed the campaign's new channel. -#}
 {{ config(
-    materialized='incremental',
+    materialized=latest_copy_materialized(),
     unique_key='event_id',
     incremental_strategy='delete+insert',
     on_schema_change='fail',
@@ -42,10 +42,10 @@ candidates as (
     select * from copies
     {% if is_incremental() -%}
     union all by name
-    select * exclude (channel, recipient_key)
+    select {{ all_columns_but(['channel', 'recipient_key']) }}
     from ({{ kept_copies('copies', ref('stg_klaviyo__events'), 'event_id') }})
     union all by name
-    select kept.* exclude (channel, recipient_key)
+    select {{ all_columns_but(['channel', 'recipient_key'], 'kept') }}
     from {{ this }} as kept
     left join campaigns on kept.campaign_id = campaigns.campaign_id
     where kept.event_channel is null

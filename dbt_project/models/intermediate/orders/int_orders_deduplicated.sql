@@ -4,7 +4,7 @@
     export never double-counts. Shopify order-level fields come from the order's first line-item row.
     Incremental (macros/incremental.sql): a night ranks the copies it loaded against the copies kept. -#}
 {{ config(
-    materialized='incremental',
+    materialized=latest_copy_materialized(),
     unique_key='order_id',
     incremental_strategy='delete+insert',
     on_schema_change='fail',
@@ -72,7 +72,7 @@ shopify_copies as (
         'shopify-' || order_name as order_id,
         order_name as source_order_key,
         shopify_order_id,
-        cast(null as varchar) as stripe_customer_id,
+        cast(null as string) as stripe_customer_id,
         {{ normalize_email('email') }} as email,
         {{ normalize_phone('phone') }} as phone,
         billing_country,
@@ -103,10 +103,10 @@ stripe_copies as (
         'stripe' as source_system,
         'stripe-' || payment_id as order_id,
         payment_id as source_order_key,
-        cast(null as varchar) as shopify_order_id,
+        cast(null as string) as shopify_order_id,
         nullif(trim(stripe_customer_id), '') as stripe_customer_id,
         {{ normalize_email('email') }} as email,
-        cast(null as varchar) as phone,
+        cast(null as string) as phone,
         card_country as billing_country,
         cast(null as boolean) as is_accepts_marketing,
         case
@@ -126,7 +126,7 @@ stripe_copies as (
         cast(0 as decimal(18, 2)) as shipping_amount,
         cast(0 as decimal(18, 2)) as tax_amount,
         amount as total_amount,
-        cast(null as varchar) as discount_code,
+        cast(null as string) as discount_code,
         cast(0 as decimal(18, 2)) as discount_amount,
         case
             when status = 'refunded' then coalesce(amount_refunded, amount)
@@ -154,7 +154,7 @@ candidates as (
     select * from copies
     {% if is_incremental() -%}
     union all by name
-    select * exclude (customer_source_key)
+    select {{ all_columns_but(['customer_source_key']) }}
     from ({{ kept_copies(
         'copies',
         '(select file_hash from ' ~ ref('stg_shopify__order_lines')
@@ -177,7 +177,7 @@ ranked as (
 final as (
 
     select
-        * exclude (copy_rank),
+        {{ all_columns_but(['copy_rank']) }},
         {#- How the person behind the order is known to its tool: the key of dim_customer_identity_map. -#}
         case source_system
             when 'shopify' then coalesce(email, phone)

@@ -2,7 +2,7 @@
     later export, or in an overlapping one, counts once). Incremental (macros/incremental.sql): a
     night ranks the copies it loaded against the copies kept. -#}
 {{ config(
-    materialized='incremental',
+    materialized=latest_copy_materialized(),
     unique_key='message_id',
     incremental_strategy='delete+insert',
     on_schema_change='fail',
@@ -49,7 +49,7 @@ ranked as (
 
 final as (
 
-    select * exclude (copy_rank)
+    select {{ all_columns_but(['copy_rank']) }}
     from ranked
     where copy_rank = 1
 

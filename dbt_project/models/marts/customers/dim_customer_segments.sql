@@ -1,14 +1,16 @@
 {#- One snapshot per run: every customer of dim_customers as of snapshot_date (the run's logical
-    date). Re-running a date replaces that date's snapshot (pre-hook delete, then insert); other
+    date). Re-running a date replaces that date's snapshot (pre-hook delete, then insert; on Spark
+    the table is partitioned by snapshot_date and the build overwrites that partition); other
     dates are kept, so segment transitions can be counted. Order metrics use revenue orders on or
     before the snapshot date only; reachability is the consent state at build time. -#}
 {{
     config(
         materialized='incremental',
         unique_key=['snapshot_date', 'customer_id'],
-        incremental_strategy='delete+insert',
+        incremental_strategy=('insert_overwrite' if target.type == 'spark' else 'delete+insert'),
+        partition_by=('snapshot_date' if target.type == 'spark' else none),
         on_schema_change='append_new_columns',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where snapshot_date = {{ snapshot_date() }}{% endif %}",
+        pre_hook="{% if is_incremental() and target.type != 'spark' %}delete from {{ this }} where snapshot_date = {{ snapshot_date() }}{% endif %}",
         post_hook="drop table if exists {{ this.schema }}.customer_segments",
     )
 }}
