@@ -118,7 +118,7 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "local session: the same models, their Parquet tables under MWH_SPARK_DIR).",
     ),
     "MWH_SPARK_DIR": (
-        "<data>/spark",
+        "spark under MWH_DATA_DIR",
         "Spark's warehouse (one Parquet folder per table) and metastore, for MWH_ENGINE=spark.",
     ),
     "MWH_DUCKDB_MEMORY_LIMIT": (
@@ -281,12 +281,7 @@ class Settings:
     @property
     def layout(self) -> Layout:
         """Where the warehouse keeps everything (``marketing_warehouse.layout``)."""
-        return Layout(self.data_dir, self.landing_dir, self.warehouse_path)
-
-    @property
-    def spark_path(self) -> Path:
-        """Spark's warehouse and metastore folder (MWH_SPARK_DIR, else ``<data>/spark``)."""
-        return self.spark_dir or self.data_dir / "spark"
+        return Layout(self.data_dir, self.landing_dir, self.warehouse_path, self.spark_dir)
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -319,7 +314,9 @@ class Settings:
             "MWH_REPORTING_CURRENCY": self.reporting_currency,
             "MWH_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "MWH_ENGINE": self.engine,
-            "MWH_SPARK_DIR": str(self.spark_path),
+            "MWH_SPARK_DIR": str(self.layout.spark),
+            "MWH_SPARK_WAREHOUSE": str(self.layout.spark_warehouse),
+            "MWH_SPARK_METASTORE": str(self.layout.spark_metastore),
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
             # dbt unit tests check the project's SQL on hand-written rows, not the night's data:
             # they run in the test suite (tests/unit/test_dbt_unit_tests.py), not in every build.

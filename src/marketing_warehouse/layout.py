@@ -27,6 +27,8 @@ and never join these names themselves; ``tests/unit/test_layout.py`` holds them 
         (docs/dbt/docs_version.txt: the project, dbt release and settings they describe)
     <data>/dbt/                                   target folder of dbt commands run outside Airflow
     <data>/cosmos/<dag>__<stage>/target/          each dbt stage's last parse (Cosmos' cache)
+    <data>/spark/tables/<schema>.db/<table>/      Spark's tables as Parquet (MWH_ENGINE=spark;
+        <data>/spark is MWH_SPARK_DIR), metastore_db/ its Derby metastore, derby.log
     <data>/audit/                                 erasure journal and log
     <data>/exports/<ds>/                          audience files for the tools (one folder per
         run date): <audience>.<layout>.csv, <audience>.control.csv, manifest.json
@@ -297,6 +299,8 @@ class Layout:
     data_dir: Path
     landing_dir: Path
     warehouse_path: Path
+    #: MWH_SPARK_DIR when set, else ``spark`` under the data folder
+    spark_dir: Path | None = None
 
     # landing ---------------------------------------------------------------------------
     def landing_day(self, day: date) -> Path:
@@ -396,6 +400,21 @@ class Layout:
     @property
     def dbt_target(self) -> Path:
         return self.data_dir / "dbt"
+
+    @property
+    def spark(self) -> Path:
+        """Spark's folder (MWH_ENGINE=spark): its warehouse and metastore."""
+        return self.spark_dir or self.data_dir / "spark"
+
+    @property
+    def spark_warehouse(self) -> Path:
+        """``spark.sql.warehouse.dir``: ``<schema>.db/<table>/`` of Parquet files per table."""
+        return self.spark / "tables"
+
+    @property
+    def spark_metastore(self) -> Path:
+        """Spark's Derby metastore database (which tables the warehouse holds)."""
+        return self.spark / "metastore_db"
 
     @property
     def cosmos_cache(self) -> Path:

@@ -4,7 +4,7 @@ builds from the shared raw layer equals the one DuckDB builds, row for row.
 The reference is the ``dbt_built`` fixture (ten demo days built on DuckDB stage by stage, with
 the predictions between); its data folder is copied and built again on Spark from the same raw
 Parquet files and predictions, for the same snapshot date. Spark writes each table as Parquet
-under ``<data>/spark/warehouse/<schema>.db/<table>/``; DuckDB reads those files and compares
+under ``<data>/spark/tables/<schema>.db/<table>/``; DuckDB reads those files and compares
 them with its own tables: the same columns, the same kind of type (an integer, a decimal with the
 same scale, a string ...) and the same rows, exactly (every decimal to its last digit, every
 double to its last bit).
@@ -73,7 +73,7 @@ def _tables(con, where: str) -> set[str]:
 
 
 def test_every_table_built_on_spark_equals_duckdb(spark_built):
-    warehouse = spark_built.spark_path / "warehouse"
+    warehouse = spark_built.layout.spark_warehouse
     schemas = ", ".join(f"'{s}'" for s in SCHEMAS)
     con = duckdb.connect(str(spark_built.build_path), read_only=True)
     try:

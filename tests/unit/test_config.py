@@ -78,9 +78,9 @@ def test_the_engine_is_a_dbt_target_with_its_spark_folder_under_the_data_folder(
     import yaml
 
     settings = load_settings({"MWH_DATA_DIR": str(tmp_path)})
-    assert settings.engine == "duckdb" and settings.spark_path == tmp_path / "spark"
+    assert settings.engine == "duckdb" and settings.layout.spark == tmp_path / "spark"
     spark = load_settings({"MWH_ENGINE": " Spark ", "MWH_SPARK_DIR": str(tmp_path / "s")})
-    assert spark.engine == "spark" and spark.spark_path == tmp_path / "s"
+    assert spark.engine == "spark" and spark.layout.spark == tmp_path / "s"
     assert spark.dbt_env()["MWH_ENGINE"] == "spark"
     assert spark.dbt_env()["MWH_SPARK_DIR"] == str(tmp_path / "s")
     # each engine is the output of profiles.yml dbt builds on, of the same name and type
