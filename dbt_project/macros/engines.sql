@@ -31,8 +31,9 @@
                 'view': source_name ~ '__' ~ table_name}) -}}
 {%- endmacro -%}
 
-{#- on-run-start: on Spark, a temporary view for each JSON source (Spark's SQL reads JSON lines
-    only; the ledger is one JSON array per file), with the columns and file name DuckDB gives (the quarantine reasons as compact JSON text). -#}
+{#- on-run-start: on Spark, a temporary view for each JSON source with the columns (and file
+    name) DuckDB gives: the ledger (one JSON array per file; the quarantine reasons as compact
+    JSON text) and the erasure log (JSON lines). -#}
 {% macro create_raw_views() -%}
     {%- if target.type == 'spark' and execute -%}
         {%- set reader = spark_raw_reader('raw_audit', 'load_ledger') -%}
@@ -45,6 +46,9 @@
         {%- do run_query("create or replace temporary view " ~ reader.view
             ~ " as select * except (quarantine_reasons), to_json(quarantine_reasons) as quarantine_reasons,"
             ~ " input_file_name() as filename from " ~ reader.view ~ "__files") -%}
+        {%- set erasures = spark_raw_reader('raw_audit', 'erasure_log') -%}
+        {%- do run_query("create or replace temporary view " ~ erasures.view
+            ~ " (subject_sha256 string) using json options (path '" ~ erasures.path ~ "')") -%}
     {%- endif -%}
 {%- endmacro %}
 
@@ -86,4 +90,15 @@
     format with deletes, which plain Parquet tables lack). -#}
 {% macro latest_copy_materialized() -%}
     {{ return('table' if target.type == 'spark' else 'incremental') }}
+{%- endmacro %}
+
+{#- The SHA-256 of a string as 64 lower-case hex digits. -#}
+{% macro sha256_hex(expr) -%}
+    {{ return(adapter.dispatch('sha256_hex')(expr)) }}
+{%- endmacro %}
+{% macro default__sha256_hex(expr) -%}
+    sha256({{ expr }})
+{%- endmacro %}
+{% macro spark__sha256_hex(expr) -%}
+    sha2({{ expr }}, 256)
 {%- endmacro %}

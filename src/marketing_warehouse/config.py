@@ -304,11 +304,15 @@ class Settings:
 
     def dbt_env(self) -> dict[str, str]:
         """Environment variables the dbt project reads (profiles.yml and sources)."""
+        from marketing_warehouse.transform.audiences import definitions_env
+
         return {
             "MWH_BUILD_PATH": str(self.build_path),
             "MWH_RAW_DIR": str(self.layout.raw),
-            # audience_members: the definitions and column docs it validates, the erased people
             "MWH_DBT_PROJECT_DIR": str(self.dbt_project_dir),
+            # audience_members: every definition, validated and rendered for the engine; the
+            # erased people (source raw_audit.erasure_log)
+            "MWH_AUDIENCES": definitions_env(self.dbt_project_dir, self.engine),
             "MWH_ERASURE_LOG": str(self.layout.erasure_log),
             "MWH_PREDICTIONS_DIR": str(self.layout.predictions),
             "MWH_REPORTING_CURRENCY": self.reporting_currency,

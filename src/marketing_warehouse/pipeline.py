@@ -92,14 +92,14 @@ def prepare(ds: str | None = None, settings: Settings | None = None) -> dict:
     built by another version of the dbt project are dropped, so that dbt builds them in full
     (``transform.incremental``).
     """
-    from marketing_warehouse.predict.store import ensure_schema_files
+    from marketing_warehouse.transform.dbt_tasks import ensure_source_files
     from marketing_warehouse.transform.incremental import reset_stale
 
     settings = settings or load_settings()
     check_engine(settings)
     for folder in (settings.layout.raw, settings.build_path.parent, settings.warehouse_path.parent):
         folder.mkdir(parents=True, exist_ok=True)
-    ensure_schema_files(settings)  # dbt's predictions source resolves before the first predict
+    ensure_source_files(settings)  # every dbt source resolves before the night writes it
     reset_stale(settings)
     if ds:
         settings.layout.archive_earlier_run(ds)

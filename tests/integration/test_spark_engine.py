@@ -6,13 +6,14 @@ the predictions between); its data folder is copied and built again on Spark fro
 Parquet files and predictions, for the same snapshot date. Spark writes each table as Parquet
 under ``<data>/spark/tables/<schema>.db/<table>/``; DuckDB reads those files and compares
 them with its own tables: the same columns, the same kind of type (an integer, a decimal with the
-same scale, a string ...) and the same rows, exactly (every decimal to its last digit, every
-double to its last bit).
+same scale, a string ...) and the same rows, exactly (every decimal to its last digit), except
+that a double may differ by 1e-12 of its value (the JVM's exp() is not C's).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -27,8 +28,6 @@ pytestmark = pytest.mark.integration
 
 #: The schemas of the tables compared (staging models are views: Spark keeps no files for them).
 SCHEMAS = ("intermediate", "marts", "audit")
-#: Not built on Spark yet (dbt_project.yml: a Python model, and the mart that reads it).
-NOT_ON_SPARK = {"marts.audience_members", "marts.kpi_experiments"}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +71,43 @@ def _tables(con, where: str) -> set[str]:
     }
 
 
+#: How far apart a double may be on the two engines: exp() and log() of the JVM and of C differ
+#: in the last bit of some results (a p-value of 0.3669034411575341 and 0.36690344115753415).
+DOUBLE_TOLERANCE = 1e-12
+
+
+def _rows_apart(con, table: str, spark: str, columns: list[str], doubles: list[str]) -> list:
+    """The rows of ``table`` and of ``spark`` that differ other than by ``DOUBLE_TOLERANCE`` in
+    a double column (the rows paired in the order of their other columns, then of their
+    doubles to ten digits)."""
+
+    def key(row):
+        return tuple(
+            (0, "") if v is None else (1, float(f"{v:.10g}") if c in doubles else v)
+            for c, v in zip(columns, row, strict=True)
+        )
+
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    sides = [
+        sorted(con.execute(f"select {quoted} from {relation}").fetchall(), key=key)
+        for relation in (table, spark)
+    ]
+    if len(sides[0]) != len(sides[1]):
+        return [f"{len(sides[0])} rows on DuckDB, {len(sides[1])} on Spark"]
+    apart = []
+    for ours, theirs in zip(*sides, strict=True):
+        for column, a, b in zip(columns, ours, theirs, strict=True):
+            close = (
+                column in doubles
+                and a is not None
+                and b is not None
+                and math.isclose(a, b, rel_tol=DOUBLE_TOLERANCE, abs_tol=DOUBLE_TOLERANCE)
+            )
+            if a != b and not close:
+                apart.append((column, a, b))
+    return apart[:10]
+
+
 def test_every_table_built_on_spark_equals_duckdb(spark_built):
     warehouse = spark_built.layout.spark_warehouse
     schemas = ", ".join(f"'{s}'" for s in SCHEMAS)
@@ -85,8 +121,7 @@ def test_every_table_built_on_spark_equals_duckdb(spark_built):
             for table in (warehouse / f"{schema}.db").iterdir()
             if table.is_dir()
         }
-        assert expected >= NOT_ON_SPARK
-        assert on_spark == expected - NOT_ON_SPARK
+        assert on_spark == expected
         differences, compared_rows = {}, 0
         for table in sorted(on_spark):
             schema, name = table.split(".")
@@ -130,9 +165,12 @@ def test_every_table_built_on_spark_equals_duckdb(spark_built):
                 for a, b in ((table, spark), (spark, table))
             ]
             if only != [0, 0]:
-                differences[table] = (
-                    f"{only[0]} rows only on DuckDB, {only[1]} only on Spark of {rows}"
-                )
+                doubles = [c for c, t in types.items() if t == "DOUBLE"]
+                found = _rows_apart(con, table, spark, list(types), doubles)
+                if found:
+                    differences[table] = (
+                        f"{only[0]} rows only on DuckDB, {only[1]} only on Spark of {rows}: {found}"
+                    )
             compared_rows += rows
     finally:
         con.close()

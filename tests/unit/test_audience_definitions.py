@@ -1,29 +1,37 @@
-"""Audiences as code: validation of the definitions, the arm rule, and the members' SQL on
-hand-built customers (consent, erasure, two nights)."""
+"""Audiences as code: validation of the definitions, their SQL for each engine, the arm rule,
+and the members' SQL (the dbt macros, as dbt renders them) on hand-built customers (consent,
+erasure, two nights)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import math
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import duckdb
 import pytest
 import yaml
 
+from marketing_warehouse.config import load_settings
 from marketing_warehouse.ops.identity import E164
 from marketing_warehouse.transform.audiences import (
     AudienceError,
     allowed_columns,
     arm,
     bucket,
-    bucket_sql,
     channels,
+    definitions,
+    definitions_env,
     load_audiences,
-    members_sql,
+    render,
 )
+from marketing_warehouse.transform.dbt_tasks import run_dbt
 
 ROOT = Path(__file__).resolve().parents[2]
 DBT = ROOT / "dbt_project"
@@ -217,9 +225,7 @@ def test_the_sql_bucket_equals_the_python_bucket():
     con = duckdb.connect()
     con.execute("create table ids (customer_id varchar)")
     con.executemany("insert into ids values (?)", [[i] for i in ids])
-    rows = con.execute(
-        f"select customer_id, {bucket_sql(chr(39) + 'salt' + chr(39), 'customer_id')} from ids"
-    ).fetchall()
+    rows = con.execute(f"select customer_id, {compiled()['bucket']} from ids").fetchall()
     assert len(rows) == len(ids)
     for cid, value in rows:
         assert value == bucket("salt", cid), cid
@@ -302,33 +308,61 @@ def warehouse(nights: dict[str, list[dict]], erased: list[str] = ()) -> duckdb.D
     return con
 
 
-def members(con, audiences, night: str) -> list[tuple]:
-    sql = members_sql(
-        audiences,
-        segments="segments",
-        customers="customers",
-        erased="erased",
-        snapshot_date=night,
-        segment_columns=list(SEGMENT_COLUMNS),
-        customer_columns=list(CUSTOMER_COLUMNS),
-        reachable=channels(DBT),
-    )
+def audience(name: str = "win_back", **fields) -> list:
+    with tempfile.TemporaryDirectory() as folder:
+        write(
+            Path(folder),
+            name,
+            **{"filter": "lifecycle_stage = 'churned' and value_tier = 'high'", **fields},
+        )
+        return load_audiences(DBT, Path(folder))
+
+
+#: The audiences the members tests run, by case.
+CASES = {
+    "email": lambda: audience(channel="email"),
+    "sms": lambda: audience("sms_win_back", channel="sms"),
+    "meta": lambda: audience("meta_win_back", channel="meta_ads"),
+    "control": lambda: audience(control_share=0.3, salt="wb-2026"),
+    "none": lambda: [],
+}
+
+
+@functools.cache
+def compiled() -> dict[str, str]:
+    """Each case's members (macro audience_members_select over the relations segments,
+    customers and erased, for the snapshot given as the query's one parameter) and the arm
+    bucket of ``customer_id`` for the salt 'salt' (macro audience_bucket), as dbt renders them
+    on DuckDB: one ``dbt compile --inline`` for all."""
+    env = dict(os.environ)
+    calls = []
+    for case, make in CASES.items():
+        variable = f"MWH_TEST_AUDIENCES_{case.upper()}"
+        env[variable] = json.dumps(definitions(make(), channels(DBT), "duckdb"))
+        columns = f"{json.dumps(list(SEGMENT_COLUMNS))}, {json.dumps(list(CUSTOMER_COLUMNS))}"
+        calls.append(
+            f"{{{{ audience_members_select(fromjson(env_var('{variable}')), 'segments', "
+            f"'customers', 'erased', 'cast(? as date)', {columns}) }}}}"
+        )
+    calls.append("{{ audience_bucket(\"'salt'\", 'customer_id') }}")
+    with tempfile.TemporaryDirectory() as folder:
+        settings = load_settings({"MWH_DATA_DIR": folder})
+        args = ["compile", "-q", "--output", "json", "--inline", " |||| ".join(calls)]
+        done = run_dbt(settings, args, env)
+        assert done.returncode == 0, done.stdout[-3000:]
+    rendered = json.loads(done.stdout)["compiled"].split(" |||| ")
+    return dict(zip([*CASES, "bucket"], rendered, strict=True))
+
+
+def members(con, case: str, night: str) -> list[tuple]:
     return con.execute(
-        f"select audience_name, customer_id, arm, arm_bucket, channel from ({sql}) order by all"
+        "select audience_name, customer_id, arm, arm_bucket, channel "
+        f"from ({compiled()[case]}) order by all",
+        [night],
     ).fetchall()
 
 
-def audience(tmp_path: Path, name: str = "win_back", **fields):
-    folder = tmp_path / name
-    write(
-        folder,
-        name,
-        **{"filter": "lifecycle_stage = 'churned' and value_tier = 'high'", **fields},
-    )
-    return load_audiences(DBT, folder)
-
-
-def test_consent_decides_who_is_reachable(tmp_path):
+def test_consent_decides_who_is_reachable():
     people = [
         customer("ok"),
         customer("refused", consent=False),
@@ -339,28 +373,27 @@ def test_consent_decides_who_is_reachable(tmp_path):
         customer("active", stage="active"),
     ]
     con = warehouse({"2026-11-20": people})
-    email = members(con, audience(tmp_path, channel="email"), "2026-11-20")
+    email = members(con, "email", "2026-11-20")
     assert {row[1] for row in email} == {people[0]["customer_id"], people[5]["customer_id"]}
-    sms = members(con, audience(tmp_path, "sms_win_back", channel="sms"), "2026-11-20")
+    sms = members(con, "sms", "2026-11-20")
     assert {row[1] for row in sms} == {people[3]["customer_id"]}
-    meta = members(con, audience(tmp_path, "meta_win_back", channel="meta_ads"), "2026-11-20")
+    meta = members(con, "meta", "2026-11-20")
     assert {row[1] for row in meta} == {row[1] for row in email}
 
 
-def test_erased_customers_never_appear(tmp_path):
+def test_erased_customers_never_appear():
     people = [customer("kept"), customer("erased")]
     con = warehouse({"2026-11-20": people}, erased=[people[1]["customer_id"]])
-    rows = members(con, audience(tmp_path), "2026-11-20")
+    rows = members(con, "email", "2026-11-20")
     assert [row[1] for row in rows] == [people[0]["customer_id"]]
 
 
-def test_arms_are_stable_across_two_nights_and_a_new_customer_gets_the_formula(tmp_path):
+def test_arms_are_stable_across_two_nights_and_a_new_customer_gets_the_formula():
     first = [customer(f"p{i}") for i in range(300)]
     newcomer = customer("newcomer")
     con = warehouse({"2026-11-20": first, "2026-11-21": [*first, newcomer]})
-    (definition,) = audience(tmp_path, control_share=0.3, salt="wb-2026")
-    night1 = {row[1]: row[2] for row in members(con, [definition], "2026-11-20")}
-    night2 = {row[1]: row[2] for row in members(con, [definition], "2026-11-21")}
+    night1 = {row[1]: row[2] for row in members(con, "control", "2026-11-20")}
+    night2 = {row[1]: row[2] for row in members(con, "control", "2026-11-21")}
     assert len(night1) == 300 and len(night2) == 301
     assert {cid: night2[cid] for cid in night1} == night1
     assert night2[newcomer["customer_id"]] == arm("wb-2026", newcomer["customer_id"], 0.3)
@@ -369,12 +402,46 @@ def test_arms_are_stable_across_two_nights_and_a_new_customer_gets_the_formula(t
     assert 0 < sum(a == "control" for a in night2.values()) < 301
 
 
-def test_no_control_share_puts_everyone_in_treatment(tmp_path):
+def test_no_control_share_puts_everyone_in_treatment():
     con = warehouse({"2026-11-20": [customer(f"q{i}") for i in range(50)]})
-    rows = members(con, audience(tmp_path), "2026-11-20")
+    rows = members(con, "email", "2026-11-20")
     assert len(rows) == 50 and {row[2] for row in rows} == {"treatment"}
 
 
 def test_no_audiences_is_an_empty_relation():
     con = warehouse({"2026-11-20": [customer("x")]})
-    assert members(con, [], "2026-11-20") == []
+    assert members(con, "none", "2026-11-20") == []
+
+
+# --- the definitions as dbt reads them, on each engine ----------------------------------------
+
+
+def test_a_condition_for_spark_keeps_its_meaning():
+    assert render("rfm_segment in ('champions', 'loyal') and frequency >= 3", "duckdb") == (
+        "rfm_segment in ('champions', 'loyal') and frequency >= 3"
+    )
+    assert render("rfm_segment in ('champions', 'loyal') and frequency >= 3", "spark") == (
+        "rfm_segment IN ('champions', 'loyal') AND frequency >= 3"
+    )
+    sms = channels(DBT)["sms"]
+    # Spark's rlike finds a match anywhere: anchored; the backslash stays as written (the
+    # project's Spark sessions keep string literals verbatim)
+    assert render(sms, "spark") == ("is_sms_marketable AND phone RLIKE '^(?:\\+[1-9][0-9]{7,14})$'")
+    with pytest.raises(AudienceError, match="quote"):
+        render("lifecycle_stage = 'it''s'", "spark")
+
+
+def test_every_definition_reaches_dbt_and_a_bad_one_as_its_error(tmp_path):
+    committed = {a.name for a in load_audiences(DBT)}
+    for engine in ("duckdb", "spark"):
+        found = json.loads(definitions_env(DBT, engine))
+        assert {d["name"] for d in found} == committed
+        assert {d["definition_sha256"] for d in found} == {
+            a.definition_sha256 for a in load_audiences(DBT)
+        }  # the same definition on both engines
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT / "models", project / "models")
+    shutil.copy(DBT / "dbt_project.yml", project / "dbt_project.yml")
+    path = write(project / "audiences", "broken", filter="no_such_column > 1")
+    error = json.loads(definitions_env(project, "duckdb"))["error"]
+    assert error.startswith(f"{path}: field 'filter'") and "no_such_column" in error

@@ -4,13 +4,15 @@ An audience is a named filter over one customer's row of ``marts.dim_customer_se
 run's snapshot) beside ``marts.dim_customers``, sent on one channel, with an optional control
 group. A definition names only columns the models' YAML documents (``allowed_columns``: a column
 documented tomorrow is usable tomorrow, with no change here), and its filter is one boolean SQL
-expression parsed by sqlglot: no statement, no subquery, no function outside ``FUNCTIONS``. The
-dbt model ``audience_members`` loads (and so re-validates) every definition on each run.
+expression parsed by sqlglot: no statement, no subquery, no function outside ``FUNCTIONS``. Every
+dbt command validates every definition again: ``definitions_env`` hands them, rendered for the
+engine (sqlglot transpiles DuckDB SQL to Spark's), to the SQL model ``audience_members`` in the
+environment variable ``MWH_AUDIENCES`` (``Settings.dbt_env``).
 
 Arms: ``bucket = int(sha256(f"{salt}:{customer_id}").hexdigest()[:8], 16) / 2**32``; a member
 whose bucket is below ``control_share`` is in the control arm, every other member in the
-treatment arm. ``arm`` is that rule in Python and ``bucket_sql`` the same rule in DuckDB SQL (a
-test compares them): a customer keeps their arm for as long as the salt stays the same.
+treatment arm. ``arm`` is that rule in Python and the dbt macro ``audience_bucket`` the same rule
+in SQL (a test compares them): a customer keeps their arm for as long as the salt stays the same.
 
 Channels and reachability: the dbt var ``audience_channels`` (``dbt_project.yml``) names each
 channel with the SQL condition under which a customer can be reached on it (email and the ad
@@ -25,10 +27,12 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import sqlglot
 import yaml
 from sqlglot import expressions as exp
+from sqlglot.dialects.spark import Spark
 
 from marketing_warehouse.layout import audiences_dir
 
@@ -131,14 +135,6 @@ def bucket(salt: str, customer_id: str) -> float:
 def arm(salt: str, customer_id: str, control_share: float) -> str:
     """``control`` when the bucket is below the share, else ``treatment``."""
     return "control" if bucket(salt, customer_id) < control_share else "treatment"
-
-
-def bucket_sql(salt_sql: str, customer_id_sql: str) -> str:
-    """DuckDB SQL of ``bucket`` (``salt_sql`` and ``customer_id_sql`` are SQL expressions)."""
-    return (
-        f"cast(('0x' || left(sha256({salt_sql} || ':' || {customer_id_sql}), 8)) as ubigint)"
-        " / 4294967296.0"
-    )
 
 
 # --- the columns a filter may name ------------------------------------------------------------
@@ -320,81 +316,88 @@ def load_audiences(dbt_project_dir: Path, folder: Path | None = None) -> list[Au
     return [audiences[name] for name in sorted(audiences)]
 
 
-# --- the members ------------------------------------------------------------------------------
+# --- the definitions as the dbt model reads them ----------------------------------------------
+
+#: The environment variable that carries the definitions to dbt (``Settings.dbt_env``): a
+#: process's environment holds at most 128 KiB in one variable on Linux.
+DEFINITIONS_ENV = "MWH_AUDIENCES"
+MAX_DEFINITIONS_BYTES = 100_000
 
 
-def _literal(value: str) -> str:
+class _SparkVerbatim(Spark):
+    """Spark SQL as the project's sessions read it: string literals are kept as written
+    (``spark.sql.parser.escapedStringLiterals``), so a backslash is not doubled."""
+
+    class Tokenizer(Spark.Tokenizer):
+        STRING_ESCAPES: ClassVar[list[str]] = ["'"]
+
+
+def _spark_node(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.RegexpFullMatch):  # Spark's rlike finds a match anywhere
+        pattern = node.expression
+        if not isinstance(pattern, exp.Literal) or not pattern.is_string:
+            raise AudienceError(f"{node.sql()}: the pattern of regexp_full_match must be a literal")
+        return exp.RegexpLike(
+            this=node.this, expression=exp.Literal.string(f"^(?:{pattern.this})$")
+        )
+    if isinstance(node, exp.Literal) and node.is_string and "'" in node.this:
+        raise AudienceError(
+            f"{node.sql()}: a quote inside a string literal cannot be written for Spark"
+        )
+    return node
+
+
+def render(sql: str, engine: str) -> str:
+    """A condition written (and validated) as DuckDB SQL, as ``engine`` runs it: the same text
+    on DuckDB, transpiled by sqlglot for Spark (with ``regexp_full_match`` anchored)."""
+    if engine == "duckdb":
+        return sql
+    tree = sqlglot.parse_one(sql, read="duckdb").transform(_spark_node)
+    return tree.sql(dialect=_SparkVerbatim)
+
+
+def _literal(value: str, engine: str) -> str:
+    if engine != "duckdb" and "'" in value:
+        raise AudienceError(f"{value!r}: a quote cannot be written in a Spark string literal")
     return "'" + value.replace("'", "''") + "'"
 
 
-def members_sql(
-    audiences: list[Audience],
-    *,
-    segments: str,
-    customers: str,
-    erased: str,
-    snapshot_date: str,
-    segment_columns: list[str],
-    customer_columns: list[str],
-    reachable: dict[str, str],
-) -> str:
-    """DuckDB SQL of ``marts.audience_members`` for the snapshot ``snapshot_date`` (an ISO
-    date): ``segments``, ``customers`` and ``erased`` (one column ``subject_sha256``) name
-    relations; ``reachable``: ``channels()``; ``segment_columns`` are the snapshot's columns (those dim_customers also has are
-    taken from the snapshot), ``customer_columns`` those of dim_customers."""
-    overlap = ", ".join(c for c in customer_columns if c in set(segment_columns))
-    date_sql = f"cast({_literal(snapshot_date)} as date)"
-    selects = [
-        f"""
-    select
-        {_literal(a.name)} as audience_name,
-        {_literal(a.channel)} as channel,
-        candidates.snapshot_date,
-        candidates.customer_id,
-        case when {bucket_sql(_literal(a.salt), "candidates.customer_id")} < {a.control_share!r}
-            then 'control' else 'treatment' end as arm,
-        {bucket_sql(_literal(a.salt), "candidates.customer_id")} as arm_bucket,
-        cast({a.control_share!r} as double) as control_share,
-        {_literal(a.salt)} as salt,
-        {_literal(a.definition_sha256)} as definition_sha256
-    from candidates
-    where coalesce(({a.filter_sql}), false)
-        and coalesce(({reachable[a.channel]}), false)"""
+def definitions(audiences: list[Audience], reachable: dict[str, str], engine: str) -> list[dict]:
+    """What the dbt model ``audience_members`` needs of each audience, its SQL for ``engine``:
+    name, channel, ``salt`` (a SQL string literal), ``control_share``, ``definition_sha256``,
+    ``filter`` and ``reachable`` (the channel's condition)."""
+    return [
+        {
+            "name": a.name,
+            "channel": a.channel,
+            "salt": _literal(a.salt, engine),
+            "control_share": repr(a.control_share),
+            "definition_sha256": a.definition_sha256,
+            "filter": render(a.filter_sql, engine),
+            "reachable": render(reachable[a.channel], engine),
+        }
         for a in audiences
     ]
-    empty = """
-    select
-        cast(null as varchar) as audience_name,
-        cast(null as varchar) as channel,
-        cast(null as date) as snapshot_date,
-        cast(null as varchar) as customer_id,
-        cast(null as varchar) as arm,
-        cast(null as double) as arm_bucket,
-        cast(null as double) as control_share,
-        cast(null as varchar) as salt,
-        cast(null as varchar) as definition_sha256
-    where false"""
-    return f"""
-with
 
-segments as (
-    select * from {segments} where snapshot_date = {date_sql}
-),
 
-erased as (
-    select distinct subject_sha256 from {erased}
-),
+def definitions_env(dbt_project_dir: Path, engine: str) -> str:
+    """``MWH_AUDIENCES``: every definition of the project, validated and rendered for
+    ``engine``, as JSON; a definition that cannot be used gives ``{"error": "<file: field ...>"}``,
+    which the model raises when it runs (so that a bad file fails the build that reads it, not
+    the parsing of the DAG)."""
+    import json
 
-candidates as (
-    select segments.*, customers.* exclude ({overlap})
-    from segments
-    inner join {customers} as customers on segments.customer_id = customers.customer_id
-    where sha256(segments.customer_id) not in (select subject_sha256 from erased where subject_sha256 is not null)
-),
-
-members as (
-{" union all ".join(selects) if selects else empty}
-)
-
-select * from members
-"""
+    try:
+        found = definitions(load_audiences(dbt_project_dir), channels(dbt_project_dir), engine)
+    except AudienceError as err:
+        return json.dumps({"error": str(err)})
+    text = json.dumps(found, sort_keys=True)
+    if len(text.encode("utf-8")) > MAX_DEFINITIONS_BYTES:
+        return json.dumps(
+            {
+                "error": f"{audiences_dir(dbt_project_dir)}: the definitions take "
+                f"{len(text.encode('utf-8')):,} bytes as JSON; at most "
+                f"{MAX_DEFINITIONS_BYTES:,} fit in {DEFINITIONS_ENV}"
+            }
+        )
+    return text

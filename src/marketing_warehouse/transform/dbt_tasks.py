@@ -254,6 +254,19 @@ def _single_build_task(group_id: str, select: list[str], settings: Settings, exc
     return task
 
 
+def ensure_source_files(settings: Settings) -> None:
+    """The files dbt's sources read that a night may not have written yet, so that every source
+    resolves with its columns: the predictions' zero-row schema files (before the first
+    predict) and an empty erasure log (before the first erasure)."""
+    from marketing_warehouse.predict.store import ensure_schema_files
+
+    ensure_schema_files(settings)
+    log = settings.layout.erasure_log
+    if not log.exists():
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.touch()
+
+
 def run_dbt(
     settings: Settings, args: list[str], env: dict[str, str], *, capture: bool = True
 ) -> subprocess.CompletedProcess:
@@ -261,11 +274,9 @@ def run_dbt(
     Its target folder is the data folder's own (unless ``args`` name one), so that dbt commands
     on two data folders at once never write the same files, nor the manifest Cosmos renders
     from. ``capture=False`` leaves dbt's output on this process's stdout and stderr."""
-    from marketing_warehouse.predict.store import ensure_schema_files
-
     settings.build_path.parent.mkdir(parents=True, exist_ok=True)
     install_packages(settings, env)
-    ensure_schema_files(settings)  # the predictions source resolves on a build before predict
+    ensure_source_files(settings)
     if "--target-path" not in args:
         target = warm_target(settings, settings.layout.dbt_target)
         args = [*args, "--target-path", str(target)]

@@ -286,11 +286,14 @@ participants as (
 spellings as (
 
     select experiment_id, variant_key, variant
-    from participants
-    group by 1, 2, 3
+    from (
+        select experiment_id, variant_key, variant, count(*) as assignments
+        from participants
+        group by 1, 2, 3
+    ) as spelled
     qualify row_number() over (
         partition by experiment_id, variant_key
-        order by count(*) desc, variant
+        order by assignments desc, variant
     ) = 1
 
 ),
