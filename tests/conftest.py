@@ -143,11 +143,35 @@ def make_build_db(settings: Settings, version: int, days: int = 5) -> None:
         con.close()
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """A copy of the folder ``make(folder)`` fills, which is made once for all test processes:
+    pytest-xdist's workers share the parent of their base temporary folders, and the first
+    worker to need the folder makes it there under a lock (the others wait for it). Each worker
+    gets a copy of its own, so that what a test writes stays in its process."""
+    import os
+    import shutil
+
+    from marketing_warehouse.layout import exclusive_lock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    made = shared / f"made-once-{name}"
+    with exclusive_lock(shared / f"made-once-{name}.lock"):
+        if not (made / ".complete").exists():
+            shutil.rmtree(made, ignore_errors=True)
+            made.mkdir()
+            make(made)
+            (made / ".complete").touch()
+    mine = tmp_path_factory.mktemp(name)
+    shutil.copytree(made, mine, dirs_exist_ok=True)
+    return mine
+
+
 @pytest.fixture(scope="session")
 def dbt_built(tmp_path_factory) -> Settings:
     """Settings whose build database holds every dbt model, built from 10 days of demo exports
-    stage by stage with the predictions between (about 30 s): tests that need the real marts
-    share it and must not write to it."""
+    stage by stage with the predictions between (about 60 s, once for both test processes):
+    tests that need the real marts share it and must not write to it."""
     from datetime import date
 
     from marketing_warehouse.ingest.contracts import load_contracts
@@ -155,15 +179,17 @@ def dbt_built(tmp_path_factory) -> Settings:
     from marketing_warehouse.ingest.loads import load_source
     from marketing_warehouse.tools import demo
 
-    root = tmp_path_factory.mktemp("dbt_built")
-    settings = load_settings({"MWH_DATA_DIR": str(root / "data")})
-    end = date(2026, 11, 21)
-    demo.generate(settings.landing_dir, end, 10, seed=1, scale=0.01)
-    for folder in sorted(settings.landing_dir.iterdir()):
-        for contract in load_contracts():
-            load_source(settings, contract, date.fromisoformat(folder.name), utc_now())
-    build_stages(settings)
-    return settings
+    def make(root: Path) -> None:
+        settings = load_settings({"MWH_DATA_DIR": str(root / "data")})
+        end = date(2026, 11, 21)
+        demo.generate(settings.landing_dir, end, 10, seed=1, scale=0.01)
+        for folder in sorted(settings.landing_dir.iterdir()):
+            for contract in load_contracts():
+                load_source(settings, contract, date.fromisoformat(folder.name), utc_now())
+        build_stages(settings)
+
+    root = made_once(tmp_path_factory, "dbt_built", make)
+    return load_settings({"MWH_DATA_DIR": str(root / "data")})
 
 
 @pytest.fixture(scope="session")
@@ -172,7 +198,8 @@ def at_risk_built(dbt_built, tmp_path_factory) -> Settings:
     ten demo days are too short for anyone to look gone (every probability_alive is near 1), so
     customer_predictions and dim_customer_segments are rebuilt with var churn_risk_high_below at
     the snapshot's 25th and churn_risk_medium_below at its 60th percentile of probability_alive
-    (about a quarter high, a third medium). Tests that need a high or medium band read it."""
+    (about a quarter high, a third medium), once for both test processes. Tests that need a high
+    or medium band read it."""
     import json
     import os
     import shutil
@@ -181,25 +208,27 @@ def at_risk_built(dbt_built, tmp_path_factory) -> Settings:
 
     from marketing_warehouse.transform.dbt_tasks import run_dbt
 
-    root = tmp_path_factory.mktemp("at_risk_built")
-    shutil.copytree(dbt_built.data_dir, root / "data")
-    settings = load_settings({"MWH_DATA_DIR": str(root / "data")})
-    con = duckdb.connect(str(settings.build_path), read_only=True)
-    try:
-        ds, high, medium = con.execute(
-            "select snapshot_date, quantile_disc(probability_alive, 0.25), "
-            "quantile_disc(probability_alive, 0.6) from marts.customer_predictions "
-            "where snapshot_date = (select max(snapshot_date) from marts.customer_predictions) "
-            "group by snapshot_date"
-        ).fetchone()
-    finally:
-        con.close()
-    variables = {"snapshot_date": str(ds), "churn_risk_high_below": high,
-                 "churn_risk_medium_below": medium}  # fmt: skip
-    args = ["build", "--select", "customer_predictions", "dim_customer_segments"]
-    result = run_dbt(settings, [*args, "--vars", json.dumps(variables)], dict(os.environ))
-    assert result.returncode == 0, result.stdout[-3000:]
-    return settings
+    def make(root: Path) -> None:
+        shutil.copytree(dbt_built.data_dir, root / "data")
+        settings = load_settings({"MWH_DATA_DIR": str(root / "data")})
+        con = duckdb.connect(str(settings.build_path), read_only=True)
+        try:
+            ds, high, medium = con.execute(
+                "select snapshot_date, quantile_disc(probability_alive, 0.25), "
+                "quantile_disc(probability_alive, 0.6) from marts.customer_predictions "
+                "where snapshot_date = (select max(snapshot_date) from marts.customer_predictions) "
+                "group by snapshot_date"
+            ).fetchone()
+        finally:
+            con.close()
+        variables = {"snapshot_date": str(ds), "churn_risk_high_below": high,
+                     "churn_risk_medium_below": medium}  # fmt: skip
+        args = ["build", "--select", "customer_predictions", "dim_customer_segments"]
+        result = run_dbt(settings, [*args, "--vars", json.dumps(variables)], dict(os.environ))
+        assert result.returncode == 0, result.stdout[-3000:]
+
+    root = made_once(tmp_path_factory, "at_risk_built", make)
+    return load_settings({"MWH_DATA_DIR": str(root / "data")})
 
 
 def build_stages(settings: Settings) -> str:

@@ -102,3 +102,13 @@
 {% macro spark__sha256_hex(expr) -%}
     sha2({{ expr }}, 256)
 {%- endmacro %}
+
+{#- A post-hook of a partitioned model: on Spark, its zero-row schema file (a partitioned table
+    without rows has no Parquet file, and the build database's views, transform.spark_catalog,
+    take such a table's columns from this file). Nothing on DuckDB. -#}
+{% macro spark_schema_file() -%}
+    {%- if target.type == 'spark' -%}
+        insert overwrite directory '{{ env_var("MWH_SPARK_SCHEMAS") }}/{{ this.schema }}.{{ this.identifier }}'
+        using parquet select * from {{ this }} limit 0
+    {%- endif -%}
+{%- endmacro %}

@@ -225,11 +225,9 @@ def _one_run_at_a_time(command):
 def cmd_run(args: argparse.Namespace) -> int:
     from marketing_warehouse.airflow_env import airflow_env, correct_test_run_start, ensure_airflow
     from marketing_warehouse.ops import summary
-    from marketing_warehouse.pipeline import check_engine
     from marketing_warehouse.tools import demo
 
     settings = load_settings()
-    check_engine(settings)  # before Airflow starts: the run could not finish
     ds = _logical_date(args.date)
     env = airflow_env(settings)
     if demo.landing_is_empty(settings.landing_dir):

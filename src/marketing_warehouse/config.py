@@ -303,16 +303,13 @@ class Settings:
         return variables[name]
 
     def dbt_env(self) -> dict[str, str]:
-        """Environment variables the dbt project reads (profiles.yml and sources)."""
-        from marketing_warehouse.transform.audiences import definitions_env
-
+        """Environment variables the dbt project reads (profiles.yml and sources); a dbt command
+        gets these and the audience definitions (``transform.dbt_tasks.dbt_environment``)."""
         return {
             "MWH_BUILD_PATH": str(self.build_path),
             "MWH_RAW_DIR": str(self.layout.raw),
             "MWH_DBT_PROJECT_DIR": str(self.dbt_project_dir),
-            # audience_members: every definition, validated and rendered for the engine; the
-            # erased people (source raw_audit.erasure_log)
-            "MWH_AUDIENCES": definitions_env(self.dbt_project_dir, self.engine),
+            # the erased people (source raw_audit.erasure_log, read by audience_members)
             "MWH_ERASURE_LOG": str(self.layout.erasure_log),
             "MWH_PREDICTIONS_DIR": str(self.layout.predictions),
             "MWH_REPORTING_CURRENCY": self.reporting_currency,
@@ -320,6 +317,7 @@ class Settings:
             "MWH_ENGINE": self.engine,
             "MWH_SPARK_DIR": str(self.layout.spark),
             "MWH_SPARK_WAREHOUSE": str(self.layout.spark_warehouse),
+            "MWH_SPARK_SCHEMAS": str(self.layout.spark_schemas),
             "MWH_SPARK_METASTORE": str(self.layout.spark_metastore),
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
             # dbt unit tests check the project's SQL on hand-written rows, not the night's data:

@@ -28,7 +28,9 @@ and never join these names themselves; ``tests/unit/test_layout.py`` holds them 
     <data>/dbt/                                   target folder of dbt commands run outside Airflow
     <data>/cosmos/<dag>__<stage>/target/          each dbt stage's last parse (Cosmos' cache)
     <data>/spark/tables/<schema>.db/<table>/      Spark's tables as Parquet (MWH_ENGINE=spark;
-        <data>/spark is MWH_SPARK_DIR), metastore_db/ its Derby metastore, derby.log
+        <data>/spark is MWH_SPARK_DIR), schemas/<schema>.<table>/ the zero-row schema file of a
+        partitioned table, metastore_db/ its Derby metastore, derby.log; the build database
+        is then a DuckDB file of views over these tables (transform.spark_catalog)
     <data>/audit/                                 erasure journal and log
     <data>/exports/<ds>/                          audience files for the tools (one folder per
         run date): <audience>.<layout>.csv, <audience>.control.csv, manifest.json
@@ -410,6 +412,12 @@ class Layout:
     def spark_warehouse(self) -> Path:
         """``spark.sql.warehouse.dir``: ``<schema>.db/<table>/`` of Parquet files per table."""
         return self.spark / "tables"
+
+    @property
+    def spark_schemas(self) -> Path:
+        """``<schema>.<table>/``: the zero-row schema file of each partitioned Spark table (such
+        a table without rows has no Parquet file of its own)."""
+        return self.spark / "schemas"
 
     @property
     def spark_metastore(self) -> Path:

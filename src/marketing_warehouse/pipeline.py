@@ -16,7 +16,7 @@ from dataclasses import asdict
 from datetime import date
 
 from marketing_warehouse.airflow_env import WAREHOUSE_POOL
-from marketing_warehouse.config import ConfigError, Settings, load_settings
+from marketing_warehouse.config import Settings, load_settings
 from marketing_warehouse.ingest.contracts import contract_for, load_contracts
 from marketing_warehouse.ingest.extract import utc_now
 from marketing_warehouse.layout import RunRecord
@@ -70,15 +70,14 @@ def log_peak_memory(stage: str) -> float:
     return peak
 
 
-def check_engine(settings: Settings) -> None:
-    """Stop a nightly run on an engine it cannot finish on (``MWH_ENGINE``)."""
-    if settings.engine != "duckdb":
-        raise ConfigError(
-            f"MWH_ENGINE={settings.engine}: the dbt project builds on Spark (dbt commands, "
-            "`mwh dbt-parse`), but the nightly run's gates, predict and publish read DuckDB's "
-            "build file and do not follow MWH_ENGINE yet; unset MWH_ENGINE to run the DAG "
-            '(README "Spark").'
-        )
+def refresh_build(settings: Settings) -> None:
+    """Before a stage reads the build database: on Spark (``MWH_ENGINE=spark``) it is rewritten
+    as views over the tables dbt built there (``transform.spark_catalog``); on DuckDB it is dbt's
+    own file."""
+    if settings.engine == "spark":
+        from marketing_warehouse.transform.spark_catalog import refresh
+
+        refresh(settings)
 
 
 def prepare(ds: str | None = None, settings: Settings | None = None) -> dict:
@@ -96,11 +95,11 @@ def prepare(ds: str | None = None, settings: Settings | None = None) -> dict:
     from marketing_warehouse.transform.incremental import reset_stale
 
     settings = settings or load_settings()
-    check_engine(settings)
     for folder in (settings.layout.raw, settings.build_path.parent, settings.warehouse_path.parent):
         folder.mkdir(parents=True, exist_ok=True)
     ensure_source_files(settings)  # every dbt source resolves before the night writes it
-    reset_stale(settings)
+    if settings.engine == "duckdb":  # on Spark the latest-copy models are tables built in full
+        reset_stale(settings)
     if ds:
         settings.layout.archive_earlier_run(ds)
     scan = write_landing_scan(settings, ds) if ds else []
@@ -190,6 +189,8 @@ def gate(
             extracts=fallback.extracts if extracts is None else list(extracts),
             landing_scan=fallback.landing_scan if landing_scan is None else list(landing_scan),
         )
+    if stage != "raw":
+        refresh_build(settings)
     outcome = run_gate(settings, stage, date.fromisoformat(ds), run_id, record)
     log.info(
         "%s gate: %s (%d checks, data docs %s)",
@@ -211,6 +212,7 @@ def predict(ds: str, settings: Settings | None = None) -> dict:
     from marketing_warehouse.predict.snapshot import predict_snapshot
 
     settings = settings or load_settings()
+    refresh_build(settings)
     summary = predict_snapshot(settings, date.fromisoformat(ds))
     run = settings.layout.run(ds)
     run.keep(run.predict_summary, summary)
@@ -245,6 +247,7 @@ def publish(ds: str, run_id: str, settings: Settings | None = None) -> dict:
     from marketing_warehouse.serve.publish import publish as publish_file
 
     settings = settings or load_settings()
+    refresh_build(settings)
     postgres = postgres_target(settings)
     result = publish_file(
         settings, date.fromisoformat(ds), run_id, target=postgres.stage if postgres else None

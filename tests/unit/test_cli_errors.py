@@ -129,15 +129,6 @@ def test_a_bad_setting_is_one_line_naming_it_and_where_to_fix_it(env):
     assert f"{env['MWH_PROJECT_DIR']}/.env" in line and "`mwh settings`" in line
 
 
-def test_a_run_on_spark_stops_before_airflow_starts_and_says_why(env):
-    line = one_line(mwh(env | {"MWH_ENGINE": "spark"}, "run", "--date", "2026-11-21"), 2)
-    assert line.startswith("mwh run: configuration error: MWH_ENGINE=spark: the dbt project")
-    assert "gates, predict and publish" in line
-    assert [p.name for p in Path(env["MWH_DATA_DIR"]).iterdir()] == [
-        ".run.lock.guard"
-    ]  # the run lock only
-
-
 def test_a_broken_env_file_line_is_named_by_file_and_line(env):
     dotenv = Path(env["MWH_PROJECT_DIR"]) / ".env"
     dotenv.write_text("# settings\nMWH_REPORTING_CURRENCY=USD\nthis is not a setting\n")

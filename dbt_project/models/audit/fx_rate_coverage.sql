@@ -6,8 +6,8 @@
     weighs their share per source. Rows stay in the raw layer: once a workbook with the rate
     lands, the next build converts them. A Shopify order is its first line-item row (the order's
     currency and date are on it); a voucher record without an amount has no currency and needs no
-    rate. A view: it is read by the quarantine and the gate, never published. -#}
-{{ config(materialized='view') }}
+    rate. A view (a table on Spark: dbt_project.yml): it is read by the quarantine and the gate,
+    never published. -#}
 with
 
 shopify_orders as (

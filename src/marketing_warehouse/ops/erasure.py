@@ -549,6 +549,40 @@ def _database_groups(settings: Settings) -> list[list[Path]]:
     return list(groups.values())
 
 
+def _theirs_sql(names: set[str], cid: str, needles: list[str]) -> str:
+    """The condition of a warehouse table's rows that are the person's, by its columns ``names``:
+    their e-mail or customer id, or a quarantined row's text."""
+    remove = []
+    if "email" in names:
+        remove.append(f"coalesce({customer_id_sql('email')} = '{cid}', false)")
+    if "customer_id" in names:
+        remove.append(f"coalesce(customer_id = '{cid}', false)")
+    if {"raw_content", "row_number"} <= names:
+        remove.append(
+            f"(row_number is not null and {_text_theirs_sql('raw_content', cid, needles)})"
+        )
+    return " or ".join(remove) or "false"
+
+
+def _spark_step(settings: Settings, cid: str, needles: list[str], result: Erasure) -> None:
+    """Spark's tables (``MWH_ENGINE=spark``): each Parquet file that holds the person is
+    rewritten in place without them (its checksum file, now stale, is removed; Spark reads a
+    file without one unchecked). The build database on Spark is views over these files."""
+    warehouse = settings.layout.spark_warehouse
+    for path in sorted(warehouse.rglob("*.parquet")) if warehouse.is_dir() else []:
+        con = duckdb.connect()
+        try:
+            names = {c for c, _ in _columns(con, f"read_parquet({_sql_str(str(path))})")}
+        finally:
+            con.close()
+        removed, redacted = _erase_parquet(path, _theirs_sql(names, cid, needles), needles, None)
+        if removed or redacted:
+            path.with_name(f".{path.name}.crc").unlink(missing_ok=True)
+            table = path.relative_to(warehouse).parts[:2]
+            key = f"spark:{table[0].removesuffix('.db')}.{table[1]}"
+            result.warehouse_rows[key] = result.warehouse_rows.get(key, 0) + removed
+
+
 def _rewrite_database(group: list[Path], cid: str, needles: list[str], result: Erasure) -> None:
     """Copy the file into a fresh one without the person and rename it over every link."""
     source = group[0]
@@ -578,17 +612,8 @@ def _rewrite_database(group: list[Path], cid: str, needles: list[str], result: E
         ).fetchall()
         for schema, table in tables:
             relation = f"erasure_source.{_quote(schema)}.{_quote(table)}"
-            names = {c for c, _ in _columns(con, relation)}
-            remove = []
-            if "email" in names:
-                remove.append(f"coalesce({customer_id_sql('email')} = '{cid}', false)")
-            if "customer_id" in names:
-                remove.append(f"coalesce(customer_id = '{cid}', false)")
-            if {"raw_content", "row_number"} <= names:
-                remove.append(
-                    f"(row_number is not null and {_text_theirs_sql('raw_content', cid, needles)})"
-                )
-            select, removed, _ = _copy_sql(con, relation, " or ".join(remove) or "false", needles)
+            remove = _theirs_sql({c for c, _ in _columns(con, relation)}, cid, needles)
+            select, removed, _ = _copy_sql(con, relation, remove, needles)
             con.execute(f"create table {catalog}.{_quote(schema)}.{_quote(table)} as {select}")
             if removed:
                 result.warehouse_rows[f"{source.name}:{schema}.{table}"] = removed
@@ -831,6 +856,8 @@ def _plan(settings: Settings, cid: str, needles: list[str]) -> Journal:
             )
     steps = [f"landing:{rel}" for rel in landed]
     steps += [f"raw:{c.key}" for c in load_contracts()]
+    if settings.layout.spark_warehouse.is_dir():
+        steps.append("spark")
     steps += ["duckdb:" + "|".join(str(p) for p in g) for g in _database_groups(settings)]
     if settings.postgres_dsn:
         steps.append("postgres")
@@ -892,6 +919,13 @@ def _steps(
                     _rewrite_database(group, cid, journal.needles, result)
 
             yield step, run
+        elif kind == "spark":
+            yield (
+                step,
+                lambda: _spark_step(
+                    settings, journal.state["customer_id"], journal.needles, result
+                ),
+            )
         elif kind == "postgres":
             yield step, lambda: _postgres_step(settings, result)
         elif kind == "exports":

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 from marketing_warehouse.config import Settings
+from marketing_warehouse.transform.dbt_tasks import dbt_environment
 
 log = logging.getLogger(__name__)
 #: Where ``mwh docs`` (``make docs``) serves by default; the run report links these.
@@ -49,7 +50,7 @@ def docs_version(settings: Settings) -> str:
     from marketing_warehouse.transform.incremental import project_hash
 
     releases = ",".join(f"{p}=={version(p)}" for p in ("dbt-core", "dbt-duckdb"))
-    read = ",".join(f"{k}={v}" for k, v in sorted(settings.dbt_env().items()))
+    read = ",".join(f"{k}={v}" for k, v in sorted(dbt_environment(settings).items()))
     return hashlib.sha256(f"{project_hash(settings)}\0{releases}\0{read}".encode()).hexdigest()
 
 
@@ -81,7 +82,7 @@ def generate_dbt_docs(settings: Settings, env: dict[str, str]) -> Path:
             str(target),
         ],
         cwd=settings.dbt_project_dir,
-        env={**env, **settings.dbt_env()},
+        env={**env, **dbt_environment(settings)},
         check=True,
         capture_output=True,
         text=True,

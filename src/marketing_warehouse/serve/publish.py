@@ -161,12 +161,16 @@ def _tmp_files(serving: Path) -> list[Path]:
 
 
 def table_counts(con: duckdb.DuckDBPyConnection, database: str | None = None) -> dict[str, int]:
-    """Row count of every table in the published schemas of ``database`` (default: current)."""
+    """Row count of every table in the published schemas of ``database`` (default: current),
+    and of every view there that is a Spark table (``transform.spark_catalog``)."""
+    from marketing_warehouse.transform.spark_catalog import PUBLISHED
+
     where = f"database_name = {_sql_literal(database)} and " if database else ""
+    where += f"schema_name in ({', '.join(_sql_literal(s) for s in PUBLISHED_SCHEMAS)})"
     tables = con.execute(
-        "select schema_name, table_name from duckdb_tables() where "
-        + where
-        + f"schema_name in ({', '.join(_sql_literal(s) for s in PUBLISHED_SCHEMAS)}) order by 1, 2"
+        f"select schema_name, table_name from duckdb_tables() where {where} union all "
+        f"select schema_name, view_name from duckdb_views() where {where} "
+        f"and comment = {_sql_literal(PUBLISHED)} order by 1, 2"
     ).fetchall()
     prefix = f"{database}." if database else ""
     return {

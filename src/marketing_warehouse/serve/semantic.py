@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from marketing_warehouse.config import Settings
+from marketing_warehouse.transform.dbt_tasks import dbt_environment
 
 GRAINS = ("day", "week", "month", "quarter", "year")
 
@@ -144,7 +145,7 @@ def run_metric_query(
         return subprocess.run(
             args,
             cwd=settings.dbt_project_dir,
-            env={**env, **settings.dbt_env(), "DBT_PROFILES_DIR": folder},
+            env={**env, **dbt_environment(settings), "DBT_PROFILES_DIR": folder},
             capture_output=True,
             text=True,
         )

@@ -45,6 +45,7 @@ from marketing_warehouse.config import (
 from marketing_warehouse.ingest.contracts import contract_for
 from marketing_warehouse.ingest.extract import extract_file
 from marketing_warehouse.tools import demo
+from marketing_warehouse.transform.dbt_tasks import dbt_environment
 
 
 @dataclass
@@ -491,7 +492,7 @@ def full(
         [str(dbt_executable()), "build", "--project-dir", str(settings.dbt_project_dir),
          "--vars", json.dumps({"snapshot_date": ds.isoformat()}),
          "--target-path", str(warm_target(settings, settings.layout.dbt_target))],
-        {**env, **settings.dbt_env()},
+        {**env, **dbt_environment(settings)},
         logs / "b-dbt-build.log",
         cwd=settings.dbt_project_dir,
     )  # fmt: skip

@@ -7,7 +7,7 @@ documented tomorrow is usable tomorrow, with no change here), and its filter is 
 expression parsed by sqlglot: no statement, no subquery, no function outside ``FUNCTIONS``. Every
 dbt command validates every definition again: ``definitions_env`` hands them, rendered for the
 engine (sqlglot transpiles DuckDB SQL to Spark's), to the SQL model ``audience_members`` in the
-environment variable ``MWH_AUDIENCES`` (``Settings.dbt_env``).
+environment variable ``MWH_AUDIENCES`` (``transform.dbt_tasks.dbt_environment``).
 
 Arms: ``bucket = int(sha256(f"{salt}:{customer_id}").hexdigest()[:8], 16) / 2**32``; a member
 whose bucket is below ``control_share`` is in the control arm, every other member in the
@@ -318,7 +318,7 @@ def load_audiences(dbt_project_dir: Path, folder: Path | None = None) -> list[Au
 
 # --- the definitions as the dbt model reads them ----------------------------------------------
 
-#: The environment variable that carries the definitions to dbt (``Settings.dbt_env``): a
+#: The environment variable that carries the definitions to dbt (``dbt_tasks.dbt_environment``): a
 #: process's environment holds at most 128 KiB in one variable on Linux.
 DEFINITIONS_ENV = "MWH_AUDIENCES"
 MAX_DEFINITIONS_BYTES = 100_000

@@ -35,9 +35,21 @@ def dbt_run_env(ds: str) -> dict[str, str]:
     return {"MWH_SNAPSHOT_DATE": ds}
 
 
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """What every dbt command reads from its environment: ``Settings.dbt_env`` (paths, engine)
+    and ``MWH_AUDIENCES``, every audience definition validated and rendered for the engine
+    (``transform.audiences.definitions_env``), computed when the command is prepared."""
+    from marketing_warehouse.transform.audiences import DEFINITIONS_ENV, definitions_env
+
+    return {
+        **settings.dbt_env(),
+        DEFINITIONS_ENV: definitions_env(settings.dbt_project_dir, settings.engine),
+    }
+
+
 def _task_env(settings: Settings) -> dict[str, str]:
     """The environment of a dbt task in the DAG (Airflow renders ``{{ ds }}``)."""
-    return {**settings.dbt_env(), **dbt_run_env("{{ ds }}")}
+    return {**dbt_environment(settings), **dbt_run_env("{{ ds }}")}
 
 
 #: The DAG's three dbt stages and what each builds (dbt selectors), for the DAG's task groups and
@@ -108,7 +120,7 @@ def install_packages(settings: Settings, env: dict[str, str]) -> None:
     subprocess.run(
         [str(dbt_executable()), "deps", "--project-dir", str(settings.dbt_project_dir)],
         cwd=settings.dbt_project_dir,
-        env={**env, **settings.dbt_env()},
+        env={**env, **dbt_environment(settings)},
         check=True,
         capture_output=True,
         text=True,
@@ -139,7 +151,7 @@ def parse_project(settings: Settings, env: dict[str, str]) -> Path:
     parsed = subprocess.run(
         [str(dbt_executable()), "parse", "--project-dir", str(settings.dbt_project_dir)],
         cwd=settings.dbt_project_dir,
-        env={**env, **settings.dbt_env()},
+        env={**env, **dbt_environment(settings)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -283,7 +295,7 @@ def run_dbt(
     return subprocess.run(
         [str(dbt_executable()), *args, "--project-dir", str(settings.dbt_project_dir)],
         cwd=settings.dbt_project_dir,
-        env={**env, **settings.dbt_env()},
+        env={**env, **dbt_environment(settings)},
         capture_output=capture,
         text=True,
     )

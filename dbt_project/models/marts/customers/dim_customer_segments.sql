@@ -11,7 +11,10 @@
         partition_by=('snapshot_date' if target.type == 'spark' else none),
         on_schema_change='append_new_columns',
         pre_hook="{% if is_incremental() and target.type != 'spark' %}delete from {{ this }} where snapshot_date = {{ snapshot_date() }}{% endif %}",
-        post_hook="drop table if exists {{ this.schema }}.customer_segments",
+        post_hook=[
+            "drop table if exists {{ this.schema }}.customer_segments",
+            "{{ spark_schema_file() }}",
+        ],
     )
 }}
 
