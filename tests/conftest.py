@@ -266,6 +266,7 @@ def build_stages(settings: Settings) -> str:
 LONGEST_FIRST = (
     "tests/integration/test_dag.py",
     "tests/integration/test_dag_dates.py",
+    "tests/integration/test_spark_engine.py",
     "tests/integration/test_serve_postgres.py",
     "tests/integration/test_kpi_marts.py",
     "tests/integration/test_bench_full.py",
