@@ -114,8 +114,9 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     ),
     "MWH_ENGINE": (
         ENGINES[0],
-        "Engine dbt builds the models on: duckdb (the build file) or spark (Apache Spark in a "
-        "local session: the same models, their Parquet tables under MWH_SPARK_DIR).",
+        "Engine the nightly run builds the models on: duckdb (the build file) or spark (Apache "
+        "Spark in a local session: the same models, their Parquet tables under MWH_SPARK_DIR, "
+        "which the gates, predict and publish read).",
     ),
     "MWH_SPARK_DIR": (
         "spark under MWH_DATA_DIR",
