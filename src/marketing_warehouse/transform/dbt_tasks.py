@@ -91,6 +91,17 @@ def manifest_path(settings: Settings) -> Path:
     return settings.dbt_project_dir / "target" / "manifest.json"
 
 
+def manifest_models(settings: Settings) -> list[dict]:
+    """The model nodes of the manifest Cosmos renders from (``mwh dbt-parse`` writes it)."""
+    import json
+
+    path = manifest_path(settings)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run `mwh dbt-parse` (make does) first")
+    nodes = json.loads(path.read_text("utf-8"))["nodes"].values()
+    return [node for node in nodes if node["resource_type"] == "model"]
+
+
 def missing_packages(settings: Settings) -> list[str]:
     """The packages of ``packages.yml`` not installed in ``dbt_packages/`` yet. Every one is a
     ``local:`` package vendored under ``vendor/`` (installed by name of its folder)."""

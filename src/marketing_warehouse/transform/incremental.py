@@ -18,12 +18,11 @@ What built the tables is recorded in the build database itself (table
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 
 from marketing_warehouse import duck
 from marketing_warehouse.config import Settings
-from marketing_warehouse.transform.dbt_tasks import manifest_path, project_files
+from marketing_warehouse.transform.dbt_tasks import manifest_models, project_files
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +44,10 @@ def project_hash(settings: Settings) -> str:
 
 def latest_copy_models(settings: Settings) -> dict[str, tuple[str, str]]:
     """``{model name: (schema, table)}`` of the latest-copy models, from the dbt manifest."""
-    path = manifest_path(settings)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run `mwh dbt-parse` (make does) first")
-    nodes = json.loads(path.read_text("utf-8"))["nodes"].values()
     return {
         node["name"]: (node["schema"], node["alias"] or node["name"])
-        for node in nodes
-        if node["resource_type"] == "model" and LATEST_COPY_MACRO in node["depends_on"]["macros"]
+        for node in manifest_models(settings)
+        if LATEST_COPY_MACRO in node["depends_on"]["macros"]
     }
 
 

@@ -69,18 +69,12 @@ def view_sql(settings: Settings, schema: str, table: str, folder: Path) -> str:
 
 def unpublished(settings: Settings) -> set[tuple[str, str]]:
     """``(schema, table)`` of the dbt models whose config says ``meta: {published: false}``."""
-    import json
+    from marketing_warehouse.transform.dbt_tasks import manifest_models
 
-    from marketing_warehouse.transform.dbt_tasks import manifest_path
-
-    path = manifest_path(settings)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run `mwh dbt-parse` (make does) first")
     return {
         (node["schema"], node["alias"] or node["name"])
-        for node in json.loads(path.read_text("utf-8"))["nodes"].values()
-        if node["resource_type"] == "model"
-        and (node["config"].get("meta") or {}).get("published") is False
+        for node in manifest_models(settings)
+        if (node["config"].get("meta") or {}).get("published") is False
     }
 
 
